@@ -1,0 +1,327 @@
+//! The commands, one function each: authorize, gather what the decision needs, decide, write.
+
+use super::{App, AppError, Caller, CommandOptions, CommandOutcome, Write};
+use crate::auth::Role;
+use crate::domain::course::{CourseAggregate, CourseCommand};
+use crate::domain::enrollment::{CourseFacts, Enrollment, EnrollmentAggregate, EnrollmentCommand};
+use crate::domain::trainee::{TraineeAggregate, TraineeCommand};
+use crate::domain::values::{
+    Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason,
+};
+use crate::domain::{Aggregate, CourseId, EnrollmentId, StreamType, SubmissionId, TraineeId};
+use crate::projections;
+use crate::store::{self, StreamEvent};
+use serde_json::json;
+
+fn fold<A: Aggregate>(stream: &[StreamEvent]) -> A::State {
+    A::fold(stream.iter().map(|e| &e.event))
+}
+
+/// A trainee may act only on its own enrollments; to it, anyone else's do not exist.
+fn own_enrollment(caller: &Caller, state: &Option<Enrollment>) -> Result<(), AppError> {
+    match state {
+        Some(enrollment)
+            if caller.role() == Role::Trainee
+                && enrollment.trainee_id.as_uuid() != caller.actor_id() =>
+        {
+            Err(AppError::NotFound("enrollment not found".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl App {
+    pub async fn create_course(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        code: CourseCode,
+        title: CourseTitle,
+        passing_score: Score,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Instructor], "create courses")?;
+        let course_id = CourseId::generate();
+        self.run(caller, options, "createCourse", |tx| {
+            let (code, title) = (code.clone(), title.clone());
+            async move {
+                let events = CourseAggregate::decide(
+                    &None,
+                    CourseCommand::Create {
+                        code,
+                        title,
+                        passing_score,
+                    },
+                )?;
+                let write = Write {
+                    stream_id: course_id.as_uuid(),
+                    stream_type: StreamType::Course,
+                    prior: &[],
+                    events,
+                    trainee_id: None,
+                    course_id: Some(course_id.as_uuid()),
+                    result: json!({}),
+                };
+                self.commit(tx, caller, options, "createCourse", write).await
+            }
+        })
+        .await
+    }
+
+    pub async fn retire_course(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        course_id: CourseId,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Instructor], "retire courses")?;
+        self.run(caller, options, "retireCourse", |mut tx| async move {
+            let stream = store::load_stream(&mut tx, caller.tenant(), course_id.as_uuid()).await?;
+            let state = fold::<CourseAggregate>(&stream);
+            let events = CourseAggregate::decide(&state, CourseCommand::Retire)?;
+            let write = Write {
+                stream_id: course_id.as_uuid(),
+                stream_type: StreamType::Course,
+                prior: &stream,
+                events,
+                trainee_id: None,
+                course_id: Some(course_id.as_uuid()),
+                result: json!({}),
+            };
+            self.commit(tx, caller, options, "retireCourse", write).await
+        })
+        .await
+    }
+
+    /// Registers a trainee. An admin may choose the id (e.g. the identity provider's subject);
+    /// a trainee may register only itself, under its own token's subject.
+    pub async fn register_trainee(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        email: Email,
+        name: PersonName,
+        trainee_id: Option<TraineeId>,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Trainee], "register trainees")?;
+        let trainee_id = match (caller.role(), trainee_id) {
+            (Role::Trainee, Some(id)) if id.as_uuid() != caller.actor_id() => {
+                return Err(AppError::Forbidden(
+                    "a trainee may only register itself".into(),
+                ));
+            }
+            (Role::Trainee, _) => TraineeId::from_uuid(caller.actor_id()),
+            (_, Some(id)) => id,
+            (_, None) => TraineeId::generate(),
+        };
+        self.run(caller, options, "registerTrainee", |mut tx| {
+            let (email, name) = (email.clone(), name.clone());
+            async move {
+                let stream =
+                    store::load_stream(&mut tx, caller.tenant(), trainee_id.as_uuid()).await?;
+                let state = fold::<TraineeAggregate>(&stream);
+                let events =
+                    TraineeAggregate::decide(&state, TraineeCommand::Register { email, name })?;
+                let write = Write {
+                    stream_id: trainee_id.as_uuid(),
+                    stream_type: StreamType::Trainee,
+                    prior: &stream,
+                    events,
+                    trainee_id: Some(trainee_id.as_uuid()),
+                    course_id: None,
+                    result: json!({}),
+                };
+                self.commit(tx, caller, options, "registerTrainee", write).await
+            }
+        })
+        .await
+    }
+
+    /// Registers a trainee for a course: a trainee registers itself; an admin names the trainee.
+    pub async fn register_for_course(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        course_id: CourseId,
+        trainee_id: Option<TraineeId>,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Trainee], "register for courses")?;
+        let trainee_id = match (caller.role(), trainee_id) {
+            (Role::Trainee, Some(id)) if id.as_uuid() != caller.actor_id() => {
+                return Err(AppError::Forbidden(
+                    "a trainee may only register itself".into(),
+                ));
+            }
+            (Role::Trainee, _) => TraineeId::from_uuid(caller.actor_id()),
+            (_, Some(id)) => id,
+            (_, None) => {
+                return Err(AppError::BadInput(
+                    "traineeId: an admin must name the trainee to register".into(),
+                ));
+            }
+        };
+        let enrollment_id = EnrollmentId::generate();
+        self.run(caller, options, "registerForCourse", |mut tx| async move {
+            let tenant = caller.tenant();
+            let course = projections::course_for_decision(&mut tx, tenant, course_id).await?;
+            let (trainee_exists, has_active_enrollment) =
+                projections::registration_facts(&mut tx, tenant, course_id, trainee_id).await?;
+            let events = EnrollmentAggregate::decide(
+                &None,
+                EnrollmentCommand::Register {
+                    course_id,
+                    trainee_id,
+                    course: course.map(|(retired, _)| CourseFacts { retired }),
+                    trainee_exists,
+                    has_active_enrollment,
+                },
+            )?;
+            let write = Write {
+                stream_id: enrollment_id.as_uuid(),
+                stream_type: StreamType::Enrollment,
+                prior: &[],
+                events,
+                trainee_id: Some(trainee_id.as_uuid()),
+                course_id: Some(course_id.as_uuid()),
+                result: json!({}),
+            };
+            self.commit(tx, caller, options, "registerForCourse", write).await
+        })
+        .await
+    }
+
+    pub async fn start_course(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        enrollment_id: EnrollmentId,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Trainee], "start courses")?;
+        self.enrollment_command(caller, options, "startCourse", enrollment_id, false, |_| {
+            Ok(EnrollmentCommand::Start)
+        })
+        .await
+    }
+
+    /// Submits a test; the new submission's id is in the outcome's `result.submissionId`.
+    pub async fn submit_test(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        enrollment_id: EnrollmentId,
+        answers: Answers,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Trainee], "submit tests")?;
+        let submission_id = SubmissionId::generate();
+        self.enrollment_command(caller, options, "submitTest", enrollment_id, false, |_| {
+            Ok(EnrollmentCommand::Submit {
+                submission_id,
+                answers: answers.clone(),
+            })
+        })
+        .await
+    }
+
+    pub async fn grade_submission(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        enrollment_id: EnrollmentId,
+        submission_id: SubmissionId,
+        score: Score,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Instructor], "grade submissions")?;
+        self.enrollment_command(caller, options, "gradeSubmission", enrollment_id, true, |passing| {
+            Ok(EnrollmentCommand::Grade {
+                submission_id,
+                score,
+                passing_score: passing.ok_or_else(|| {
+                    AppError::internal(anyhow::anyhow!("the enrollment's course is missing"))
+                })?,
+            })
+        })
+        .await
+    }
+
+    pub async fn complete_course(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        enrollment_id: EnrollmentId,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Trainee], "complete courses")?;
+        self.enrollment_command(caller, options, "completeCourse", enrollment_id, false, |_| {
+            Ok(EnrollmentCommand::Complete)
+        })
+        .await
+    }
+
+    pub async fn withdraw_registration(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        enrollment_id: EnrollmentId,
+        reason: Option<WithdrawalReason>,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Trainee], "withdraw registrations")?;
+        self.enrollment_command(caller, options, "withdrawRegistration", enrollment_id, false, |_| {
+            Ok(EnrollmentCommand::Withdraw {
+                reason: reason.clone(),
+            })
+        })
+        .await
+    }
+
+    /// The shared shape of every command on an existing enrollment. `make` builds the command
+    /// from the course's passing score (looked up only for grading).
+    async fn enrollment_command(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        command_type: &'static str,
+        enrollment_id: EnrollmentId,
+        needs_passing_score: bool,
+        make: impl Fn(Option<Score>) -> Result<EnrollmentCommand, AppError>,
+    ) -> Result<CommandOutcome, AppError> {
+        let make = &make;
+        self.run(caller, options, command_type, |mut tx| async move {
+            let tenant = caller.tenant();
+            let stream = store::load_stream(&mut tx, tenant, enrollment_id.as_uuid()).await?;
+            let state = fold::<EnrollmentAggregate>(&stream);
+            own_enrollment(caller, &state)?;
+            let passing_score = match (&state, needs_passing_score) {
+                (Some(enrollment), true) => {
+                    projections::course_for_decision(&mut tx, tenant, enrollment.course_id)
+                        .await?
+                        .map(|(_, passing)| Score::parse("passingScore", i64::from(passing)))
+                        .transpose()?
+                }
+                _ => None,
+            };
+            let command = make(passing_score)?;
+            let submission_id = match &command {
+                EnrollmentCommand::Submit { submission_id, .. } => Some(*submission_id),
+                EnrollmentCommand::Grade { submission_id, .. } => Some(*submission_id),
+                _ => None,
+            };
+            let events = EnrollmentAggregate::decide(&state, command)?;
+            let (trainee_id, course_id) = state
+                .as_ref()
+                .map(|e| (e.trainee_id.as_uuid(), e.course_id.as_uuid()))
+                .unzip();
+            let write = Write {
+                stream_id: enrollment_id.as_uuid(),
+                stream_type: StreamType::Enrollment,
+                prior: &stream,
+                events,
+                trainee_id,
+                course_id,
+                result: match submission_id {
+                    Some(id) => json!({ "submissionId": id }),
+                    None => json!({}),
+                },
+            };
+            self.commit(tx, caller, options, command_type, write).await
+        })
+        .await
+    }
+}

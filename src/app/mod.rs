@@ -1,0 +1,268 @@
+//! The application layer: who may do what (roles), and the one place where a command becomes a
+//! transaction — dedupe, load the stream, decide, update the projections, append, commit.
+//!
+//! It owns no SQL of its own (that is in `store` and `projections`) and knows nothing of HTTP
+//! or GraphQL; the GraphQL layer and the command line both call into it.
+
+mod commands;
+mod error;
+mod queries;
+
+pub use error::AppError;
+
+use crate::auth::{Principal, Role};
+use crate::domain::{Event, StreamType, SubmissionId, TenantId};
+use crate::projections::rows::{EventPlace, StreamRows};
+use crate::store::{self, Append, CommandRecord, Metadata, StoreError, StreamEvent};
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::future::Future;
+use uuid::Uuid;
+
+/// How many times a command is retried when its stream changed between load and append.
+const MAX_ATTEMPTS: usize = 5;
+
+/// The application's entry point: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct App {
+    pool: PgPool,
+}
+
+/// The caller of an operation: a verified person in one tenant. This is the tenant capability —
+/// every function that touches tenant data takes a `Caller`, and the only ways to make one are
+/// a verified token ([`Caller::from_principal`]) or the operator's command line
+/// ([`Caller::operator`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    tenant: TenantId,
+    actor_id: Uuid,
+    role: Role,
+}
+
+impl Caller {
+    pub fn from_principal(principal: &Principal) -> Self {
+        Self {
+            tenant: TenantId::from_uuid(principal.tenant_id),
+            actor_id: principal.subject,
+            role: principal.role,
+        }
+    }
+
+    /// The platform operator acting on a tenant from the command line, with admin rights.
+    /// Its events are attributed to the nil UUID.
+    pub fn operator(tenant: TenantId) -> Self {
+        Self {
+            tenant,
+            actor_id: Uuid::nil(),
+            role: Role::Admin,
+        }
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+    pub fn actor_id(&self) -> Uuid {
+        self.actor_id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Refuses the operation unless the caller has one of the roles.
+    pub fn require(&self, allowed: &[Role], what: &str) -> Result<(), AppError> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "the {} role may not {what}",
+                self.role.as_str()
+            )))
+        }
+    }
+}
+
+/// Per-command options a client may send.
+#[derive(Debug, Clone, Default)]
+pub struct CommandOptions {
+    /// Makes the command idempotent: a repeat returns the first result and appends nothing.
+    pub command_id: Option<Uuid>,
+    /// Ties together everything one user action caused (e.g. an HTTP request's correlation id).
+    pub correlation_id: Option<Uuid>,
+}
+
+/// What a command did: the stream it wrote, the tenant position of its last event, and any
+/// extra result (e.g. a submission id). A repeated command returns the same outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandOutcome {
+    pub stream_id: Uuid,
+    pub position: i64,
+    pub result: serde_json::Value,
+    /// True when this is the recorded outcome of an earlier request with the same command id.
+    pub replayed: bool,
+}
+
+/// The new events of one command and what is stored with them.
+struct Write<'a> {
+    stream_id: Uuid,
+    stream_type: StreamType,
+    prior: &'a [StreamEvent],
+    events: Vec<Event>,
+    trainee_id: Option<Uuid>,
+    course_id: Option<Uuid>,
+    result: serde_json::Value,
+}
+
+impl App {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs a command: returns the recorded outcome if its command id was seen before;
+    /// otherwise runs `attempt` in a fresh transaction, again on a version conflict (up to
+    /// [`MAX_ATTEMPTS`]), and once more to read the winner's outcome if a concurrent request
+    /// with the same command id committed first.
+    async fn run<F, Fut>(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        command_type: &'static str,
+        mut attempt: F,
+    ) -> Result<CommandOutcome, AppError>
+    where
+        F: FnMut(Transaction<'static, Postgres>) -> Fut,
+        Fut: Future<Output = Result<CommandOutcome, AppError>>,
+    {
+        let mut last_error = AppError::ConcurrencyConflict;
+        for _ in 0..MAX_ATTEMPTS {
+            let mut tx = self.pool.begin().await?;
+            if let Some(command_id) = options.command_id {
+                if let Some(record) = store::find_command(&mut tx, caller.tenant, command_id).await? {
+                    return replayed(record, command_type);
+                }
+            }
+            match attempt(tx).await {
+                Err(AppError::ConcurrencyConflict) => last_error = AppError::ConcurrencyConflict,
+                Err(AppError::Internal(error))
+                    if matches!(error.downcast_ref(), Some(StoreError::DuplicateCommand)) =>
+                {
+                    last_error = AppError::Internal(error)
+                }
+                other => return other,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Projects and appends a command's events, then commits.
+    async fn commit(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        caller: &Caller,
+        options: &CommandOptions,
+        command_type: &'static str,
+        write: Write<'_>,
+    ) -> Result<CommandOutcome, AppError> {
+        let recorded_at = now();
+        let mut rows = StreamRows::default();
+        for prior in write.prior {
+            let place = EventPlace {
+                stream_id: write.stream_id,
+                version: prior.version,
+                recorded_at: prior.recorded_at,
+            };
+            rows.apply(place, &prior.event);
+        }
+        let expected_version = write.prior.last().map_or(0, |e| e.version);
+        let mut touched_submissions: Vec<SubmissionId> = Vec::new();
+        for (offset, event) in write.events.iter().enumerate() {
+            let place = EventPlace {
+                stream_id: write.stream_id,
+                version: expected_version + offset as i32 + 1,
+                recorded_at,
+            };
+            rows.apply(place, event);
+            match event {
+                Event::TestSubmitted(e) => touched_submissions.push(e.submission_id),
+                Event::TestGraded(e) => touched_submissions.push(e.submission_id),
+                _ => {}
+            }
+        }
+        crate::projections::upsert_stream_rows(&mut tx, caller.tenant, &rows, &touched_submissions)
+            .await
+            .map_err(projection_error)?;
+
+        let metadata = Metadata {
+            actor_id: caller.actor_id,
+            actor_role: caller.role,
+            command_id: options.command_id,
+            correlation_id: options.correlation_id.unwrap_or_else(Uuid::now_v7),
+            causation_id: options.command_id,
+        };
+        let position = store::append(
+            &mut tx,
+            caller.tenant,
+            Append {
+                stream_id: write.stream_id,
+                stream_type: write.stream_type,
+                expected_version,
+                events: &write.events,
+                recorded_at,
+                metadata: &metadata,
+                trainee_id: write.trainee_id,
+                course_id: write.course_id,
+                command: Some((command_type, write.result.clone())),
+            },
+        )
+        .await
+        .map_err(|error| match error {
+            StoreError::DuplicateCommand => AppError::internal(error),
+            other => AppError::from(other),
+        })?;
+        tx.commit().await?;
+        Ok(CommandOutcome {
+            stream_id: write.stream_id,
+            position,
+            result: write.result,
+            replayed: false,
+        })
+    }
+}
+
+fn replayed(record: CommandRecord, command_type: &str) -> Result<CommandOutcome, AppError> {
+    if record.command_type != command_type {
+        return Err(AppError::BadInput(format!(
+            "commandId was already used for a different command ({})",
+            record.command_type
+        )));
+    }
+    Ok(CommandOutcome {
+        stream_id: record.stream_id,
+        position: record.position,
+        result: record.result,
+        replayed: true,
+    })
+}
+
+/// A projection's unique index refused the write: a cross-stream rule was broken, possibly by a
+/// concurrent command that committed first.
+fn projection_error(error: sqlx::Error) -> AppError {
+    match store::violated_unique_constraint(&error) {
+        Some("courses_code_key") => {
+            AppError::AlreadyExists("a course with this code exists already".into())
+        }
+        Some("trainees_email_key") => {
+            AppError::AlreadyExists("a trainee with this email exists already".into())
+        }
+        Some("enrollments_active_key") => AppError::AlreadyRegistered,
+        _ => AppError::internal(error),
+    }
+}
+
+/// Server time at PostgreSQL's precision, so the value stored is exactly the value projected.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

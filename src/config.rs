@@ -1,0 +1,104 @@
+//! Typed configuration, read once at start-up from the environment (and a `.env` file).
+//! Every variable is documented in `.env.example`. Secrets are never logged.
+
+use crate::auth::{JwtSettings, KeySource, DEFAULT_LEEWAY_SECONDS};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("set only one of JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWT_JWKS_FILE")]
+    SeveralKeySources,
+}
+
+/// Where token validation keys come from, as configured.
+#[derive(Clone)]
+pub enum JwtKeys {
+    Secret(String),
+    PublicKeyFile(PathBuf),
+    JwksFile(PathBuf),
+    /// Nothing configured: the server may generate a development secret (private cluster only).
+    Unset,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    /// `None`: run a private PostgreSQL cluster under `data_dir`.
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub listen_addr: SocketAddr,
+    pub database_max_connections: u32,
+    pub jwt_keys: JwtKeys,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwt_leeway_seconds: u64,
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+impl Config {
+    /// Reads the environment; call `dotenvy::dotenv()` first to include a `.env` file.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let keys: Vec<JwtKeys> = [
+            var("JWT_SECRET").map(JwtKeys::Secret),
+            var("JWT_PUBLIC_KEY_FILE").map(|p| JwtKeys::PublicKeyFile(p.into())),
+            var("JWT_JWKS_FILE").map(|p| JwtKeys::JwksFile(p.into())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if keys.len() > 1 {
+            return Err(ConfigError::SeveralKeySources);
+        }
+        Ok(Self {
+            database_url: var("DATABASE_URL"),
+            data_dir: var("COURSETRAIL_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".coursetrail")),
+            listen_addr: parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 16)?,
+            jwt_keys: keys.into_iter().next().unwrap_or(JwtKeys::Unset),
+            jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "coursetrail".into()),
+            jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "coursetrail".into()),
+            jwt_leeway_seconds: parsed("JWT_LEEWAY_SECONDS", DEFAULT_LEEWAY_SECONDS)?,
+        })
+    }
+
+    /// The validation settings, given the secret to use when none is configured.
+    pub fn jwt_settings(&self, fallback_secret: Option<&str>) -> Option<JwtSettings> {
+        let keys = match &self.jwt_keys {
+            JwtKeys::Secret(secret) => KeySource::Secret(secret.clone()),
+            JwtKeys::PublicKeyFile(path) => KeySource::PublicKeyPem(path.clone()),
+            JwtKeys::JwksFile(path) => KeySource::Jwks(path.clone()),
+            JwtKeys::Unset => KeySource::Secret(fallback_secret?.to_owned()),
+        };
+        let mut settings = JwtSettings::new(keys, &self.jwt_issuer, &self.jwt_audience);
+        settings.leeway_seconds = self.jwt_leeway_seconds;
+        Some(settings)
+    }
+
+    /// The HS256 secret tokens can be minted with, if the configuration has one.
+    pub fn hs256_secret(&self) -> Option<&str> {
+        match &self.jwt_keys {
+            JwtKeys::Secret(secret) => Some(secret),
+            _ => None,
+        }
+    }
+}

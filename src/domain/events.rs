@@ -1,0 +1,299 @@
+//! The events: immutable, past-tense facts with a schema version. Stored as `event_type` +
+//! `schema_version` + JSON `data` (camelCase); never edited once written. A change of shape gets a
+//! new schema version and an upcast in [`Event::from_stored`].
+
+use super::ids::{CourseId, SubmissionId, TraineeId};
+use super::values::{Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason};
+use serde::{Deserialize, Serialize};
+
+/// The kinds of stream; each stream holds the events of one course, trainee or enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamType {
+    Course,
+    Trainee,
+    Enrollment,
+}
+
+impl StreamType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StreamType::Course => "course",
+            StreamType::Trainee => "trainee",
+            StreamType::Enrollment => "enrollment",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "course" => Some(StreamType::Course),
+            "trainee" => Some(StreamType::Trainee),
+            "enrollment" => Some(StreamType::Enrollment),
+            _ => None,
+        }
+    }
+}
+
+/// The name of an event as stored in `events.event_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    CourseCreated,
+    CourseRetired,
+    TraineeRegistered,
+    CourseRegistered,
+    CourseStarted,
+    TestSubmitted,
+    TestGraded,
+    CourseCompleted,
+    RegistrationWithdrawn,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 9] = [
+        EventType::CourseCreated,
+        EventType::CourseRetired,
+        EventType::TraineeRegistered,
+        EventType::CourseRegistered,
+        EventType::CourseStarted,
+        EventType::TestSubmitted,
+        EventType::TestGraded,
+        EventType::CourseCompleted,
+        EventType::RegistrationWithdrawn,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventType::CourseCreated => "CourseCreated",
+            EventType::CourseRetired => "CourseRetired",
+            EventType::TraineeRegistered => "TraineeRegistered",
+            EventType::CourseRegistered => "CourseRegistered",
+            EventType::CourseStarted => "CourseStarted",
+            EventType::TestSubmitted => "TestSubmitted",
+            EventType::TestGraded => "TestGraded",
+            EventType::CourseCompleted => "CourseCompleted",
+            EventType::RegistrationWithdrawn => "RegistrationWithdrawn",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+    }
+
+    pub const fn stream_type(self) -> StreamType {
+        match self {
+            EventType::CourseCreated | EventType::CourseRetired => StreamType::Course,
+            EventType::TraineeRegistered => StreamType::Trainee,
+            _ => StreamType::Enrollment,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CourseCreated {
+    pub code: CourseCode,
+    pub title: CourseTitle,
+    pub passing_score: Score,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CourseRetired {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraineeRegistered {
+    pub email: Email,
+    pub name: PersonName,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CourseRegistered {
+    pub course_id: CourseId,
+    pub trainee_id: TraineeId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CourseStarted {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestSubmitted {
+    pub submission_id: SubmissionId,
+    pub answers: Answers,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestGraded {
+    pub submission_id: SubmissionId,
+    pub score: Score,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CourseCompleted {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationWithdrawn {
+    pub reason: Option<WithdrawalReason>,
+}
+
+/// Every event of every stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    CourseCreated(CourseCreated),
+    CourseRetired(CourseRetired),
+    TraineeRegistered(TraineeRegistered),
+    CourseRegistered(CourseRegistered),
+    CourseStarted(CourseStarted),
+    TestSubmitted(TestSubmitted),
+    TestGraded(TestGraded),
+    CourseCompleted(CourseCompleted),
+    RegistrationWithdrawn(RegistrationWithdrawn),
+}
+
+/// A stored event whose type or data this build cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("unsupported schema version {version} of {event_type}")]
+    UnsupportedVersion { event_type: &'static str, version: i16 },
+    #[error("malformed {event_type} data: {source}")]
+    Malformed {
+        event_type: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+impl Event {
+    /// The schema version written with new events of every type (all are still at their first).
+    pub const CURRENT_SCHEMA_VERSION: i16 = 1;
+
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Event::CourseCreated(_) => EventType::CourseCreated,
+            Event::CourseRetired(_) => EventType::CourseRetired,
+            Event::TraineeRegistered(_) => EventType::TraineeRegistered,
+            Event::CourseRegistered(_) => EventType::CourseRegistered,
+            Event::CourseStarted(_) => EventType::CourseStarted,
+            Event::TestSubmitted(_) => EventType::TestSubmitted,
+            Event::TestGraded(_) => EventType::TestGraded,
+            Event::CourseCompleted(_) => EventType::CourseCompleted,
+            Event::RegistrationWithdrawn(_) => EventType::RegistrationWithdrawn,
+        }
+    }
+
+    /// The event's data as stored in `events.data`.
+    pub fn data(&self) -> serde_json::Value {
+        let encoded = match self {
+            Event::CourseCreated(e) => serde_json::to_value(e),
+            Event::CourseRetired(e) => serde_json::to_value(e),
+            Event::TraineeRegistered(e) => serde_json::to_value(e),
+            Event::CourseRegistered(e) => serde_json::to_value(e),
+            Event::CourseStarted(e) => serde_json::to_value(e),
+            Event::TestSubmitted(e) => serde_json::to_value(e),
+            Event::TestGraded(e) => serde_json::to_value(e),
+            Event::CourseCompleted(e) => serde_json::to_value(e),
+            Event::RegistrationWithdrawn(e) => serde_json::to_value(e),
+        };
+        // Plain structs of strings, numbers and UUIDs always serialise.
+        encoded.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Reads a stored event, upcasting older schema versions to the current shape.
+    pub fn from_stored(
+        event_type: &str,
+        schema_version: i16,
+        data: serde_json::Value,
+    ) -> Result<Event, DecodeError> {
+        let kind =
+            EventType::parse(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
+        if schema_version != Self::CURRENT_SCHEMA_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                event_type: kind.as_str(),
+                version: schema_version,
+            });
+        }
+        fn read<T: serde::de::DeserializeOwned>(
+            kind: EventType,
+            data: serde_json::Value,
+        ) -> Result<T, DecodeError> {
+            serde_json::from_value(data).map_err(|source| DecodeError::Malformed {
+                event_type: kind.as_str(),
+                source,
+            })
+        }
+        Ok(match kind {
+            EventType::CourseCreated => Event::CourseCreated(read(kind, data)?),
+            EventType::CourseRetired => Event::CourseRetired(read(kind, data)?),
+            EventType::TraineeRegistered => Event::TraineeRegistered(read(kind, data)?),
+            EventType::CourseRegistered => Event::CourseRegistered(read(kind, data)?),
+            EventType::CourseStarted => Event::CourseStarted(read(kind, data)?),
+            EventType::TestSubmitted => Event::TestSubmitted(read(kind, data)?),
+            EventType::TestGraded => Event::TestGraded(read(kind, data)?),
+            EventType::CourseCompleted => Event::CourseCompleted(read(kind, data)?),
+            EventType::RegistrationWithdrawn => Event::RegistrationWithdrawn(read(kind, data)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::CourseId;
+
+    #[test]
+    fn every_event_round_trips_through_its_stored_form() {
+        let events = vec![
+            Event::CourseCreated(CourseCreated {
+                code: CourseCode::parse("SAFE-1").unwrap(),
+                title: CourseTitle::parse("Safety").unwrap(),
+                passing_score: Score::parse("p", 70).unwrap(),
+            }),
+            Event::CourseRegistered(CourseRegistered {
+                course_id: CourseId::generate(),
+                trainee_id: TraineeId::generate(),
+            }),
+            Event::RegistrationWithdrawn(RegistrationWithdrawn { reason: None }),
+            Event::CourseStarted(CourseStarted {}),
+        ];
+        for event in events {
+            let kind = event.event_type();
+            let back = Event::from_stored(kind.as_str(), 1, event.data()).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn data_is_camel_case() {
+        let event = Event::TestGraded(TestGraded {
+            submission_id: SubmissionId::generate(),
+            score: Score::parse("s", 80).unwrap(),
+            passed: true,
+        });
+        let data = event.data();
+        assert!(data.get("submissionId").is_some(), "{data}");
+        assert_eq!(data["score"], 80);
+    }
+
+    #[test]
+    fn unknown_types_and_versions_are_refused() {
+        assert!(matches!(
+            Event::from_stored("Nope", 1, serde_json::json!({})),
+            Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            Event::from_stored("CourseRetired", 9, serde_json::json!({})),
+            Err(DecodeError::UnsupportedVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn event_type_names_parse_back() {
+        for kind in EventType::ALL {
+            assert_eq!(EventType::parse(kind.as_str()), Some(kind));
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The one place where application errors become GraphQL errors with a stable
+//! `extensions.code`. Internal causes are logged here and never returned.
+
+use crate::app::AppError;
+use async_graphql::{ErrorExtensions, ServerError};
+
+/// Turns an [`AppError`] into a GraphQL error; logs internal causes.
+pub fn to_graphql(error: AppError) -> async_graphql::Error {
+    if let AppError::Internal(cause) = &error {
+        tracing::error!(error = format!("{cause:#}"), "internal error");
+    }
+    let code = error.code();
+    async_graphql::Error::new(error.to_string()).extend_with(|_, e| e.set("code", code))
+}
+
+/// `.gql()` on an application result: the explicit conversion resolvers use instead of `?`.
+pub trait GqlResultExt<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T> GqlResultExt<T> for Result<T, AppError> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(to_graphql)
+    }
+}
+
+/// Codes for errors raised before any resolver ran.
+pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+
+/// The code an error carries, if any.
+pub fn code_of(error: &ServerError) -> Option<String> {
+    error
+        .extensions
+        .as_ref()
+        .and_then(|ext| ext.get("code"))
+        .and_then(|value| match value {
+            async_graphql::Value::String(code) => Some(code.clone()),
+            _ => None,
+        })
+}
+
+/// Gives every error a code. Errors that reach the response without one were raised by
+/// async-graphql itself while coercing arguments (an invalid UUID, an Int out of range, …):
+/// those are the client's input errors.
+pub fn ensure_code(error: &mut ServerError) {
+    if code_of(error).is_none() {
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", "BAD_USER_INPUT");
+    }
+}
+
+/// Marks errors of one phase (parse or validation) with that phase's code.
+pub fn with_code(mut error: ServerError, code: &str) -> ServerError {
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+    error
+}
+
+/// An error for the HTTP layer, outside any GraphQL execution.
+pub fn request_error(message: impl Into<String>, code: &str) -> ServerError {
+    with_code(ServerError::new(message, None), code)
+}

@@ -1,0 +1,44 @@
+//! The GraphQL layer: a thin translation between the contract in `schema.graphql` and the
+//! application. Resolvers parse input into domain values, call one application function, and
+//! wrap the result; they hold no SQL and no business rules.
+
+mod context;
+mod error;
+mod extension;
+mod mutation;
+mod pagination;
+mod query;
+mod types;
+
+pub use context::RequestContext;
+pub use error::{code_of, ensure_code, request_error, PARSE_FAILED, VALIDATION_FAILED};
+
+use crate::app::App;
+use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+
+pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+
+/// Deepest selection nesting accepted. GraphiQL's introspection query nests 13 levels.
+pub const MAX_DEPTH: usize = 16;
+/// Highest query complexity (roughly: fields selected, lists counted once) accepted.
+pub const MAX_COMPLEXITY: usize = 2_000;
+
+fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, EmptySubscription> {
+    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        .extension(extension::PhaseCodes)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_directives(16)
+        // Field suggestions ("did you mean …?") would map the schema for anyone probing it.
+        .disable_suggestions()
+}
+
+/// The schema served over HTTP.
+pub fn build_schema(app: App) -> AppSchema {
+    builder().data(app).finish()
+}
+
+/// The SDL of the served schema: what `schema.graphql` must contain.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}

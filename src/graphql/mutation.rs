@@ -1,0 +1,331 @@
+//! Mutations: one `input:` argument each, parsed into domain values at the edge, then one
+//! application command; the payload carries the affected object and the tenant position of the
+//! last event appended (usable as a cursor for `auditTrail` / `events`).
+
+use super::context::{app, caller, command_options};
+use super::error::{to_graphql, GqlResultExt};
+use super::types::{Course, Enrollment, Trainee};
+use crate::app::{AppError, Caller, CommandOutcome};
+use crate::domain::values::{
+    Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason,
+};
+use crate::domain::{CourseId, EnrollmentId, SubmissionId, TraineeId};
+use async_graphql::{Context, InputObject, Json, Object, SimpleObject};
+use uuid::Uuid;
+
+fn parsed<T>(result: Result<T, crate::domain::ValidationError>) -> async_graphql::Result<T> {
+    result.map_err(|e| to_graphql(AppError::from(e)))
+}
+
+#[derive(InputObject)]
+pub struct CreateCourseInput {
+    /// 1–32 letters, digits, '-', '_' or '.'; unique per tenant (stored upper-case).
+    pub code: String,
+    pub title: String,
+    /// 0–100.
+    pub passing_score: i32,
+    /// Makes the mutation safe to retry: a repeat returns the first result.
+    pub command_id: Option<Uuid>,
+}
+
+#[derive(InputObject)]
+pub struct RetireCourseInput {
+    pub course_id: Uuid,
+    pub command_id: Option<Uuid>,
+}
+
+#[derive(InputObject)]
+pub struct RegisterTraineeInput {
+    pub email: String,
+    pub name: String,
+    /// An id of your choosing (e.g. the identity provider's subject); generated if absent.
+    pub trainee_id: Option<Uuid>,
+    pub command_id: Option<Uuid>,
+}
+
+#[derive(InputObject)]
+pub struct RegisterForCourseInput {
+    pub course_id: Uuid,
+    /// Required for an admin; a trainee registers itself.
+    pub trainee_id: Option<Uuid>,
+    pub command_id: Option<Uuid>,
+}
+
+#[derive(InputObject)]
+pub struct EnrollmentInput {
+    pub enrollment_id: Uuid,
+    pub command_id: Option<Uuid>,
+}
+
+#[derive(InputObject)]
+pub struct SubmitTestInput {
+    pub enrollment_id: Uuid,
+    /// Any JSON, at most 64 KiB.
+    pub answers: Json<serde_json::Value>,
+    pub command_id: Option<Uuid>,
+}
+
+#[derive(InputObject)]
+pub struct GradeSubmissionInput {
+    pub enrollment_id: Uuid,
+    pub submission_id: Uuid,
+    /// 0–100; passes when at least the course's passing score.
+    pub score: i32,
+    pub command_id: Option<Uuid>,
+}
+
+#[derive(InputObject)]
+pub struct WithdrawRegistrationInput {
+    pub enrollment_id: Uuid,
+    pub reason: Option<String>,
+    pub command_id: Option<Uuid>,
+}
+
+#[derive(SimpleObject)]
+pub struct CoursePayload {
+    pub course: Course,
+    /// The tenant position of the last event appended.
+    pub position: i64,
+    /// True when this answers a repeat of an earlier command (same commandId).
+    pub replayed: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct TraineePayload {
+    pub trainee: Trainee,
+    pub position: i64,
+    pub replayed: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct EnrollmentPayload {
+    pub enrollment: Enrollment,
+    pub position: i64,
+    pub replayed: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct SubmitTestPayload {
+    pub enrollment: Enrollment,
+    pub submission_id: Uuid,
+    pub position: i64,
+    pub replayed: bool,
+}
+
+async fn course_payload(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    outcome: CommandOutcome,
+) -> async_graphql::Result<CoursePayload> {
+    let row = app(ctx).course(caller, CourseId::from_uuid(outcome.stream_id)).await.gql()?;
+    let row = row.ok_or_else(|| to_graphql(AppError::internal(anyhow::anyhow!("course row missing after command"))))?;
+    Ok(CoursePayload {
+        course: Course(row),
+        position: outcome.position,
+        replayed: outcome.replayed,
+    })
+}
+
+async fn enrollment_payload(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    outcome: &CommandOutcome,
+) -> async_graphql::Result<EnrollmentPayload> {
+    let row = app(ctx)
+        .enrollment(caller, EnrollmentId::from_uuid(outcome.stream_id))
+        .await
+        .gql()?;
+    let row = row.ok_or_else(|| to_graphql(AppError::NotFound("enrollment not found".into())))?;
+    Ok(EnrollmentPayload {
+        enrollment: Enrollment(row),
+        position: outcome.position,
+        replayed: outcome.replayed,
+    })
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Creates a course (admins, instructors).
+    async fn create_course(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateCourseInput,
+    ) -> async_graphql::Result<CoursePayload> {
+        let caller = caller(ctx)?;
+        let code = parsed(CourseCode::parse(&input.code))?;
+        let title = parsed(CourseTitle::parse(&input.title))?;
+        let passing = parsed(Score::parse("passingScore", i64::from(input.passing_score)))?;
+        let options = command_options(ctx, input.command_id);
+        let outcome = app(ctx)
+            .create_course(caller, &options, code, title, passing)
+            .await
+            .gql()?;
+        course_payload(ctx, caller, outcome).await
+    }
+
+    /// Retires a course: it takes no new registrations (admins, instructors).
+    async fn retire_course(
+        &self,
+        ctx: &Context<'_>,
+        input: RetireCourseInput,
+    ) -> async_graphql::Result<CoursePayload> {
+        let caller = caller(ctx)?;
+        let options = command_options(ctx, input.command_id);
+        let outcome = app(ctx)
+            .retire_course(caller, &options, CourseId::from_uuid(input.course_id))
+            .await
+            .gql()?;
+        course_payload(ctx, caller, outcome).await
+    }
+
+    /// Registers a trainee (admins; a trainee may register itself).
+    async fn register_trainee(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterTraineeInput,
+    ) -> async_graphql::Result<TraineePayload> {
+        let caller = caller(ctx)?;
+        let email = parsed(Email::parse(&input.email))?;
+        let name = parsed(PersonName::parse(&input.name))?;
+        let options = command_options(ctx, input.command_id);
+        let outcome = app(ctx)
+            .register_trainee(caller, &options, email, name, input.trainee_id.map(TraineeId::from_uuid))
+            .await
+            .gql()?;
+        let row = app(ctx)
+            .trainee(caller, TraineeId::from_uuid(outcome.stream_id))
+            .await
+            .gql()?
+            .ok_or_else(|| to_graphql(AppError::NotFound("trainee not found".into())))?;
+        Ok(TraineePayload {
+            trainee: Trainee(row),
+            position: outcome.position,
+            replayed: outcome.replayed,
+        })
+    }
+
+    /// Registers a trainee for a course: a trainee registers itself, an admin names the trainee.
+    async fn register_for_course(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterForCourseInput,
+    ) -> async_graphql::Result<EnrollmentPayload> {
+        let caller = caller(ctx)?;
+        let options = command_options(ctx, input.command_id);
+        let outcome = app(ctx)
+            .register_for_course(
+                caller,
+                &options,
+                CourseId::from_uuid(input.course_id),
+                input.trainee_id.map(TraineeId::from_uuid),
+            )
+            .await
+            .gql()?;
+        enrollment_payload(ctx, caller, &outcome).await
+    }
+
+    async fn start_course(
+        &self,
+        ctx: &Context<'_>,
+        input: EnrollmentInput,
+    ) -> async_graphql::Result<EnrollmentPayload> {
+        let caller = caller(ctx)?;
+        let options = command_options(ctx, input.command_id);
+        let outcome = app(ctx)
+            .start_course(caller, &options, EnrollmentId::from_uuid(input.enrollment_id))
+            .await
+            .gql()?;
+        enrollment_payload(ctx, caller, &outcome).await
+    }
+
+    /// Submits a test for grading; the payload carries the new submission's id.
+    async fn submit_test(
+        &self,
+        ctx: &Context<'_>,
+        input: SubmitTestInput,
+    ) -> async_graphql::Result<SubmitTestPayload> {
+        let caller = caller(ctx)?;
+        let answers = parsed(Answers::parse(input.answers.0))?;
+        let options = command_options(ctx, input.command_id);
+        let outcome = app(ctx)
+            .submit_test(caller, &options, EnrollmentId::from_uuid(input.enrollment_id), answers)
+            .await
+            .gql()?;
+        let submission_id = outcome.result["submissionId"]
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .ok_or_else(|| to_graphql(AppError::internal(anyhow::anyhow!("submission id missing from the outcome"))))?;
+        let payload = enrollment_payload(ctx, caller, &outcome).await?;
+        Ok(SubmitTestPayload {
+            enrollment: payload.enrollment,
+            submission_id,
+            position: payload.position,
+            replayed: payload.replayed,
+        })
+    }
+
+    /// Grades a submitted test (admins, instructors).
+    async fn grade_submission(
+        &self,
+        ctx: &Context<'_>,
+        input: GradeSubmissionInput,
+    ) -> async_graphql::Result<EnrollmentPayload> {
+        let caller = caller(ctx)?;
+        let score = parsed(Score::parse("score", i64::from(input.score)))?;
+        let options = command_options(ctx, input.command_id);
+        let outcome = app(ctx)
+            .grade_submission(
+                caller,
+                &options,
+                EnrollmentId::from_uuid(input.enrollment_id),
+                SubmissionId::from_uuid(input.submission_id),
+                score,
+            )
+            .await
+            .gql()?;
+        enrollment_payload(ctx, caller, &outcome).await
+    }
+
+    /// Completes the course; needs a passing grade.
+    async fn complete_course(
+        &self,
+        ctx: &Context<'_>,
+        input: EnrollmentInput,
+    ) -> async_graphql::Result<EnrollmentPayload> {
+        let caller = caller(ctx)?;
+        let options = command_options(ctx, input.command_id);
+        let outcome = app(ctx)
+            .complete_course(caller, &options, EnrollmentId::from_uuid(input.enrollment_id))
+            .await
+            .gql()?;
+        enrollment_payload(ctx, caller, &outcome).await
+    }
+
+    /// Withdraws a registration that is not completed.
+    async fn withdraw_registration(
+        &self,
+        ctx: &Context<'_>,
+        input: WithdrawRegistrationInput,
+    ) -> async_graphql::Result<EnrollmentPayload> {
+        let caller = caller(ctx)?;
+        let reason = input
+            .reason
+            .as_deref()
+            .map(WithdrawalReason::parse)
+            .transpose();
+        let reason = parsed(reason)?;
+        let options = command_options(ctx, input.command_id);
+        let outcome = app(ctx)
+            .withdraw_registration(
+                caller,
+                &options,
+                EnrollmentId::from_uuid(input.enrollment_id),
+                reason,
+            )
+            .await
+            .gql()?;
+        enrollment_payload(ctx, caller, &outcome).await
+    }
+}

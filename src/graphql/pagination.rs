@@ -1,0 +1,59 @@
+//! Relay connections over keyset pages: `first` (capped) and an opaque `after` cursor.
+
+use super::error::to_graphql;
+use crate::app::AppError;
+use async_graphql::connection::{Connection, CursorType, Edge, OpaqueCursor};
+use async_graphql::OutputType;
+use uuid::Uuid;
+
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+pub struct PageArgs {
+    pub first: i64,
+    pub after: Option<Uuid>,
+}
+
+impl PageArgs {
+    pub fn parse(first: Option<i32>, after: Option<String>) -> async_graphql::Result<Self> {
+        let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(0..=MAX_PAGE_SIZE).contains(&first) {
+            return Err(to_graphql(AppError::BadInput(format!(
+                "first must be between 0 and {MAX_PAGE_SIZE}"
+            ))));
+        }
+        let after = after
+            .map(|cursor| {
+                OpaqueCursor::<Uuid>::decode_cursor(&cursor)
+                    .map(|c| c.0)
+                    .map_err(|_| to_graphql(AppError::BadInput("after: invalid cursor".into())))
+            })
+            .transpose()?;
+        Ok(Self {
+            first: i64::from(first),
+            after,
+        })
+    }
+
+    /// One more row than asked for, to learn whether there is a next page.
+    pub fn fetch_limit(&self) -> i64 {
+        self.first + 1
+    }
+}
+
+/// Builds a connection from a page fetched with [`PageArgs::fetch_limit`].
+pub fn page<Row, Node: OutputType>(
+    args: &PageArgs,
+    mut rows: Vec<Row>,
+    key: impl Fn(&Row) -> Uuid,
+    node: impl Fn(Row) -> Node,
+) -> Connection<String, Node> {
+    let has_next = rows.len() as i64 > args.first;
+    rows.truncate(args.first as usize);
+    let mut connection = Connection::new(args.after.is_some(), has_next);
+    connection.edges.extend(rows.into_iter().map(|row| {
+        let cursor = OpaqueCursor(key(&row)).encode_cursor();
+        Edge::new(cursor, node(row))
+    }));
+    connection
+}

@@ -1,0 +1,103 @@
+//! Queries: parse arguments, call the application, wrap the rows.
+
+use super::context::{app, caller};
+use super::error::GqlResultExt;
+use super::pagination::{page, PageArgs};
+use super::types::{Course, Enrollment, EnrollmentStatus, Me, Trainee};
+use crate::domain::{CourseId, EnrollmentId, TraineeId};
+use crate::projections::EnrollmentFilter;
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Object};
+use uuid::Uuid;
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The signed-in person.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+        let caller = caller(ctx)?;
+        Ok(Me {
+            subject: caller.actor_id(),
+            tenant_id: caller.tenant().as_uuid(),
+            role: caller.role().into(),
+        })
+    }
+
+    async fn course(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Course>> {
+        let row = app(ctx).course(caller(ctx)?, CourseId::from_uuid(id)).await.gql()?;
+        Ok(row.map(Course))
+    }
+
+    /// The tenant's courses in creation order; retired ones only when asked for.
+    async fn courses(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] include_retired: bool,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Course>> {
+        let caller = caller(ctx)?;
+        let args = PageArgs::parse(first, after)?;
+        let rows = app(ctx)
+            .courses(caller, args.after, include_retired, args.fetch_limit())
+            .await
+            .gql()?;
+        Ok(page(&args, rows, |row| row.course_id.as_uuid(), Course))
+    }
+
+    async fn trainee(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Trainee>> {
+        let row = app(ctx).trainee(caller(ctx)?, TraineeId::from_uuid(id)).await.gql()?;
+        Ok(row.map(Trainee))
+    }
+
+    /// The tenant's trainees (admins and instructors).
+    async fn trainees(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Trainee>> {
+        let caller = caller(ctx)?;
+        let args = PageArgs::parse(first, after)?;
+        let rows = app(ctx).trainees(caller, args.after, args.fetch_limit()).await.gql()?;
+        Ok(page(&args, rows, |row| row.trainee_id.as_uuid(), Trainee))
+    }
+
+    async fn enrollment(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+    ) -> async_graphql::Result<Option<Enrollment>> {
+        let row = app(ctx)
+            .enrollment(caller(ctx)?, EnrollmentId::from_uuid(id))
+            .await
+            .gql()?;
+        Ok(row.map(Enrollment))
+    }
+
+    /// Enrollments, optionally of one course, one trainee, or in one status. A trainee sees
+    /// only its own.
+    async fn enrollments(
+        &self,
+        ctx: &Context<'_>,
+        course_id: Option<Uuid>,
+        trainee_id: Option<Uuid>,
+        status: Option<EnrollmentStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Enrollment>> {
+        let caller = caller(ctx)?;
+        let args = PageArgs::parse(first, after)?;
+        let filter = EnrollmentFilter {
+            course_id: course_id.map(CourseId::from_uuid),
+            trainee_id: trainee_id.map(TraineeId::from_uuid),
+            status: status.map(Into::into),
+        };
+        let rows = app(ctx)
+            .enrollments(caller, filter, args.after, args.fetch_limit())
+            .await
+            .gql()?;
+        Ok(page(&args, rows, |row| row.enrollment_id.as_uuid(), Enrollment))
+    }
+}

@@ -1,0 +1,282 @@
+//! HTTP: the axum router, GraphQL over HTTP as its specification asks (content negotiation,
+//! status codes, GET for queries only), bearer-token authentication, body and batch limits,
+//! health and readiness, and one log line per request.
+
+use crate::app::Caller;
+use crate::auth::{bearer_token, TokenVerifier};
+use crate::graphql::{
+    code_of, ensure_code, request_error, AppSchema, RequestContext, PARSE_FAILED,
+    VALIDATION_FAILED,
+};
+use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse, ServerError};
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+/// Largest request body accepted (a 64 KiB answers document plus the query fits easily).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most operations in one batched request.
+pub const MAX_BATCH: usize = 10;
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const JSON: &str = "application/json";
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub schema: AppSchema,
+    pub verifier: Arc<TokenVerifier>,
+    pub pool: PgPool,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .with_state(state)
+}
+
+/// Ready when the database answers.
+async fn ready(State(state): State<HttpState>) -> Response {
+    match sqlx::query("SELECT 1").execute(&state.pool).await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// The response media type the client accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    GraphqlResponseJson,
+    Json,
+}
+
+impl MediaType {
+    fn as_str(self) -> &'static str {
+        match self {
+            MediaType::GraphqlResponseJson => GRAPHQL_RESPONSE_JSON,
+            MediaType::Json => JSON,
+        }
+    }
+}
+
+/// `None` when the client accepts neither JSON form (406). No `Accept` means `application/json`.
+fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(MediaType::Json);
+    };
+    let ranges: Vec<String> = accept
+        .split(',')
+        .map(|range| range.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .collect();
+    if ranges.iter().any(|r| r == GRAPHQL_RESPONSE_JSON) {
+        Some(MediaType::GraphqlResponseJson)
+    } else if ranges.iter().any(|r| r == JSON || r == "application/*" || r == "*/*") {
+        Some(MediaType::Json)
+    } else {
+        None
+    }
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// A response made only of errors, with no `data` (request errors, before execution).
+fn error_response(status: StatusCode, media: MediaType, errors: Vec<ServerError>) -> Response {
+    let body = serde_json::json!({ "errors": errors });
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()));
+    response
+}
+
+/// Who is calling: `Ok(None)` without a token; an invalid token is an error, not anonymity.
+fn authenticate(state: &HttpState, headers: &HeaderMap) -> Result<Option<Caller>, String> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(bearer_token)
+        .ok_or_else(|| "the Authorization header must be 'Bearer <token>'".to_string())?;
+    state
+        .verifier
+        .verify(token)
+        .map(|principal| Some(Caller::from_principal(&principal)))
+        .map_err(|error| format!("invalid token: {error}"))
+}
+
+fn correlation_id(headers: &HeaderMap) -> Uuid {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .unwrap_or_else(Uuid::now_v7)
+}
+
+async fn graphql_get(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    if query.is_empty() && wants_html(&headers) {
+        let page = GraphiQLSource::build().endpoint("/graphql").title("coursetrail").finish();
+        return Html(page).into_response();
+    }
+    let Some(media) = negotiate(&headers) else {
+        return StatusCode::NOT_ACCEPTABLE.into_response();
+    };
+    let request = match async_graphql::http::parse_query_string(&query) {
+        Ok(request) => request,
+        Err(error) => {
+            let error = request_error(format!("invalid request: {error}"), "BAD_REQUEST");
+            return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
+        }
+    };
+    // GET is for queries only: a mutation over GET could be triggered by a link or a crawler.
+    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+        let operation = match &request.operation_name {
+            Some(name) => document.operations.iter().find(|(n, _)| n.map(|n| n.as_str()) == Some(name)),
+            None => document.operations.iter().next(),
+        };
+        if let Some((_, operation)) = operation {
+            if operation.node.ty != OperationType::Query {
+                let error = request_error("only queries may be sent with GET; use POST", "METHOD_NOT_ALLOWED");
+                let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, media, vec![error]);
+                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+                return response;
+            }
+        }
+    }
+    execute(&state, &headers, media, Method::GET, BatchRequest::Single(request)).await
+}
+
+async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return StatusCode::NOT_ACCEPTABLE.into_response();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.to_ascii_lowercase().starts_with(JSON) {
+        let error = request_error("the request body must be application/json", "UNSUPPORTED_MEDIA_TYPE");
+        return error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, media, vec![error]);
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let error = request_error(
+                format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
+                "PAYLOAD_TOO_LARGE",
+            );
+            return error_response(StatusCode::PAYLOAD_TOO_LARGE, media, vec![error]);
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+        Ok(batch) => batch,
+        Err(error) => {
+            let error = request_error(format!("the request body is not a GraphQL request: {error}"), "BAD_REQUEST");
+            return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
+        }
+    };
+    if let BatchRequest::Batch(requests) = &batch {
+        if requests.len() > MAX_BATCH || requests.is_empty() {
+            let error = request_error(format!("a batch must hold 1 to {MAX_BATCH} operations"), "BAD_REQUEST");
+            return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
+        }
+    }
+    execute(&state, &headers, media, Method::POST, batch).await
+}
+
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    media: MediaType,
+    method: Method,
+    batch: BatchRequest,
+) -> Response {
+    let started = Instant::now();
+    let operation_names: Vec<String> = batch
+        .iter()
+        .map(|r| r.operation_name.clone().unwrap_or_else(|| "-".into()))
+        .collect();
+    let caller = match authenticate(state, headers) {
+        Ok(caller) => caller,
+        Err(message) => {
+            tracing::info!(method = %method, operation = operation_names.join(","), outcome = "UNAUTHENTICATED", "graphql request refused");
+            let error = request_error(message, "UNAUTHENTICATED");
+            let mut response = error_response(StatusCode::UNAUTHORIZED, media, vec![error]);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    };
+    let tenant = caller.as_ref().map(|c| c.tenant().to_string()).unwrap_or_else(|| "-".into());
+    let context = RequestContext {
+        caller,
+        correlation_id: correlation_id(headers),
+    };
+    let batch = batch.data(context);
+    let mut response = state.schema.execute_batch(batch).await;
+    let mut codes: Vec<String> = Vec::new();
+    let mut request_failed = false;
+    let mut visit = |r: &mut async_graphql::Response| {
+        for error in &mut r.errors {
+            ensure_code(error);
+            let code = code_of(error).unwrap_or_default();
+            if r.data == async_graphql::Value::Null && (code == PARSE_FAILED || code == VALIDATION_FAILED) {
+                request_failed = true;
+            }
+            codes.push(code);
+        }
+    };
+    match &mut response {
+        BatchResponse::Single(r) => visit(r),
+        BatchResponse::Batch(rs) => rs.iter_mut().for_each(visit),
+    }
+    let outcome = if codes.is_empty() { "ok".to_string() } else { codes.join(",") };
+    tracing::info!(
+        method = %method,
+        tenant = %tenant,
+        operation = operation_names.join(","),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        outcome = %outcome,
+        "graphql request"
+    );
+    let single_request_error = request_failed && matches!(response, BatchResponse::Single(_));
+    if single_request_error {
+        if let BatchResponse::Single(r) = response {
+            return error_response(StatusCode::BAD_REQUEST, media, r.errors);
+        }
+    }
+    let body = match serde_json::to_string(&response) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot serialise a GraphQL response");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut http = (StatusCode::OK, body).into_response();
+    http.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()));
+    http
+}

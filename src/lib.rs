@@ -1,0 +1,23 @@
+//! coursetrail: a multi-tenant, event-sourced training-platform backend.
+//!
+//! The map (see ARCHITECTURE.md for the invariants):
+//! - [`domain`]: commands, events, pure `decide`/`evolve` — no I/O.
+//! - [`store`]: the event log on PostgreSQL — append with optimistic concurrency, gap-free
+//!   per-tenant positions, idempotent commands.
+//! - [`projections`]: the synchronous read tables, as pure row folds plus their SQL.
+//! - [`app`]: roles and the one-command-one-transaction flow; used by GraphQL and the CLI.
+//! - [`graphql`], [`http`], [`server`]: the thin interface layers.
+//! - [`auth`]: token verification and minting.
+//! - [`config`], [`db`], [`pgcluster`]: start-up: configuration, database, private cluster.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod graphql;
+pub mod http;
+pub mod pgcluster;
+pub mod projections;
+pub mod server;
+pub mod store;

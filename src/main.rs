@@ -1,0 +1,197 @@
+//! The `coursetrail` binary: the server (default) and the operator's commands.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use coursetrail::auth::{Role, TokenIssuer, TokenVerifier};
+use coursetrail::config::{Config, JwtKeys};
+use coursetrail::db::{self, Database};
+use coursetrail::domain::TenantId;
+use coursetrail::{graphql, server, store};
+use std::path::Path;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "coursetrail", version, about = "Multi-tenant, event-sourced training platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve GraphQL (the default). Without DATABASE_URL, runs a private PostgreSQL cluster.
+    Serve,
+    /// Apply the pending database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Mint a token with the configured HS256 secret (development and scripts).
+    Token {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        sub: Uuid,
+        /// Lifetime, e.g. 15m, 12h, 7d.
+        #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// Print the GraphQL schema (SDL); `schema.graphql` must equal it.
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its id.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List the tenants.
+    List,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let database = Database::open(&config).await?;
+            db::migrate(&database.pool).await?;
+            eprintln!("migrations applied");
+            database.close().await
+        }
+        Command::Tenant(TenantCommand::Create { name }) => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().any(char::is_control) {
+                bail!("--name must be a non-empty name without control characters");
+            }
+            let database = Database::open(&config).await?;
+            db::migrate(&database.pool).await?;
+            let mut tx = database.pool.begin().await?;
+            let tenant = store::create_tenant(&mut tx, name).await?;
+            tx.commit().await?;
+            println!("{tenant}");
+            database.close().await
+        }
+        Command::Tenant(TenantCommand::List) => {
+            let database = Database::open(&config).await?;
+            let mut conn = database.pool.acquire().await?;
+            for (id, name, created_at) in store::list_tenants(&mut conn).await? {
+                println!("{id}\t{}\t{name}", created_at.to_rfc3339());
+            }
+            drop(conn);
+            database.close().await
+        }
+        Command::Token { tenant, role, sub, ttl } => {
+            let secret = match config.hs256_secret() {
+                Some(secret) => secret.to_owned(),
+                None if matches!(config.jwt_keys, JwtKeys::Unset) && config.database_url.is_none() => {
+                    dev_secret(&config.data_dir)?
+                }
+                None => bail!("minting needs JWT_SECRET (HS256); with public keys, tokens come from your identity provider"),
+            };
+            let issuer = TokenIssuer::new(&secret, &config.jwt_issuer, &config.jwt_audience);
+            println!("{}", issuer.mint(tenant, sub, role, ttl)?);
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let development = config.database_url.is_none();
+    let database = Database::open(&config).await?;
+    db::migrate(&database.pool).await?;
+
+    // With no keys configured, a private (development) setup gets a generated HS256 secret,
+    // kept in the data folder so tokens survive restarts. A real deployment must configure keys.
+    let fallback_secret = match (&config.jwt_keys, development) {
+        (JwtKeys::Unset, true) => Some(dev_secret(&config.data_dir)?),
+        (JwtKeys::Unset, false) => {
+            bail!("configure token validation: JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE")
+        }
+        _ => None,
+    };
+    let settings = config
+        .jwt_settings(fallback_secret.as_deref())
+        .context("no token validation keys")?;
+    let verifier = TokenVerifier::new(&settings).context("loading token validation keys")?;
+    for warning in verifier.warnings() {
+        tracing::warn!(warning = %warning, "token configuration");
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("binding {}", config.listen_addr))?;
+    let address = listener.local_addr()?;
+
+    if development {
+        let tenant = demo_tenant(&database).await?;
+        let secret = fallback_secret.as_deref().or(config.hs256_secret());
+        eprintln!("\ncoursetrail is ready (development: private PostgreSQL at {})", database.url);
+        eprintln!("  GraphiQL:  http://{address}/graphql");
+        eprintln!("  tenant:    {tenant}");
+        if let Some(secret) = secret {
+            let issuer = TokenIssuer::new(secret, &config.jwt_issuer, &config.jwt_audience);
+            let token = issuer.mint(tenant.as_uuid(), Uuid::now_v7(), Role::Admin, Duration::from_secs(12 * 3600))?;
+            eprintln!("  admin token (12 h), for GraphiQL's headers:");
+            eprintln!("  {{\"Authorization\": \"Bearer {token}\"}}\n");
+        }
+    } else {
+        tracing::info!(address = %address, "coursetrail is ready");
+    }
+
+    let state = server::http_state(database.pool.clone(), verifier);
+    server::serve_on(listener, state, server::shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    database.close().await
+}
+
+/// The first tenant, created as "Demo" on a fresh development database.
+async fn demo_tenant(database: &Database) -> anyhow::Result<TenantId> {
+    let mut tx = database.pool.begin().await?;
+    let tenants = store::list_tenants(&mut tx).await?;
+    let tenant = match tenants.first() {
+        Some((id, _, _)) => *id,
+        None => store::create_tenant(&mut tx, "Demo").await?,
+    };
+    tx.commit().await?;
+    Ok(tenant)
+}
+
+/// The development HS256 secret under the data folder, created on first use (mode 0600).
+fn dev_secret(data_dir: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("dev-jwt-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        return Ok(secret.trim().to_owned());
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    Ok(secret)
+}

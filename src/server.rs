@@ -1,0 +1,57 @@
+//! Running the server: the HTTP app around a database, served until a shutdown signal.
+//! `serve_on` takes a bound listener and a shutdown future, so tests can bind port 0.
+
+use crate::app::App;
+use crate::auth::TokenVerifier;
+use crate::graphql::build_schema;
+use crate::http::{router, HttpState};
+use sqlx::PgPool;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Builds the HTTP state: schema, verifier, pool.
+pub fn http_state(pool: PgPool, verifier: TokenVerifier) -> HttpState {
+    let app = App::new(pool.clone());
+    HttpState {
+        schema: build_schema(app),
+        verifier: Arc::new(verifier),
+        pool,
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: HttpState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
