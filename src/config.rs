@@ -1,7 +1,7 @@
 //! Typed configuration, read once at start-up from the environment (and a `.env` file).
 //! Every variable is documented in `.env.example`. Secrets are never logged.
 
-use crate::auth::{JwtSettings, KeySource, DEFAULT_LEEWAY_SECONDS};
+use crate::auth::{DEFAULT_LEEWAY_SECONDS, JwtSettings, KeySource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -46,10 +46,13 @@ where
 {
     match var(name) {
         None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-            name,
-            reason: e.to_string(),
-        }),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            }),
     }
 }
 

@@ -4,9 +4,9 @@
 use crate::config::Config;
 use crate::pgcluster::PrivateCluster;
 use anyhow::Context;
+use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,7 +40,12 @@ impl Database {
                 let data_dir = config.data_dir.join("pg");
                 let cluster = PrivateCluster::start_persistent(&data_dir)
                     .await
-                    .with_context(|| format!("starting the private PostgreSQL cluster in {}", data_dir.display()))?;
+                    .with_context(|| {
+                        format!(
+                            "starting the private PostgreSQL cluster in {}",
+                            data_dir.display()
+                        )
+                    })?;
                 let admin = connect(&cluster.url("postgres"), 1).await?;
                 create_database_if_missing(&admin, PRIVATE_DATABASE).await?;
                 admin.close().await;
@@ -59,7 +64,10 @@ impl Database {
     pub async fn close(self) -> anyhow::Result<()> {
         self.pool.close().await;
         if let Some(cluster) = self.cluster {
-            cluster.stop().await.context("stopping the private PostgreSQL cluster")?;
+            cluster
+                .stop()
+                .await
+                .context("stopping the private PostgreSQL cluster")?;
         }
         Ok(())
     }
@@ -86,10 +94,11 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// `CREATE DATABASE` unless it exists (the name is a constant or a generated identifier, never
 /// client input; it is quoted all the same).
 pub async fn create_database_if_missing(admin: &PgPool, name: &str) -> anyhow::Result<()> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(admin)
+            .await?;
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         sqlx::query(&format!("CREATE DATABASE {quoted}"))

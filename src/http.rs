@@ -3,20 +3,19 @@
 //! health and readiness, and one log line per request.
 
 use crate::app::Caller;
-use crate::auth::{bearer_token, TokenVerifier};
+use crate::auth::{TokenVerifier, bearer_token};
 use crate::graphql::{
-    code_of, ensure_code, request_error, AppSchema, RequestContext, PARSE_FAILED,
-    VALIDATION_FAILED,
+    AppSchema, PARSE_FAILED, RequestContext, VALIDATION_FAILED, code_of, ensure_code, request_error,
 };
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,11 +78,21 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
     };
     let ranges: Vec<String> = accept
         .split(',')
-        .map(|range| range.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|range| {
+            range
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .collect();
     if ranges.iter().any(|r| r == GRAPHQL_RESPONSE_JSON) {
         Some(MediaType::GraphqlResponseJson)
-    } else if ranges.iter().any(|r| r == JSON || r == "application/*" || r == "*/*") {
+    } else if ranges
+        .iter()
+        .any(|r| r == JSON || r == "application/*" || r == "*/*")
+    {
         Some(MediaType::Json)
     } else {
         None
@@ -101,9 +110,10 @@ fn wants_html(headers: &HeaderMap) -> bool {
 fn error_response(status: StatusCode, media: MediaType, errors: Vec<ServerError>) -> Response {
     let body = serde_json::json!({ "errors": errors });
     let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media.as_str()),
+    );
     response
 }
 
@@ -139,7 +149,10 @@ async fn graphql_get(
 ) -> Response {
     let query = query.unwrap_or_default();
     if query.is_empty() && wants_html(&headers) {
-        let page = GraphiQLSource::build().endpoint("/graphql").title("coursetrail").finish();
+        let page = GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("coursetrail")
+            .finish();
         return Html(page).into_response();
     }
     let Some(media) = negotiate(&headers) else {
@@ -155,19 +168,34 @@ async fn graphql_get(
     // GET is for queries only: a mutation over GET could be triggered by a link or a crawler.
     if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
         let operation = match &request.operation_name {
-            Some(name) => document.operations.iter().find(|(n, _)| n.map(|n| n.as_str()) == Some(name)),
+            Some(name) => document
+                .operations
+                .iter()
+                .find(|(n, _)| n.map(|n| n.as_str()) == Some(name)),
             None => document.operations.iter().next(),
         };
-        if let Some((_, operation)) = operation {
-            if operation.node.ty != OperationType::Query {
-                let error = request_error("only queries may be sent with GET; use POST", "METHOD_NOT_ALLOWED");
-                let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, media, vec![error]);
-                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-                return response;
-            }
+        if let Some((_, operation)) = operation
+            && operation.node.ty != OperationType::Query
+        {
+            let error = request_error(
+                "only queries may be sent with GET; use POST",
+                "METHOD_NOT_ALLOWED",
+            );
+            let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, media, vec![error]);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
         }
     }
-    execute(&state, &headers, media, Method::GET, BatchRequest::Single(request)).await
+    execute(
+        &state,
+        &headers,
+        media,
+        Method::GET,
+        BatchRequest::Single(request),
+    )
+    .await
 }
 
 async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
@@ -179,7 +207,10 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !content_type.to_ascii_lowercase().starts_with(JSON) {
-        let error = request_error("the request body must be application/json", "UNSUPPORTED_MEDIA_TYPE");
+        let error = request_error(
+            "the request body must be application/json",
+            "UNSUPPORTED_MEDIA_TYPE",
+        );
         return error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, media, vec![error]);
     }
     let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -195,15 +226,21 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
     let batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(batch) => batch,
         Err(error) => {
-            let error = request_error(format!("the request body is not a GraphQL request: {error}"), "BAD_REQUEST");
+            let error = request_error(
+                format!("the request body is not a GraphQL request: {error}"),
+                "BAD_REQUEST",
+            );
             return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
         }
     };
-    if let BatchRequest::Batch(requests) = &batch {
-        if requests.len() > MAX_BATCH || requests.is_empty() {
-            let error = request_error(format!("a batch must hold 1 to {MAX_BATCH} operations"), "BAD_REQUEST");
-            return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
-        }
+    if let BatchRequest::Batch(requests) = &batch
+        && (requests.len() > MAX_BATCH || requests.is_empty())
+    {
+        let error = request_error(
+            format!("a batch must hold 1 to {MAX_BATCH} operations"),
+            "BAD_REQUEST",
+        );
+        return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
     }
     execute(&state, &headers, media, Method::POST, batch).await
 }
@@ -226,11 +263,16 @@ async fn execute(
             tracing::info!(method = %method, operation = operation_names.join(","), outcome = "UNAUTHENTICATED", "graphql request refused");
             let error = request_error(message, "UNAUTHENTICATED");
             let mut response = error_response(StatusCode::UNAUTHORIZED, media, vec![error]);
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         }
     };
-    let tenant = caller.as_ref().map(|c| c.tenant().to_string()).unwrap_or_else(|| "-".into());
+    let tenant = caller
+        .as_ref()
+        .map(|c| c.tenant().to_string())
+        .unwrap_or_else(|| "-".into());
     let context = RequestContext {
         caller,
         correlation_id: correlation_id(headers),
@@ -243,7 +285,9 @@ async fn execute(
         for error in &mut r.errors {
             ensure_code(error);
             let code = code_of(error).unwrap_or_default();
-            if r.data == async_graphql::Value::Null && (code == PARSE_FAILED || code == VALIDATION_FAILED) {
+            if r.data == async_graphql::Value::Null
+                && (code == PARSE_FAILED || code == VALIDATION_FAILED)
+            {
                 request_failed = true;
             }
             codes.push(code);
@@ -253,7 +297,11 @@ async fn execute(
         BatchResponse::Single(r) => visit(r),
         BatchResponse::Batch(rs) => rs.iter_mut().for_each(visit),
     }
-    let outcome = if codes.is_empty() { "ok".to_string() } else { codes.join(",") };
+    let outcome = if codes.is_empty() {
+        "ok".to_string()
+    } else {
+        codes.join(",")
+    };
     tracing::info!(
         method = %method,
         tenant = %tenant,
@@ -263,10 +311,8 @@ async fn execute(
         "graphql request"
     );
     let single_request_error = request_failed && matches!(response, BatchResponse::Single(_));
-    if single_request_error {
-        if let BatchResponse::Single(r) = response {
-            return error_response(StatusCode::BAD_REQUEST, media, r.errors);
-        }
+    if single_request_error && let BatchResponse::Single(r) = response {
+        return error_response(StatusCode::BAD_REQUEST, media, r.errors);
     }
     let body = match serde_json::to_string(&response) {
         Ok(body) => body,
@@ -276,7 +322,9 @@ async fn execute(
         }
     };
     let mut http = (StatusCode::OK, body).into_response();
-    http.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()));
+    http.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media.as_str()),
+    );
     http
 }

@@ -1,6 +1,6 @@
 //! The `coursetrail` binary: the server (default) and the operator's commands.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use coursetrail::auth::{Role, TokenIssuer, TokenVerifier};
 use coursetrail::config::{Config, JwtKeys};
@@ -12,7 +12,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "coursetrail", version, about = "Multi-tenant, event-sourced training platform")]
+#[command(
+    name = "coursetrail",
+    version,
+    about = "Multi-tenant, event-sourced training platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -96,13 +100,22 @@ async fn main() -> anyhow::Result<()> {
             drop(conn);
             database.close().await
         }
-        Command::Token { tenant, role, sub, ttl } => {
+        Command::Token {
+            tenant,
+            role,
+            sub,
+            ttl,
+        } => {
             let secret = match config.hs256_secret() {
                 Some(secret) => secret.to_owned(),
-                None if matches!(config.jwt_keys, JwtKeys::Unset) && config.database_url.is_none() => {
+                None if matches!(config.jwt_keys, JwtKeys::Unset)
+                    && config.database_url.is_none() =>
+                {
                     dev_secret(&config.data_dir)?
                 }
-                None => bail!("minting needs JWT_SECRET (HS256); with public keys, tokens come from your identity provider"),
+                None => bail!(
+                    "minting needs JWT_SECRET (HS256); with public keys, tokens come from your identity provider"
+                ),
             };
             let issuer = TokenIssuer::new(&secret, &config.jwt_issuer, &config.jwt_audience);
             println!("{}", issuer.mint(tenant, sub, role, ttl)?);
@@ -145,12 +158,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if development {
         let tenant = demo_tenant(&database).await?;
         let secret = fallback_secret.as_deref().or(config.hs256_secret());
-        eprintln!("\ncoursetrail is ready (development: private PostgreSQL at {})", database.url);
+        eprintln!(
+            "\ncoursetrail is ready (development: private PostgreSQL at {})",
+            database.url
+        );
         eprintln!("  GraphiQL:  http://{address}/graphql");
         eprintln!("  tenant:    {tenant}");
         if let Some(secret) = secret {
             let issuer = TokenIssuer::new(secret, &config.jwt_issuer, &config.jwt_audience);
-            let token = issuer.mint(tenant.as_uuid(), Uuid::now_v7(), Role::Admin, Duration::from_secs(12 * 3600))?;
+            let token = issuer.mint(
+                tenant.as_uuid(),
+                Uuid::now_v7(),
+                Role::Admin,
+                Duration::from_secs(12 * 3600),
+            )?;
             eprintln!("  admin token (12 h), for GraphiQL's headers:");
             eprintln!("  {{\"Authorization\": \"Bearer {token}\"}}\n");
         }
@@ -184,7 +205,8 @@ fn dev_secret(data_dir: &Path) -> anyhow::Result<String> {
     if let Ok(secret) = std::fs::read_to_string(&path) {
         return Ok(secret.trim().to_owned());
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -202,6 +202,10 @@ impl PrivateCluster {
         // An existing cluster keeps running as whoever owns it (like pg_ctlcluster).
         let owner = fs::metadata(&initialised).ok().map(|m| (m.uid(), m.gid()));
         let run_as = choose_run_as(owner)?;
+        if let Some(user) = &run_as {
+            // Before creating anything, then again for the parents we create.
+            check_traversable(&data_dir, user)?;
+        }
         if owner.is_none() {
             prepare_data_dir(&data_dir, run_as.as_ref())?;
         }

@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::auth::TokenVerifier;
 use crate::graphql::build_schema;
-use crate::http::{router, HttpState};
+use crate::http::{HttpState, router};
 use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;

@@ -61,7 +61,8 @@ impl App {
                     course_id: Some(course_id.as_uuid()),
                     result: json!({}),
                 };
-                self.commit(tx, caller, options, "createCourse", write).await
+                self.commit(tx, caller, options, "createCourse", write)
+                    .await
             }
         })
         .await
@@ -87,7 +88,8 @@ impl App {
                 course_id: Some(course_id.as_uuid()),
                 result: json!({}),
             };
-            self.commit(tx, caller, options, "retireCourse", write).await
+            self.commit(tx, caller, options, "retireCourse", write)
+                .await
         })
         .await
     }
@@ -130,7 +132,8 @@ impl App {
                     course_id: None,
                     result: json!({}),
                 };
-                self.commit(tx, caller, options, "registerTrainee", write).await
+                self.commit(tx, caller, options, "registerTrainee", write)
+                    .await
             }
         })
         .await
@@ -184,7 +187,8 @@ impl App {
                 course_id: Some(course_id.as_uuid()),
                 result: json!({}),
             };
-            self.commit(tx, caller, options, "registerForCourse", write).await
+            self.commit(tx, caller, options, "registerForCourse", write)
+                .await
         })
         .await
     }
@@ -230,15 +234,22 @@ impl App {
         score: Score,
     ) -> Result<CommandOutcome, AppError> {
         caller.require(&[Role::Admin, Role::Instructor], "grade submissions")?;
-        self.enrollment_command(caller, options, "gradeSubmission", enrollment_id, true, |passing| {
-            Ok(EnrollmentCommand::Grade {
-                submission_id,
-                score,
-                passing_score: passing.ok_or_else(|| {
-                    AppError::internal(anyhow::anyhow!("the enrollment's course is missing"))
-                })?,
-            })
-        })
+        self.enrollment_command(
+            caller,
+            options,
+            "gradeSubmission",
+            enrollment_id,
+            true,
+            |passing| {
+                Ok(EnrollmentCommand::Grade {
+                    submission_id,
+                    score,
+                    passing_score: passing.ok_or_else(|| {
+                        AppError::internal(anyhow::anyhow!("the enrollment's course is missing"))
+                    })?,
+                })
+            },
+        )
         .await
     }
 
@@ -249,9 +260,14 @@ impl App {
         enrollment_id: EnrollmentId,
     ) -> Result<CommandOutcome, AppError> {
         caller.require(&[Role::Admin, Role::Trainee], "complete courses")?;
-        self.enrollment_command(caller, options, "completeCourse", enrollment_id, false, |_| {
-            Ok(EnrollmentCommand::Complete)
-        })
+        self.enrollment_command(
+            caller,
+            options,
+            "completeCourse",
+            enrollment_id,
+            false,
+            |_| Ok(EnrollmentCommand::Complete),
+        )
         .await
     }
 
@@ -263,11 +279,18 @@ impl App {
         reason: Option<WithdrawalReason>,
     ) -> Result<CommandOutcome, AppError> {
         caller.require(&[Role::Admin, Role::Trainee], "withdraw registrations")?;
-        self.enrollment_command(caller, options, "withdrawRegistration", enrollment_id, false, |_| {
-            Ok(EnrollmentCommand::Withdraw {
-                reason: reason.clone(),
-            })
-        })
+        self.enrollment_command(
+            caller,
+            options,
+            "withdrawRegistration",
+            enrollment_id,
+            false,
+            |_| {
+                Ok(EnrollmentCommand::Withdraw {
+                    reason: reason.clone(),
+                })
+            },
+        )
         .await
     }
 

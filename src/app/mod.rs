@@ -19,8 +19,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 use std::future::Future;
 use uuid::Uuid;
 
-/// How many times a command is retried when its stream changed between load and append.
-const MAX_ATTEMPTS: usize = 5;
+/// How many times a command is tried when its stream keeps changing between load and append.
+const MAX_ATTEMPTS: u32 = 8;
 
 /// The application's entry point: cheap to clone, shared by every request.
 #[derive(Clone)]
@@ -137,12 +137,19 @@ impl App {
         Fut: Future<Output = Result<CommandOutcome, AppError>>,
     {
         let mut last_error = AppError::ConcurrencyConflict;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt_number in 0..MAX_ATTEMPTS {
+            if attempt_number > 0 {
+                // Jittered backoff, so writers that just collided do not collide again in step.
+                let jitter = u64::from(Uuid::new_v4().as_bytes()[0] % 4);
+                let millis = u64::from(attempt_number) * (1 + jitter);
+                tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+            }
             let mut tx = self.pool.begin().await?;
-            if let Some(command_id) = options.command_id {
-                if let Some(record) = store::find_command(&mut tx, caller.tenant, command_id).await? {
-                    return replayed(record, command_type);
-                }
+            if let Some(command_id) = options.command_id
+                && let Some(record) =
+                    store::find_command(&mut tx, caller.tenant, command_id).await?
+            {
+                return replayed(record, command_type);
             }
             match attempt(tx).await {
                 Err(AppError::ConcurrencyConflict) => last_error = AppError::ConcurrencyConflict,

@@ -9,7 +9,11 @@ use crate::projections::{self, EnrollmentFilter};
 use uuid::Uuid;
 
 impl App {
-    pub async fn course(&self, caller: &Caller, id: CourseId) -> Result<Option<CourseRow>, AppError> {
+    pub async fn course(
+        &self,
+        caller: &Caller,
+        id: CourseId,
+    ) -> Result<Option<CourseRow>, AppError> {
         Ok(projections::course(&self.pool, caller.tenant(), id).await?)
     }
 
@@ -20,11 +24,18 @@ impl App {
         include_retired: bool,
         limit: i64,
     ) -> Result<Vec<CourseRow>, AppError> {
-        Ok(projections::courses(&self.pool, caller.tenant(), after, include_retired, limit).await?)
+        Ok(
+            projections::courses(&self.pool, caller.tenant(), after, include_retired, limit)
+                .await?,
+        )
     }
 
     /// A trainee sees only itself; admins and instructors see every trainee of the tenant.
-    pub async fn trainee(&self, caller: &Caller, id: TraineeId) -> Result<Option<TraineeRow>, AppError> {
+    pub async fn trainee(
+        &self,
+        caller: &Caller,
+        id: TraineeId,
+    ) -> Result<Option<TraineeRow>, AppError> {
         if caller.role() == Role::Trainee && id.as_uuid() != caller.actor_id() {
             return Ok(None);
         }

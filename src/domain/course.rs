@@ -62,9 +62,7 @@ impl Aggregate for CourseAggregate {
             (Some(_), CourseCommand::Create { .. }) => Err(DomainError::AlreadyExists(
                 "the course exists already".into(),
             )),
-            (None, CourseCommand::Retire) => {
-                Err(DomainError::NotFound("course not found".into()))
-            }
+            (None, CourseCommand::Retire) => Err(DomainError::NotFound("course not found".into())),
             (Some(course), CourseCommand::Retire) if course.retired => Err(
                 DomainError::InvalidState("the course is retired already".into()),
             ),

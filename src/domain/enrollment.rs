@@ -163,9 +163,12 @@ impl Aggregate for EnrollmentAggregate {
                     has_active_enrollment,
                 },
             ) => {
-                let course = course.ok_or_else(|| DomainError::NotFound("course not found".into()))?;
+                let course =
+                    course.ok_or_else(|| DomainError::NotFound("course not found".into()))?;
                 if course.retired {
-                    return Err(invalid("the course is retired and takes no new registrations"));
+                    return Err(invalid(
+                        "the course is retired and takes no new registrations",
+                    ));
                 }
                 if !trainee_exists {
                     return Err(DomainError::NotFound("trainee not found".into()));
@@ -179,7 +182,9 @@ impl Aggregate for EnrollmentAggregate {
                 })]);
             }
             (Some(_), EnrollmentCommand::Register { .. }) => {
-                return Err(DomainError::AlreadyExists("the enrollment exists already".into()));
+                return Err(DomainError::AlreadyExists(
+                    "the enrollment exists already".into(),
+                ));
             }
             (None, _) => return Err(DomainError::NotFound("enrollment not found".into())),
             (Some(enrollment), command) => (enrollment, command),
@@ -209,7 +214,9 @@ impl Aggregate for EnrollmentAggregate {
                         answers,
                     })])
                 }
-                S::Registered => Err(invalid("the course must be started before submitting a test")),
+                S::Registered => Err(invalid(
+                    "the course must be started before submitting a test",
+                )),
                 S::Completed => Err(invalid("the course has been completed already")),
                 S::Withdrawn => Err(invalid("the registration has been withdrawn")),
             },
@@ -245,7 +252,9 @@ impl Aggregate for EnrollmentAggregate {
             },
             EnrollmentCommand::Withdraw { reason } => match enrollment.status {
                 S::Registered | S::Started => {
-                    Ok(vec![Event::RegistrationWithdrawn(RegistrationWithdrawn { reason })])
+                    Ok(vec![Event::RegistrationWithdrawn(RegistrationWithdrawn {
+                        reason,
+                    })])
                 }
                 S::Completed => Err(invalid("a completed course cannot be withdrawn from")),
                 S::Withdrawn => Err(invalid("the registration has been withdrawn already")),
@@ -279,12 +288,20 @@ mod tests {
             }
         }
         fn register(&self) -> C {
+            self.register_with(Some(CourseFacts { retired: false }), true, false)
+        }
+        fn register_with(
+            &self,
+            course: Option<CourseFacts>,
+            trainee_exists: bool,
+            has_active_enrollment: bool,
+        ) -> C {
             C::Register {
                 course_id: self.course_id,
                 trainee_id: self.trainee_id,
-                course: Some(CourseFacts { retired: false }),
-                trainee_exists: true,
-                has_active_enrollment: false,
+                course,
+                trainee_exists,
+                has_active_enrollment,
             }
         }
         fn registered(&self) -> Vec<Event> {
@@ -322,7 +339,9 @@ mod tests {
         }
         fn withdrawn(&self) -> Vec<Event> {
             let mut events = self.registered();
-            events.push(Event::RegistrationWithdrawn(RegistrationWithdrawn { reason: None }));
+            events.push(Event::RegistrationWithdrawn(RegistrationWithdrawn {
+                reason: None,
+            }));
             events
         }
         fn submit(&self) -> C {
@@ -343,7 +362,10 @@ mod tests {
     fn assert_invalid(result: Result<Vec<Event>, DomainError>, why: &str) {
         match result {
             Err(DomainError::InvalidState(message)) => {
-                assert!(message.contains(why), "message {message:?} should say {why:?}")
+                assert!(
+                    message.contains(why),
+                    "message {message:?} should say {why:?}"
+                )
             }
             other => panic!("expected INVALID_STATE ({why}), got {other:?}"),
         }
@@ -359,23 +381,14 @@ mod tests {
     #[test]
     fn registration_needs_an_existing_active_course_and_trainee() {
         let g = Given::new();
-        let missing_course = C::Register {
-            course: None,
-            ..g.register()
-        };
+        let missing_course = g.register_with(None, true, false);
         assert!(matches!(
             given_when::<EnrollmentAggregate>(&[], missing_course),
             Err(DomainError::NotFound(m)) if m.contains("course")
         ));
-        let retired = C::Register {
-            course: Some(CourseFacts { retired: true }),
-            ..g.register()
-        };
+        let retired = g.register_with(Some(CourseFacts { retired: true }), true, false);
         assert_invalid(given_when::<EnrollmentAggregate>(&[], retired), "retired");
-        let missing_trainee = C::Register {
-            trainee_exists: false,
-            ..g.register()
-        };
+        let missing_trainee = g.register_with(Some(CourseFacts { retired: false }), false, false);
         assert!(matches!(
             given_when::<EnrollmentAggregate>(&[], missing_trainee),
             Err(DomainError::NotFound(m)) if m.contains("trainee")
@@ -385,10 +398,7 @@ mod tests {
     #[test]
     fn a_second_active_registration_is_refused() {
         let g = Given::new();
-        let again = C::Register {
-            has_active_enrollment: true,
-            ..g.register()
-        };
+        let again = g.register_with(Some(CourseFacts { retired: false }), true, true);
         assert_eq!(
             given_when::<EnrollmentAggregate>(&[], again),
             Err(DomainError::AlreadyRegistered)
@@ -414,9 +424,18 @@ mod tests {
         let g = Given::new();
         let events = given_when::<EnrollmentAggregate>(&g.registered(), C::Start).unwrap();
         assert_eq!(events, vec![Event::CourseStarted(CourseStarted {})]);
-        assert_invalid(given_when::<EnrollmentAggregate>(&g.started(), C::Start), "started already");
-        assert_invalid(given_when::<EnrollmentAggregate>(&g.completed(), C::Start), "completed");
-        assert_invalid(given_when::<EnrollmentAggregate>(&g.withdrawn(), C::Start), "withdrawn");
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&g.started(), C::Start),
+            "started already",
+        );
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&g.completed(), C::Start),
+            "completed",
+        );
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&g.withdrawn(), C::Start),
+            "withdrawn",
+        );
     }
 
     #[test]
@@ -424,9 +443,18 @@ mod tests {
         let g = Given::new();
         let events = given_when::<EnrollmentAggregate>(&g.started(), g.submit()).unwrap();
         assert!(matches!(&events[..], [Event::TestSubmitted(_)]));
-        assert_invalid(given_when::<EnrollmentAggregate>(&g.registered(), g.submit()), "started before");
-        assert_invalid(given_when::<EnrollmentAggregate>(&g.completed(), g.submit()), "completed");
-        assert_invalid(given_when::<EnrollmentAggregate>(&g.withdrawn(), g.submit()), "withdrawn");
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&g.registered(), g.submit()),
+            "started before",
+        );
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&g.completed(), g.submit()),
+            "completed",
+        );
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&g.withdrawn(), g.submit()),
+            "withdrawn",
+        );
         // A resubmission after a failed grade is allowed: trainees may retake a test.
         assert!(given_when::<EnrollmentAggregate>(&g.graded(10, false), g.submit()).is_ok());
     }
@@ -443,34 +471,53 @@ mod tests {
     #[test]
     fn grading_needs_an_ungraded_submission() {
         let g = Given::new();
-        assert_invalid(given_when::<EnrollmentAggregate>(&g.started(), g.grade(80)), "no such submission");
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&g.started(), g.grade(80)),
+            "no such submission",
+        );
         assert_invalid(
             given_when::<EnrollmentAggregate>(&g.graded(80, true), g.grade(80)),
             "graded already",
         );
         let mut withdrawn = g.submitted();
-        withdrawn.push(Event::RegistrationWithdrawn(RegistrationWithdrawn { reason: None }));
-        assert_invalid(given_when::<EnrollmentAggregate>(&withdrawn, g.grade(80)), "withdrawn");
+        withdrawn.push(Event::RegistrationWithdrawn(RegistrationWithdrawn {
+            reason: None,
+        }));
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&withdrawn, g.grade(80)),
+            "withdrawn",
+        );
     }
 
     #[test]
     fn completion_requires_a_passing_grade_once() {
         let g = Given::new();
-        assert_invalid(given_when::<EnrollmentAggregate>(&g.submitted(), C::Complete), "passing grade");
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&g.submitted(), C::Complete),
+            "passing grade",
+        );
         assert_invalid(
             given_when::<EnrollmentAggregate>(&g.graded(10, false), C::Complete),
             "passing grade",
         );
         let events = given_when::<EnrollmentAggregate>(&g.graded(90, true), C::Complete).unwrap();
         assert_eq!(events, vec![Event::CourseCompleted(CourseCompleted {})]);
-        assert_invalid(given_when::<EnrollmentAggregate>(&g.completed(), C::Complete), "completed already");
+        assert_invalid(
+            given_when::<EnrollmentAggregate>(&g.completed(), C::Complete),
+            "completed already",
+        );
     }
 
     #[test]
     fn withdrawal_before_completion_only() {
         let g = Given::new();
-        assert!(given_when::<EnrollmentAggregate>(&g.registered(), C::Withdraw { reason: None }).is_ok());
-        assert!(given_when::<EnrollmentAggregate>(&g.started(), C::Withdraw { reason: None }).is_ok());
+        assert!(
+            given_when::<EnrollmentAggregate>(&g.registered(), C::Withdraw { reason: None })
+                .is_ok()
+        );
+        assert!(
+            given_when::<EnrollmentAggregate>(&g.started(), C::Withdraw { reason: None }).is_ok()
+        );
         assert_invalid(
             given_when::<EnrollmentAggregate>(&g.completed(), C::Withdraw { reason: None }),
             "completed",

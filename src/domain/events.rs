@@ -159,7 +159,10 @@ pub enum DecodeError {
     #[error("unknown event type {0:?}")]
     UnknownType(String),
     #[error("unsupported schema version {version} of {event_type}")]
-    UnsupportedVersion { event_type: &'static str, version: i16 },
+    UnsupportedVersion {
+        event_type: &'static str,
+        version: i16,
+    },
     #[error("malformed {event_type} data: {source}")]
     Malformed {
         event_type: &'static str,
@@ -208,8 +211,8 @@ impl Event {
         schema_version: i16,
         data: serde_json::Value,
     ) -> Result<Event, DecodeError> {
-        let kind =
-            EventType::parse(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
+        let kind = EventType::parse(event_type)
+            .ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
         if schema_version != Self::CURRENT_SCHEMA_VERSION {
             return Err(DecodeError::UnsupportedVersion {
                 event_type: kind.as_str(),

@@ -49,7 +49,9 @@ pub trait Aggregate {
     fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self::State {
         events
             .into_iter()
-            .fold(Self::State::default(), |state, event| Self::evolve(state, event))
+            .fold(Self::State::default(), |state, event| {
+                Self::evolve(state, event)
+            })
     }
 }
 

@@ -35,7 +35,10 @@ impl Aggregate for TraineeAggregate {
     fn decide(state: &Option<Trainee>, command: TraineeCommand) -> Result<Vec<Event>, DomainError> {
         match (state, command) {
             (None, TraineeCommand::Register { email, name }) => {
-                Ok(vec![Event::TraineeRegistered(TraineeRegistered { email, name })])
+                Ok(vec![Event::TraineeRegistered(TraineeRegistered {
+                    email,
+                    name,
+                })])
             }
             (Some(_), TraineeCommand::Register { .. }) => Err(DomainError::AlreadyExists(
                 "a trainee with this id exists already".into(),
@@ -59,7 +62,9 @@ mod tests {
     #[test]
     fn a_new_trainee_is_registered() {
         let events = given_when::<TraineeAggregate>(&[], register()).unwrap();
-        assert!(matches!(&events[..], [Event::TraineeRegistered(t)] if t.email.as_str() == "ada@example.com"));
+        assert!(
+            matches!(&events[..], [Event::TraineeRegistered(t)] if t.email.as_str() == "ada@example.com")
+        );
     }
 
     #[test]

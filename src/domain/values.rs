@@ -139,7 +139,10 @@ impl Email {
             None => false,
         };
         if !valid {
-            return Err(ValidationError::new("email", "is not a valid email address"));
+            return Err(ValidationError::new(
+                "email",
+                "is not a valid email address",
+            ));
         }
         Ok(Self(email))
     }
@@ -188,7 +191,9 @@ impl Answers {
                 "must not contain NUL characters",
             ));
         }
-        let size = serde_json::to_vec(&value).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&value)
+            .map(|bytes| bytes.len())
+            .unwrap_or(usize::MAX);
         if size > Self::MAX_BYTES {
             return Err(ValidationError::new(
                 "answers",
@@ -209,7 +214,10 @@ mod tests {
 
     #[test]
     fn course_codes_are_normalised_and_checked() {
-        assert_eq!(CourseCode::parse(" safety-101 ").unwrap().as_str(), "SAFETY-101");
+        assert_eq!(
+            CourseCode::parse(" safety-101 ").unwrap().as_str(),
+            "SAFETY-101"
+        );
         assert!(CourseCode::parse("").is_err());
         assert!(CourseCode::parse("has space").is_err());
         assert!(CourseCode::parse(&"A".repeat(33)).is_err());
@@ -225,8 +233,19 @@ mod tests {
 
     #[test]
     fn emails_are_lower_cased_and_checked() {
-        assert_eq!(Email::parse("Ada@Example.COM").unwrap().as_str(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.d"] {
+        assert_eq!(
+            Email::parse("Ada@Example.COM").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.d",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be refused");
         }
     }

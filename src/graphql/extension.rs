@@ -1,7 +1,7 @@
 //! An async-graphql extension that tags parse and validation failures with their codes, so the
 //! HTTP layer can answer them with 400 as the GraphQL-over-HTTP specification asks.
 
-use super::error::{with_code, PARSE_FAILED, VALIDATION_FAILED};
+use super::error::{PARSE_FAILED, VALIDATION_FAILED, with_code};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
 };

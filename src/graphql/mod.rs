@@ -11,7 +11,7 @@ mod query;
 mod types;
 
 pub use context::RequestContext;
-pub use error::{code_of, ensure_code, request_error, PARSE_FAILED, VALIDATION_FAILED};
+pub use error::{PARSE_FAILED, VALIDATION_FAILED, code_of, ensure_code, request_error};
 
 use crate::app::App;
 use async_graphql::{EmptySubscription, Schema, SchemaBuilder};

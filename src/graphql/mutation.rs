@@ -3,7 +3,7 @@
 //! last event appended (usable as a cursor for `auditTrail` / `events`).
 
 use super::context::{app, caller, command_options};
-use super::error::{to_graphql, GqlResultExt};
+use super::error::{GqlResultExt, to_graphql};
 use super::types::{Course, Enrollment, Trainee};
 use crate::app::{AppError, Caller, CommandOutcome};
 use crate::domain::values::{
@@ -117,8 +117,15 @@ async fn course_payload(
     caller: &Caller,
     outcome: CommandOutcome,
 ) -> async_graphql::Result<CoursePayload> {
-    let row = app(ctx).course(caller, CourseId::from_uuid(outcome.stream_id)).await.gql()?;
-    let row = row.ok_or_else(|| to_graphql(AppError::internal(anyhow::anyhow!("course row missing after command"))))?;
+    let row = app(ctx)
+        .course(caller, CourseId::from_uuid(outcome.stream_id))
+        .await
+        .gql()?;
+    let row = row.ok_or_else(|| {
+        to_graphql(AppError::internal(anyhow::anyhow!(
+            "course row missing after command"
+        )))
+    })?;
     Ok(CoursePayload {
         course: Course(row),
         position: outcome.position,
@@ -191,7 +198,13 @@ impl Mutation {
         let name = parsed(PersonName::parse(&input.name))?;
         let options = command_options(ctx, input.command_id);
         let outcome = app(ctx)
-            .register_trainee(caller, &options, email, name, input.trainee_id.map(TraineeId::from_uuid))
+            .register_trainee(
+                caller,
+                &options,
+                email,
+                name,
+                input.trainee_id.map(TraineeId::from_uuid),
+            )
             .await
             .gql()?;
         let row = app(ctx)
@@ -234,7 +247,11 @@ impl Mutation {
         let caller = caller(ctx)?;
         let options = command_options(ctx, input.command_id);
         let outcome = app(ctx)
-            .start_course(caller, &options, EnrollmentId::from_uuid(input.enrollment_id))
+            .start_course(
+                caller,
+                &options,
+                EnrollmentId::from_uuid(input.enrollment_id),
+            )
             .await
             .gql()?;
         enrollment_payload(ctx, caller, &outcome).await
@@ -250,13 +267,22 @@ impl Mutation {
         let answers = parsed(Answers::parse(input.answers.0))?;
         let options = command_options(ctx, input.command_id);
         let outcome = app(ctx)
-            .submit_test(caller, &options, EnrollmentId::from_uuid(input.enrollment_id), answers)
+            .submit_test(
+                caller,
+                &options,
+                EnrollmentId::from_uuid(input.enrollment_id),
+                answers,
+            )
             .await
             .gql()?;
         let submission_id = outcome.result["submissionId"]
             .as_str()
             .and_then(|id| Uuid::parse_str(id).ok())
-            .ok_or_else(|| to_graphql(AppError::internal(anyhow::anyhow!("submission id missing from the outcome"))))?;
+            .ok_or_else(|| {
+                to_graphql(AppError::internal(anyhow::anyhow!(
+                    "submission id missing from the outcome"
+                )))
+            })?;
         let payload = enrollment_payload(ctx, caller, &outcome).await?;
         Ok(SubmitTestPayload {
             enrollment: payload.enrollment,
@@ -297,7 +323,11 @@ impl Mutation {
         let caller = caller(ctx)?;
         let options = command_options(ctx, input.command_id);
         let outcome = app(ctx)
-            .complete_course(caller, &options, EnrollmentId::from_uuid(input.enrollment_id))
+            .complete_course(
+                caller,
+                &options,
+                EnrollmentId::from_uuid(input.enrollment_id),
+            )
             .await
             .gql()?;
         enrollment_payload(ctx, caller, &outcome).await

@@ -2,8 +2,8 @@
 
 use super::error::to_graphql;
 use crate::app::AppError;
-use async_graphql::connection::{Connection, CursorType, Edge, OpaqueCursor};
 use async_graphql::OutputType;
+use async_graphql::connection::{Connection, CursorType, Edge, OpaqueCursor};
 use uuid::Uuid;
 
 pub const DEFAULT_PAGE_SIZE: i32 = 20;

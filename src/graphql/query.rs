@@ -2,7 +2,7 @@
 
 use super::context::{app, caller};
 use super::error::GqlResultExt;
-use super::pagination::{page, PageArgs};
+use super::pagination::{PageArgs, page};
 use super::types::{Course, Enrollment, EnrollmentStatus, Me, Trainee};
 use crate::domain::{CourseId, EnrollmentId, TraineeId};
 use crate::projections::EnrollmentFilter;
@@ -25,7 +25,10 @@ impl Query {
     }
 
     async fn course(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Course>> {
-        let row = app(ctx).course(caller(ctx)?, CourseId::from_uuid(id)).await.gql()?;
+        let row = app(ctx)
+            .course(caller(ctx)?, CourseId::from_uuid(id))
+            .await
+            .gql()?;
         Ok(row.map(Course))
     }
 
@@ -47,7 +50,10 @@ impl Query {
     }
 
     async fn trainee(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Trainee>> {
-        let row = app(ctx).trainee(caller(ctx)?, TraineeId::from_uuid(id)).await.gql()?;
+        let row = app(ctx)
+            .trainee(caller(ctx)?, TraineeId::from_uuid(id))
+            .await
+            .gql()?;
         Ok(row.map(Trainee))
     }
 
@@ -60,7 +66,10 @@ impl Query {
     ) -> async_graphql::Result<Connection<String, Trainee>> {
         let caller = caller(ctx)?;
         let args = PageArgs::parse(first, after)?;
-        let rows = app(ctx).trainees(caller, args.after, args.fetch_limit()).await.gql()?;
+        let rows = app(ctx)
+            .trainees(caller, args.after, args.fetch_limit())
+            .await
+            .gql()?;
         Ok(page(&args, rows, |row| row.trainee_id.as_uuid(), Trainee))
     }
 
@@ -98,6 +107,11 @@ impl Query {
             .enrollments(caller, filter, args.after, args.fetch_limit())
             .await
             .gql()?;
-        Ok(page(&args, rows, |row| row.enrollment_id.as_uuid(), Enrollment))
+        Ok(page(
+            &args,
+            rows,
+            |row| row.enrollment_id.as_uuid(),
+            Enrollment,
+        ))
     }
 }

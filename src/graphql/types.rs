@@ -4,7 +4,7 @@ use super::context::{app, caller};
 use super::error::GqlResultExt;
 use crate::domain::enrollment::EnrollmentStatus as DomainStatus;
 use crate::projections::rows::{CourseRow, EnrollmentRow, SubmissionRow, TraineeRow};
-use async_graphql::{Context, Enum, Object, ID};
+use async_graphql::{Context, Enum, ID, Object};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -110,11 +110,17 @@ impl Enrollment {
         self.0.trainee_id.as_uuid()
     }
     async fn course(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Course>> {
-        let row = app(ctx).course(caller(ctx)?, self.0.course_id).await.gql()?;
+        let row = app(ctx)
+            .course(caller(ctx)?, self.0.course_id)
+            .await
+            .gql()?;
         Ok(row.map(Course))
     }
     async fn trainee(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Trainee>> {
-        let row = app(ctx).trainee(caller(ctx)?, self.0.trainee_id).await.gql()?;
+        let row = app(ctx)
+            .trainee(caller(ctx)?, self.0.trainee_id)
+            .await
+            .gql()?;
         Ok(row.map(Trainee))
     }
     async fn status(&self) -> EnrollmentStatus {

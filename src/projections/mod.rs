@@ -214,8 +214,13 @@ fn submission_row(r: &PgRow) -> Result<SubmissionRow, sqlx::Error> {
     })
 }
 
-pub async fn course(pool: &PgPool, tenant: TenantId, id: CourseId) -> Result<Option<CourseRow>, sqlx::Error> {
-    let sql = format!("SELECT {COURSE_COLUMNS} FROM courses WHERE tenant_id = $1 AND course_id = $2");
+pub async fn course(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: CourseId,
+) -> Result<Option<CourseRow>, sqlx::Error> {
+    let sql =
+        format!("SELECT {COURSE_COLUMNS} FROM courses WHERE tenant_id = $1 AND course_id = $2");
     let row = sqlx::query(&sql)
         .bind(tenant.as_uuid())
         .bind(id.as_uuid())
@@ -247,8 +252,13 @@ pub async fn courses(
     rows.iter().map(course_row).collect()
 }
 
-pub async fn trainee(pool: &PgPool, tenant: TenantId, id: TraineeId) -> Result<Option<TraineeRow>, sqlx::Error> {
-    let sql = format!("SELECT {TRAINEE_COLUMNS} FROM trainees WHERE tenant_id = $1 AND trainee_id = $2");
+pub async fn trainee(
+    pool: &PgPool,
+    tenant: TenantId,
+    id: TraineeId,
+) -> Result<Option<TraineeRow>, sqlx::Error> {
+    let sql =
+        format!("SELECT {TRAINEE_COLUMNS} FROM trainees WHERE tenant_id = $1 AND trainee_id = $2");
     let row = sqlx::query(&sql)
         .bind(tenant.as_uuid())
         .bind(id.as_uuid())
@@ -281,7 +291,9 @@ pub async fn enrollment(
     tenant: TenantId,
     id: EnrollmentId,
 ) -> Result<Option<EnrollmentRow>, sqlx::Error> {
-    let sql = format!("SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE tenant_id = $1 AND enrollment_id = $2");
+    let sql = format!(
+        "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE tenant_id = $1 AND enrollment_id = $2"
+    );
     let row = sqlx::query(&sql)
         .bind(tenant.as_uuid())
         .bind(id.as_uuid())

@@ -144,7 +144,11 @@ pub async fn append(
 ) -> Result<i64, StoreError> {
     let count = append.events.len() as i64;
     let event_ids: Vec<Uuid> = append.events.iter().map(|_| Uuid::now_v7()).collect();
-    let event_types: Vec<&str> = append.events.iter().map(|e| e.event_type().as_str()).collect();
+    let event_types: Vec<&str> = append
+        .events
+        .iter()
+        .map(|e| e.event_type().as_str())
+        .collect();
     let schema_versions: Vec<i16> = vec![Event::CURRENT_SCHEMA_VERSION; append.events.len()];
     let data: Vec<serde_json::Value> = append.events.iter().map(Event::data).collect();
     let (command_type, command_result) = match &append.command {
@@ -207,9 +211,16 @@ pub async fn append(
 }
 
 /// Turns the write path's expected constraint violations into their meaning.
+/// On a partitioned table PostgreSQL names the partition's index (`events_p4_pkey`), so the
+/// events primary key is recognised by its table and suffix.
 fn classify(error: sqlx::Error) -> StoreError {
-    match violated_unique_constraint(&error) {
-        Some("events_pkey") => StoreError::VersionConflict,
+    let (table, constraint) = match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => (db.table(), db.constraint()),
+        _ => (None, None),
+    };
+    let is_events = table.is_some_and(|t| t == "events" || t.starts_with("events_p"));
+    match constraint {
+        Some(name) if is_events && name.ends_with("_pkey") => StoreError::VersionConflict,
         Some("commands_pkey") => StoreError::DuplicateCommand,
         _ => StoreError::Database(error),
     }

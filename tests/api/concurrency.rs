@@ -1,0 +1,129 @@
+//! Races decided by constraints, and the ordering guarantees of the log.
+
+use crate::helpers::TestApp;
+use serde_json::json;
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_registrations_make_exactly_one_enrollment() {
+    let app = Arc::new(TestApp::spawn().await);
+    let admin = app.admin();
+    let course = app.create_course(&admin, "RACE", 50).await;
+    let trainee = app.register_trainee(&admin, "racer@example.com").await;
+    let token = app.trainee(trainee);
+
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (app, token) = (app.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let (_, body) = app
+                .post(
+                    Some(&token),
+                    "mutation($i: RegisterForCourseInput!) { registerForCourse(input: $i) { enrollment { id } } }",
+                    json!({ "i": { "courseId": course } }),
+                )
+                .await;
+            body
+        }));
+    }
+    let mut succeeded = 0;
+    let mut already_registered = 0;
+    for task in tasks {
+        let body = task.await.unwrap();
+        match body["errors"][0]["extensions"]["code"].as_str() {
+            None => succeeded += 1,
+            Some("ALREADY_REGISTERED") => already_registered += 1,
+            Some(other) => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((succeeded, already_registered), (1, 49));
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE tenant_id = $1 AND event_type = 'CourseRegistered'",
+    )
+    .bind(app.tenant.as_uuid())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM enrollments WHERE tenant_id = $1")
+        .bind(app.tenant.as_uuid())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!((events, rows), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_on_one_stream_get_gap_free_versions_in_commit_order() {
+    let app = Arc::new(TestApp::spawn().await);
+    let admin = app.admin();
+    let course = app.create_course(&admin, "BUSY", 50).await;
+    let trainee = app.register_trainee(&admin, "busy@example.com").await;
+    let enrollment = app.register_for_course(&admin, course, Some(trainee)).await;
+    app.enrollment_step(&admin, "startCourse", enrollment).await;
+
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let (app, admin) = (app.clone(), admin.clone());
+        tasks.push(tokio::spawn(async move {
+            let (_, body) = app
+                .post(
+                    Some(&admin),
+                    "mutation($i: SubmitTestInput!) { submitTest(input: $i) { submissionId position } }",
+                    json!({ "i": { "enrollmentId": enrollment, "answers": { "n": n } } }),
+                )
+                .await;
+            body
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        let body = task.await.unwrap();
+        match body["errors"][0]["extensions"]["code"].as_str() {
+            None => acknowledged.push(body["data"]["submitTest"].clone()),
+            Some("CONCURRENCY_CONFLICT") => {}
+            Some(other) => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(!acknowledged.is_empty());
+
+    let rows: Vec<(i32, i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT version, position, data FROM events WHERE tenant_id = $1 AND stream_id = $2 ORDER BY version",
+    )
+    .bind(app.tenant.as_uuid())
+    .bind(enrollment)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    // Versions 1..n without gap or duplicate: registered, started, then one per acknowledged submit.
+    let versions: Vec<i32> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(
+        versions,
+        (1..=(2 + acknowledged.len() as i32)).collect::<Vec<_>>()
+    );
+    // Every acknowledged command's event is there, at the position it was told.
+    for ack in &acknowledged {
+        let position = ack["position"].as_i64().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.1 == position)
+            .expect("acknowledged event present");
+        assert_eq!(row.2["submissionId"], ack["submissionId"]);
+    }
+    // Positions grow with versions: commit order equals position order.
+    assert!(rows.windows(2).all(|w| w[0].1 < w[1].1));
+    // And the tenant's positions are 1..N without gaps.
+    let positions: Vec<i64> =
+        sqlx::query_scalar("SELECT position FROM events WHERE tenant_id = $1 ORDER BY position")
+            .bind(app.tenant.as_uuid())
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(positions, (1..=positions.len() as i64).collect::<Vec<_>>());
+    let head: i64 =
+        sqlx::query_scalar("SELECT last_position FROM tenant_heads WHERE tenant_id = $1")
+            .bind(app.tenant.as_uuid())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(head, positions.len() as i64);
+}

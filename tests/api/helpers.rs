@@ -1,0 +1,299 @@
+//! The test harness: one private PostgreSQL cluster per test process, a migrated template
+//! database, and per test a fresh database cloned from it with a server on a free port.
+
+use coursetrail::auth::{JwtSettings, KeySource, Role, TokenIssuer, TokenVerifier};
+use coursetrail::db;
+use coursetrail::domain::TenantId;
+use coursetrail::pgcluster::PrivateCluster;
+use coursetrail::server;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-of-a-reasonable-length-0123456789";
+pub const ISSUER: &str = "coursetrail";
+pub const AUDIENCE: &str = "coursetrail";
+const TEMPLATE: &str = "coursetrail_template";
+
+struct SharedCluster {
+    cluster: PrivateCluster,
+    // Kept alive for the whole process: the cluster's supervisor pipe belongs to it.
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// The process-wide cluster, started and templated on first use. It is never dropped: when the
+/// test process exits, its supervisor pipe closes and PostgreSQL shuts itself down.
+fn cluster() -> &'static PrivateCluster {
+    static CLUSTER: OnceLock<SharedCluster> = OnceLock::new();
+    &CLUSTER
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the cluster");
+                let cluster = runtime.block_on(async {
+                    let cluster = PrivateCluster::start_ephemeral()
+                        .await
+                        .expect("start a private PostgreSQL cluster for the tests");
+                    let admin = db::connect(&cluster.url("postgres"), 1)
+                        .await
+                        .expect("connect");
+                    db::create_database_if_missing(&admin, TEMPLATE)
+                        .await
+                        .expect("template");
+                    admin.close().await;
+                    let template = db::connect(&cluster.url(TEMPLATE), 1)
+                        .await
+                        .expect("connect");
+                    db::migrate(&template).await.expect("migrate the template");
+                    template.close().await;
+                    cluster
+                });
+                SharedCluster {
+                    cluster,
+                    _runtime: runtime,
+                }
+            })
+            .join()
+            .expect("cluster start-up thread")
+        })
+        .cluster
+}
+
+/// A fresh, migrated database of its own.
+pub async fn fresh_database() -> (PgPool, String) {
+    let cluster = cluster();
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    let admin = db::connect(&cluster.url("postgres"), 1)
+        .await
+        .expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+        .execute(&admin)
+        .await
+        .expect("create a test database");
+    admin.close().await;
+    let url = cluster.url(&name);
+    let pool = db::connect(&url, 30)
+        .await
+        .expect("connect to the test database");
+    (pool, url)
+}
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub pool: PgPool,
+    pub tenant: TenantId,
+    pub client: reqwest::Client,
+    issuer: TokenIssuer,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+impl TestApp {
+    /// A server on a free port over a fresh database holding one tenant.
+    pub async fn spawn() -> TestApp {
+        // Server logs go to the test's captured output (shown when a test fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let (pool, _) = fresh_database().await;
+        let settings = JwtSettings::new(KeySource::Secret(SECRET.into()), ISSUER, AUDIENCE);
+        let verifier = TokenVerifier::new(&settings).expect("verifier");
+        let state = server::http_state(pool.clone(), verifier);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server::serve_on(listener, state, async move {
+            let _ = rx.await;
+        }));
+        let mut app = TestApp {
+            address,
+            pool,
+            tenant: TenantId::from_uuid(Uuid::nil()),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            issuer: TokenIssuer::new(SECRET, ISSUER, AUDIENCE),
+            shutdown: Some(tx),
+        };
+        app.tenant = app.new_tenant("Acme").await;
+        app
+    }
+
+    pub async fn new_tenant(&self, name: &str) -> TenantId {
+        let mut tx = self.pool.begin().await.expect("begin");
+        let tenant = coursetrail::store::create_tenant(&mut tx, name)
+            .await
+            .expect("tenant");
+        tx.commit().await.expect("commit");
+        tenant
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/graphql", self.address)
+    }
+
+    pub fn token_for(&self, tenant: TenantId, role: Role, sub: Uuid) -> String {
+        self.issuer
+            .mint(tenant.as_uuid(), sub, role, Duration::from_secs(3600))
+            .expect("mint")
+    }
+
+    pub fn admin(&self) -> String {
+        self.token_for(self.tenant, Role::Admin, Uuid::now_v7())
+    }
+
+    pub fn instructor(&self) -> String {
+        self.token_for(self.tenant, Role::Instructor, Uuid::now_v7())
+    }
+
+    pub fn trainee(&self, trainee_id: Uuid) -> String {
+        self.token_for(self.tenant, Role::Trainee, trainee_id)
+    }
+
+    /// POSTs a GraphQL operation; returns the status and the JSON body.
+    pub async fn post(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(self.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// A GraphQL operation that must succeed; returns `data`.
+    pub async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
+        let (status, body) = self.post(Some(token), query, variables).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// A GraphQL operation that must fail; returns the first error's code.
+    pub async fn error_code(&self, token: Option<&str>, query: &str, variables: Value) -> String {
+        let (_, body) = self.post(token, query, variables).await;
+        let code = body["errors"][0]["extensions"]["code"].as_str();
+        code.unwrap_or_else(|| panic!("expected an error with a code: {body}"))
+            .to_owned()
+    }
+
+    pub async fn event_count(&self, tenant: TenantId) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE tenant_id = $1")
+            .bind(tenant.as_uuid())
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    // --- Shortcuts for the common steps (each asserts success). ---
+
+    pub async fn create_course(&self, token: &str, code: &str, passing: i32) -> Uuid {
+        let data = self
+            .ok(
+                token,
+                "mutation($i: CreateCourseInput!) { createCourse(input: $i) { course { id } } }",
+                json!({ "i": { "code": code, "title": format!("Course {code}"), "passingScore": passing } }),
+            )
+            .await;
+        uuid(&data["createCourse"]["course"]["id"])
+    }
+
+    pub async fn register_trainee(&self, token: &str, email: &str) -> Uuid {
+        let data = self
+            .ok(
+                token,
+                "mutation($i: RegisterTraineeInput!) { registerTrainee(input: $i) { trainee { id } } }",
+                json!({ "i": { "email": email, "name": "Test Trainee" } }),
+            )
+            .await;
+        uuid(&data["registerTrainee"]["trainee"]["id"])
+    }
+
+    pub async fn register_for_course(
+        &self,
+        token: &str,
+        course: Uuid,
+        trainee: Option<Uuid>,
+    ) -> Uuid {
+        let data = self
+            .ok(
+                token,
+                "mutation($i: RegisterForCourseInput!) { registerForCourse(input: $i) { enrollment { id } } }",
+                json!({ "i": { "courseId": course, "traineeId": trainee } }),
+            )
+            .await;
+        uuid(&data["registerForCourse"]["enrollment"]["id"])
+    }
+
+    pub async fn enrollment_step(&self, token: &str, mutation: &str, enrollment: Uuid) -> Value {
+        let query = format!(
+            "mutation($i: EnrollmentInput!) {{ {mutation}(input: $i) {{ position enrollment {{ status version }} }} }}"
+        );
+        self.ok(
+            token,
+            &query,
+            json!({ "i": { "enrollmentId": enrollment } }),
+        )
+        .await[mutation]
+            .clone()
+    }
+
+    pub async fn submit(&self, token: &str, enrollment: Uuid) -> Uuid {
+        let data = self
+            .ok(
+                token,
+                "mutation($i: SubmitTestInput!) { submitTest(input: $i) { submissionId } }",
+                json!({ "i": { "enrollmentId": enrollment, "answers": { "q1": "a" } } }),
+            )
+            .await;
+        uuid(&data["submitTest"]["submissionId"])
+    }
+
+    pub async fn grade(
+        &self,
+        token: &str,
+        enrollment: Uuid,
+        submission: Uuid,
+        score: i32,
+    ) -> Value {
+        self.ok(
+            token,
+            "mutation($i: GradeSubmissionInput!) { gradeSubmission(input: $i) { enrollment { bestScore } } }",
+            json!({ "i": { "enrollmentId": enrollment, "submissionId": submission, "score": score } }),
+        )
+        .await
+    }
+}
+
+pub fn uuid(value: &Value) -> Uuid {
+    value
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .unwrap_or_else(|| panic!("expected a UUID, got {value}"))
+}

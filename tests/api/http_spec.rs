@@ -1,0 +1,273 @@
+//! GraphQL over HTTP as the specification asks, and tokens that must not get in.
+
+use crate::helpers::{AUDIENCE, ISSUER, SECRET, TestApp};
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[tokio::test]
+async fn http_semantics_follow_the_graphql_over_http_spec() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let url = app.url();
+
+    // A mutation over GET is refused with 405.
+    let response = app
+        .client
+        .get(&url)
+        .query(&[("query", "mutation { createCourse(input: {code: \"G\", title: \"G\", passingScore: 1}) { position } }")])
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    // A query over GET works.
+    let response = app
+        .client
+        .get(&url)
+        .query(&[("query", "{ me { role } }")])
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["me"]["role"], "ADMIN");
+
+    // Parse and validation failures: 400, no data.
+    for query in ["{ me { role ", "{ nope }"] {
+        let (status, body) = app.post(Some(&admin), query, json!({})).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.get("data").is_none(), "{body}");
+        let code = body["errors"][0]["extensions"]["code"].as_str().unwrap();
+        assert!(code == "GRAPHQL_PARSE_FAILED" || code == "GRAPHQL_VALIDATION_FAILED");
+    }
+    // No suggestions for field names.
+    let (_, body) = app.post(None, "{ mee { role } }", json!({})).await;
+    assert!(!body.to_string().contains("Did you mean"), "{body}");
+
+    // Malformed JSON gets a JSON error body.
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{ not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+
+    // Content negotiation.
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "text/plain")
+        .body(json!({"query": "{ me { role } }"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 406);
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .bearer_auth(&admin)
+        .body(json!({"query": "{ me { role } }"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let (status, _) = app.post(Some(&admin), "{ me { role } }", json!({})).await;
+    assert_eq!(status, 200);
+
+    // Batches are capped.
+    let batch: Vec<Value> = (0..11)
+        .map(|_| json!({"query": "{ me { role } }"}))
+        .collect();
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .bearer_auth(&admin)
+        .body(Value::Array(batch).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let batch: Vec<Value> = (0..2)
+        .map(|_| json!({"query": "{ me { role } }"}))
+        .collect();
+    let response = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .bearer_auth(&admin)
+        .body(Value::Array(batch).to_string())
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body.as_array().map(|a| a.len()), Some(2));
+
+    // GraphiQL for browsers; its introspection query fits the limits.
+    let response = app
+        .client
+        .get(&url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("graphiql"));
+    let (status, body) = app.post(None, INTROSPECTION, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["data"]["__schema"]["types"]
+            .as_array()
+            .is_some_and(|t| t.len() > 10)
+    );
+
+    // Health and readiness.
+    let health = app
+        .client
+        .get(format!("http://{}/health", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app
+        .client
+        .get(format!("http://{}/ready", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+fn claims(overrides: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "sub": Uuid::now_v7(), "tenant": Uuid::now_v7(), "role": "admin",
+        "exp": now + 600, "iat": now, "iss": ISSUER, "aud": AUDIENCE,
+    });
+    for (key, value) in overrides.as_object().unwrap() {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(key);
+        } else {
+            claims[key] = value.clone();
+        }
+    }
+    claims
+}
+
+fn hs256(claims: &Value, secret: &str) -> String {
+    encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn forged_expired_or_misaddressed_tokens_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let now = chrono::Utc::now().timestamp();
+    let valid = hs256(&claims(json!({})), SECRET);
+    let parts: Vec<&str> = valid.split('.').collect();
+    let tampered_payload = b64(claims(json!({"role": "admin", "tenant": Uuid::now_v7()}))
+        .to_string()
+        .as_bytes());
+    let none_header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+    let attacks = vec![
+        ("alg none", format!("{none_header}.{}.", parts[1])),
+        ("stripped signature", format!("{}.{}.", parts[0], parts[1])),
+        (
+            "tampered payload",
+            format!("{}.{}.{}", parts[0], tampered_payload, parts[2]),
+        ),
+        (
+            "other secret",
+            hs256(&claims(json!({})), "another-secret-entirely-0123456789"),
+        ),
+        (
+            "expired",
+            hs256(&claims(json!({"exp": now - 3600})), SECRET),
+        ),
+        (
+            "not yet valid",
+            hs256(&claims(json!({"nbf": now + 3600})), SECRET),
+        ),
+        (
+            "wrong audience",
+            hs256(&claims(json!({"aud": "someone-else"})), SECRET),
+        ),
+        (
+            "missing audience",
+            hs256(&claims(json!({"aud": null})), SECRET),
+        ),
+        (
+            "wrong issuer",
+            hs256(&claims(json!({"iss": "evil"})), SECRET),
+        ),
+        (
+            "missing issuer",
+            hs256(&claims(json!({"iss": null})), SECRET),
+        ),
+        (
+            "missing subject",
+            hs256(&claims(json!({"sub": null})), SECRET),
+        ),
+        (
+            "unknown role",
+            hs256(&claims(json!({"role": "root"})), SECRET),
+        ),
+        ("garbage", "not.a.token".to_string()),
+    ];
+    for (what, token) in attacks {
+        let (status, body) = app.post(Some(&token), "{ me { role } }", json!({})).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{what}"
+        );
+        assert!(body.get("data").is_none(), "{what}");
+    }
+    // The valid one gets in.
+    let (status, _) = app.post(Some(&valid), "{ me { role } }", json!({})).await;
+    assert_eq!(status, 200);
+}
+
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
+}
+"#;

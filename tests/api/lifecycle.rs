@@ -1,0 +1,349 @@
+//! The lifecycle as a frontend drives it, role by role, and every rejection.
+
+use crate::helpers::{TestApp, uuid};
+use serde_json::json;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn the_full_lifecycle_through_http_for_each_role() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let instructor = app.instructor();
+
+    // An instructor creates the course; an admin registers the trainee.
+    let course = app.create_course(&instructor, "safety-101", 70).await;
+    let trainee = app.register_trainee(&admin, "ada@example.com").await;
+    let trainee_token = app.trainee(trainee);
+
+    // The trainee registers itself, starts, submits.
+    let enrollment = app.register_for_course(&trainee_token, course, None).await;
+    let started = app
+        .enrollment_step(&trainee_token, "startCourse", enrollment)
+        .await;
+    assert_eq!(started["enrollment"]["status"], "STARTED");
+    let submission = app.submit(&trainee_token, enrollment).await;
+
+    // The instructor grades; the trainee completes.
+    let graded = app.grade(&instructor, enrollment, submission, 85).await;
+    assert_eq!(graded["gradeSubmission"]["enrollment"]["bestScore"], 85);
+    let completed = app
+        .enrollment_step(&trainee_token, "completeCourse", enrollment)
+        .await;
+    assert_eq!(completed["enrollment"]["status"], "COMPLETED");
+    assert_eq!(completed["enrollment"]["version"], 5);
+    // Tenant positions: course, trainee, then five enrollment events.
+    assert_eq!(completed["position"], 7);
+
+    // The projections show it immediately.
+    let data = app
+        .ok(
+            &trainee_token,
+            "query($id: UUID!) { enrollment(id: $id) { status course { code } trainee { email } \
+             submissions { id score passed } completedAt } \
+             enrollments { edges { node { id } } } me { role trainee { id } } }",
+            json!({ "id": enrollment }),
+        )
+        .await;
+    assert_eq!(data["enrollment"]["status"], "COMPLETED");
+    assert_eq!(data["enrollment"]["course"]["code"], "SAFETY-101");
+    assert_eq!(data["enrollment"]["trainee"]["email"], "ada@example.com");
+    assert_eq!(data["enrollment"]["submissions"][0]["score"], 85);
+    assert_eq!(data["enrollment"]["submissions"][0]["passed"], true);
+    assert!(data["enrollment"]["completedAt"].is_string());
+    assert_eq!(
+        uuid(&data["enrollments"]["edges"][0]["node"]["id"]),
+        enrollment
+    );
+    assert_eq!(data["me"]["role"], "TRAINEE");
+    assert_eq!(uuid(&data["me"]["trainee"]["id"]), trainee);
+
+    let listing = app
+        .ok(
+            &admin,
+            "{ courses { edges { node { id code retired } } } trainees { edges { node { email } } } \
+             enrollments(status: COMPLETED) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(uuid(&listing["courses"]["edges"][0]["node"]["id"]), course);
+    assert_eq!(
+        listing["trainees"]["edges"][0]["node"]["email"],
+        "ada@example.com"
+    );
+    assert_eq!(listing["enrollments"]["edges"].as_array().unwrap().len(), 1);
+
+    // An admin drives another trainee's enrollment, and withdraws it.
+    let other = app.register_trainee(&admin, "bob@example.com").await;
+    let second = app.register_for_course(&admin, course, Some(other)).await;
+    let withdrawn = app
+        .ok(
+            &admin,
+            "mutation($i: WithdrawRegistrationInput!) { withdrawRegistration(input: $i) { enrollment { status withdrawalReason } } }",
+            json!({ "i": { "enrollmentId": second, "reason": "changed team" } }),
+        )
+        .await;
+    assert_eq!(
+        withdrawn["withdrawRegistration"]["enrollment"]["status"],
+        "WITHDRAWN"
+    );
+    assert_eq!(
+        withdrawn["withdrawRegistration"]["enrollment"]["withdrawalReason"],
+        "changed team"
+    );
+    // After withdrawal the trainee may register again.
+    app.register_for_course(&admin, course, Some(other)).await;
+
+    // Retiring the course closes it to new registrations.
+    let retired = app
+        .ok(
+            &instructor,
+            "mutation($i: RetireCourseInput!) { retireCourse(input: $i) { course { retired } } }",
+            json!({ "i": { "courseId": course } }),
+        )
+        .await;
+    assert_eq!(retired["retireCourse"]["course"]["retired"], true);
+    let late = app.register_trainee(&admin, "late@example.com").await;
+    let code = app
+        .error_code(
+            Some(&admin),
+            "mutation($i: RegisterForCourseInput!) { registerForCourse(input: $i) { position } }",
+            json!({ "i": { "courseId": course, "traineeId": late } }),
+        )
+        .await;
+    assert_eq!(code, "INVALID_STATE");
+}
+
+/// Each case: the mutation, its input, the expected code. Every one must append nothing.
+#[tokio::test]
+async fn every_rejection_returns_its_code_and_appends_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let instructor = app.instructor();
+    let course = app.create_course(&admin, "C-1", 70).await;
+    let trainee = app.register_trainee(&admin, "t@example.com").await;
+    let trainee_token = app.trainee(trainee);
+    let registered = app.register_for_course(&trainee_token, course, None).await;
+    let started = app
+        .register_for_course(
+            &admin,
+            app.create_course(&admin, "C-2", 70).await,
+            Some(trainee),
+        )
+        .await;
+    app.enrollment_step(&trainee_token, "startCourse", started)
+        .await;
+    let failed_submission = app.submit(&trainee_token, started).await;
+    app.grade(&instructor, started, failed_submission, 10).await;
+    let retired_course = app.create_course(&admin, "OLD", 50).await;
+    app.ok(
+        &admin,
+        "mutation($i: RetireCourseInput!) { retireCourse(input: $i) { position } }",
+        json!({ "i": { "courseId": retired_course } }),
+    )
+    .await;
+
+    let enrollment_input = |id: Uuid| json!({ "i": { "enrollmentId": id } });
+    let register =
+        "mutation($i: RegisterForCourseInput!) { registerForCourse(input: $i) { position } }";
+    let start = "mutation($i: EnrollmentInput!) { startCourse(input: $i) { position } }";
+    let complete = "mutation($i: EnrollmentInput!) { completeCourse(input: $i) { position } }";
+    let submit = "mutation($i: SubmitTestInput!) { submitTest(input: $i) { position } }";
+    let grade = "mutation($i: GradeSubmissionInput!) { gradeSubmission(input: $i) { position } }";
+    let retire = "mutation($i: RetireCourseInput!) { retireCourse(input: $i) { position } }";
+    let create = "mutation($i: CreateCourseInput!) { createCourse(input: $i) { position } }";
+    let new_trainee =
+        "mutation($i: RegisterTraineeInput!) { registerTrainee(input: $i) { position } }";
+
+    let cases: Vec<(&str, &str, serde_json::Value, &str)> = vec![
+        (
+            "already registered",
+            register,
+            json!({ "i": { "courseId": course, "traineeId": trainee } }),
+            "ALREADY_REGISTERED",
+        ),
+        (
+            "unknown course",
+            register,
+            json!({ "i": { "courseId": Uuid::now_v7(), "traineeId": trainee } }),
+            "NOT_FOUND",
+        ),
+        (
+            "unknown trainee",
+            register,
+            json!({ "i": { "courseId": course, "traineeId": Uuid::now_v7() } }),
+            "NOT_FOUND",
+        ),
+        (
+            "retired course",
+            register,
+            json!({ "i": { "courseId": retired_course, "traineeId": trainee } }),
+            "INVALID_STATE",
+        ),
+        (
+            "admin without a trainee",
+            register,
+            json!({ "i": { "courseId": course } }),
+            "BAD_USER_INPUT",
+        ),
+        (
+            "start twice",
+            start,
+            enrollment_input(started),
+            "INVALID_STATE",
+        ),
+        (
+            "unknown enrollment",
+            start,
+            enrollment_input(Uuid::now_v7()),
+            "NOT_FOUND",
+        ),
+        (
+            "submit before start",
+            submit,
+            json!({ "i": { "enrollmentId": registered, "answers": {} } }),
+            "INVALID_STATE",
+        ),
+        (
+            "complete without a pass",
+            complete,
+            enrollment_input(started),
+            "INVALID_STATE",
+        ),
+        (
+            "complete before anything",
+            complete,
+            enrollment_input(registered),
+            "INVALID_STATE",
+        ),
+        (
+            "grade twice",
+            grade,
+            json!({ "i": { "enrollmentId": started, "submissionId": failed_submission, "score": 90 } }),
+            "INVALID_STATE",
+        ),
+        (
+            "grade unknown submission",
+            grade,
+            json!({ "i": { "enrollmentId": started, "submissionId": Uuid::now_v7(), "score": 90 } }),
+            "INVALID_STATE",
+        ),
+        (
+            "retire twice",
+            retire,
+            json!({ "i": { "courseId": retired_course } }),
+            "INVALID_STATE",
+        ),
+        (
+            "duplicate course code",
+            create,
+            json!({ "i": { "code": "c-1", "title": "Again", "passingScore": 50 } }),
+            "ALREADY_EXISTS",
+        ),
+        (
+            "duplicate email",
+            new_trainee,
+            json!({ "i": { "email": "T@example.com", "name": "Twin" } }),
+            "ALREADY_EXISTS",
+        ),
+        (
+            "duplicate trainee id",
+            new_trainee,
+            json!({ "i": { "email": "x@example.com", "name": "X", "traineeId": trainee } }),
+            "ALREADY_EXISTS",
+        ),
+    ];
+    let before = app.event_count(app.tenant).await;
+    for (what, query, variables, expected) in cases {
+        let token = if query == start || query == submit || query == complete {
+            &trainee_token
+        } else {
+            &admin
+        };
+        let code = app.error_code(Some(token), query, variables).await;
+        assert_eq!(code, expected, "{what}");
+    }
+    // Role rejections.
+    let code = app
+        .error_code(
+            Some(&trainee_token),
+            create,
+            json!({ "i": { "code": "X", "title": "X", "passingScore": 1 } }),
+        )
+        .await;
+    assert_eq!(code, "FORBIDDEN");
+    let code = app.error_code(Some(&trainee_token), grade, json!({ "i": { "enrollmentId": started, "submissionId": failed_submission, "score": 90 } })).await;
+    assert_eq!(code, "FORBIDDEN");
+    let code = app
+        .error_code(Some(&instructor), start, enrollment_input(registered))
+        .await;
+    assert_eq!(code, "FORBIDDEN");
+    // Another trainee cannot touch this trainee's enrollment.
+    let stranger = app.trainee(Uuid::now_v7());
+    assert_eq!(
+        app.error_code(Some(&stranger), start, enrollment_input(registered))
+            .await,
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        app.error_code(None, start, enrollment_input(registered))
+            .await,
+        "UNAUTHENTICATED"
+    );
+
+    assert_eq!(
+        app.event_count(app.tenant).await,
+        before,
+        "a rejected command appended events"
+    );
+    let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM courses WHERE tenant_id = $1")
+        .bind(app.tenant.as_uuid())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(projected, 3, "a rejected command left a projection row");
+}
+
+#[tokio::test]
+async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let command_id = Uuid::now_v7();
+    let create = "mutation($i: CreateCourseInput!) { createCourse(input: $i) { course { id } position replayed } }";
+    let input = json!({ "i": { "code": "IDEM", "title": "Idempotent", "passingScore": 60, "commandId": command_id } });
+    let first = app.ok(&admin, create, input.clone()).await;
+    let events = app.event_count(app.tenant).await;
+    let second = app.ok(&admin, create, input).await;
+    assert_eq!(
+        first["createCourse"]["course"],
+        second["createCourse"]["course"]
+    );
+    assert_eq!(
+        first["createCourse"]["position"],
+        second["createCourse"]["position"]
+    );
+    assert_eq!(first["createCourse"]["replayed"], false);
+    assert_eq!(second["createCourse"]["replayed"], true);
+    assert_eq!(app.event_count(app.tenant).await, events);
+
+    // The same id for a different command is a client error, not a silent replay.
+    let code = app
+        .error_code(
+            Some(&admin),
+            "mutation($i: RegisterTraineeInput!) { registerTrainee(input: $i) { position } }",
+            json!({ "i": { "email": "a@example.com", "name": "A", "commandId": command_id } }),
+        )
+        .await;
+    assert_eq!(code, "BAD_USER_INPUT");
+
+    // A retried submitTest returns the same submission id.
+    let course = uuid(&first["createCourse"]["course"]["id"]);
+    let trainee = app.register_trainee(&admin, "s@example.com").await;
+    let enrollment = app.register_for_course(&admin, course, Some(trainee)).await;
+    app.enrollment_step(&admin, "startCourse", enrollment).await;
+    let submit =
+        "mutation($i: SubmitTestInput!) { submitTest(input: $i) { submissionId position } }";
+    let input = json!({ "i": { "enrollmentId": enrollment, "answers": [1, 2], "commandId": Uuid::now_v7() } });
+    let a = app.ok(&admin, submit, input.clone()).await;
+    let b = app.ok(&admin, submit, input).await;
+    assert_eq!(a, b);
+}

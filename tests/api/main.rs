@@ -1,0 +1,10 @@
+//! The integration tests: one binary, real PostgreSQL (a private cluster started by the
+//! harness), a fresh database and server per test.
+
+mod concurrency;
+mod helpers;
+mod http_spec;
+mod input;
+mod isolation;
+mod lifecycle;
+mod schema;
