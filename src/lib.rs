@@ -19,5 +19,7 @@ pub mod graphql;
 pub mod http;
 pub mod pgcluster;
 pub mod projections;
+pub mod replay;
+pub mod reports;
 pub mod server;
 pub mod store;

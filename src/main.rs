@@ -1,15 +1,21 @@
 //! The `coursetrail` binary: the server (default) and the operator's commands.
 
 use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use coursetrail::app::{App, Caller};
 use coursetrail::auth::{Role, TokenIssuer, TokenVerifier};
 use coursetrail::config::{Config, JwtKeys};
 use coursetrail::db::{self, Database};
 use coursetrail::domain::TenantId;
+use coursetrail::reports::LifecyclePoint;
+use coursetrail::reports::duration::{DurationSpec, GroupBy};
 use coursetrail::{graphql, server, store};
 use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
+
+mod cli_report;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +51,74 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL); `schema.graphql` must equal it.
     Schema,
+    /// Rebuild projections from the event log.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+    /// Reports replayed from the event log.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Replay the log into fresh projection tables and swap them in, per tenant.
+    Rebuild {
+        /// Only this tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<Uuid>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Time between two lifecycle points per enrollment.
+    Duration {
+        #[arg(long)]
+        tenant: Uuid,
+        /// REGISTERED, STARTED, FIRST_SUBMISSION, PASSED, COMPLETED or WITHDRAWN.
+        #[arg(long, value_parser = parse_point)]
+        from: LifecyclePoint,
+        #[arg(long, value_parser = parse_point)]
+        to: LifecyclePoint,
+        /// course, cohort-month or none.
+        #[arg(long, default_value = "course", value_parser = parse_group_by)]
+        group_by: GroupBy,
+        /// Only this course (repeatable).
+        #[arg(long = "course")]
+        courses: Vec<Uuid>,
+        /// Describe the past: only events recorded by then (RFC 3339).
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per course, how many enrollments reached each lifecycle point.
+    Funnel {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long = "course")]
+        courses: Vec<Uuid>,
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_point(raw: &str) -> Result<LifecyclePoint, String> {
+    LifecyclePoint::parse(raw).ok_or_else(|| {
+        let names: Vec<&str> = LifecyclePoint::ALL.iter().map(|p| p.as_str()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
+fn parse_group_by(raw: &str) -> Result<GroupBy, String> {
+    match raw.to_ascii_lowercase().replace('_', "-").as_str() {
+        "course" => Ok(GroupBy::Course),
+        "cohort-month" | "month" => Ok(GroupBy::CohortMonth),
+        "none" => Ok(GroupBy::None),
+        _ => Err("expected course, cohort-month or none".into()),
+    }
 }
 
 #[derive(Subcommand)]
@@ -125,7 +199,114 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", graphql::sdl());
             Ok(())
         }
+        Command::Projections(ProjectionsCommand::Rebuild { tenant }) => {
+            let database = Database::open(&config).await?;
+            db::migrate(&database.pool).await?;
+            let tenants = match tenant {
+                Some(id) => vec![TenantId::from_uuid(id)],
+                None => {
+                    let mut conn = database.pool.acquire().await?;
+                    store::list_tenants(&mut conn)
+                        .await?
+                        .into_iter()
+                        .map(|t| t.0)
+                        .collect()
+                }
+            };
+            let app = App::new(database.pool.clone());
+            for tenant in tenants {
+                let started = std::time::Instant::now();
+                let report = app
+                    .rebuild_projections(&Caller::operator(tenant), progress_printer())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("rebuilding tenant {tenant}: {e}"))?;
+                clear_progress();
+                println!(
+                    "{tenant}: {} events replayed -> {} courses, {} trainees, {} enrollments, {} submissions in {:.2} s",
+                    report.events,
+                    report.courses,
+                    report.trainees,
+                    report.enrollments,
+                    report.submissions,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            database.close().await
+        }
+        Command::Report(report) => {
+            let database = Database::open(&config).await?;
+            let app = App::new(database.pool.clone());
+            let result = run_report(&app, report).await;
+            database.close().await?;
+            result
+        }
     }
+}
+
+/// Prints "replayed N events" on stderr as a replay goes, when stderr is a terminal.
+fn progress_printer() -> impl FnMut(u64) {
+    use std::io::IsTerminal;
+    let interactive = std::io::stderr().is_terminal();
+    move |events| {
+        if interactive {
+            eprint!("\rreplayed {events} events…");
+        }
+    }
+}
+
+fn clear_progress() {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[K");
+    }
+}
+
+fn courses_filter(courses: Vec<Uuid>) -> Option<Vec<Uuid>> {
+    (!courses.is_empty()).then_some(courses)
+}
+
+async fn run_report(app: &App, command: ReportCommand) -> anyhow::Result<()> {
+    match command {
+        ReportCommand::Duration {
+            tenant,
+            from,
+            to,
+            group_by,
+            courses,
+            as_of,
+            json,
+        } => {
+            let spec = DurationSpec::new(from, to, group_by).map_err(|e| anyhow::anyhow!(e))?;
+            let caller = Caller::operator(TenantId::from_uuid(tenant));
+            let report = app
+                .duration_report(
+                    &caller,
+                    spec,
+                    courses_filter(courses),
+                    as_of,
+                    progress_printer(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            clear_progress();
+            print!("{}", cli_report::duration(&report, json));
+        }
+        ReportCommand::Funnel {
+            tenant,
+            courses,
+            as_of,
+            json,
+        } => {
+            let caller = Caller::operator(TenantId::from_uuid(tenant));
+            let report = app
+                .funnel_report(&caller, courses_filter(courses), as_of, progress_printer())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            clear_progress();
+            print!("{}", cli_report::funnel(&report, json));
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -7,6 +7,9 @@
 mod commands;
 mod error;
 mod queries;
+mod reports;
+
+pub use reports::ReportOutput;
 
 pub use error::AppError;
 

@@ -163,6 +163,8 @@ pub enum DecodeError {
         event_type: &'static str,
         version: i16,
     },
+    #[error("the data of {event_type} events was not loaded")]
+    DataNotLoaded { event_type: &'static str },
     #[error("malformed {event_type} data: {source}")]
     Malformed {
         event_type: &'static str,
@@ -211,6 +213,24 @@ impl Event {
         schema_version: i16,
         data: serde_json::Value,
     ) -> Result<Event, DecodeError> {
+        Self::decode(event_type, schema_version, StoredData::Value(data))
+    }
+
+    /// Like [`Event::from_stored`], from the JSON text (the replay engine's cheaper path: one
+    /// parse straight into the event's struct, no intermediate `Value`).
+    pub fn from_stored_json(
+        event_type: &str,
+        schema_version: i16,
+        data: &str,
+    ) -> Result<Event, DecodeError> {
+        Self::decode(event_type, schema_version, StoredData::Text(data))
+    }
+
+    fn decode(
+        event_type: &str,
+        schema_version: i16,
+        data: StoredData<'_>,
+    ) -> Result<Event, DecodeError> {
         let kind = EventType::parse(event_type)
             .ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
         if schema_version != Self::CURRENT_SCHEMA_VERSION {
@@ -219,25 +239,35 @@ impl Event {
                 version: schema_version,
             });
         }
-        fn read<T: serde::de::DeserializeOwned>(
-            kind: EventType,
-            data: serde_json::Value,
-        ) -> Result<T, DecodeError> {
-            serde_json::from_value(data).map_err(|source| DecodeError::Malformed {
-                event_type: kind.as_str(),
-                source,
-            })
-        }
         Ok(match kind {
-            EventType::CourseCreated => Event::CourseCreated(read(kind, data)?),
-            EventType::CourseRetired => Event::CourseRetired(read(kind, data)?),
-            EventType::TraineeRegistered => Event::TraineeRegistered(read(kind, data)?),
-            EventType::CourseRegistered => Event::CourseRegistered(read(kind, data)?),
-            EventType::CourseStarted => Event::CourseStarted(read(kind, data)?),
-            EventType::TestSubmitted => Event::TestSubmitted(read(kind, data)?),
-            EventType::TestGraded => Event::TestGraded(read(kind, data)?),
-            EventType::CourseCompleted => Event::CourseCompleted(read(kind, data)?),
-            EventType::RegistrationWithdrawn => Event::RegistrationWithdrawn(read(kind, data)?),
+            EventType::CourseCreated => Event::CourseCreated(data.read(kind)?),
+            EventType::CourseRetired => Event::CourseRetired(data.read(kind)?),
+            EventType::TraineeRegistered => Event::TraineeRegistered(data.read(kind)?),
+            EventType::CourseRegistered => Event::CourseRegistered(data.read(kind)?),
+            EventType::CourseStarted => Event::CourseStarted(data.read(kind)?),
+            EventType::TestSubmitted => Event::TestSubmitted(data.read(kind)?),
+            EventType::TestGraded => Event::TestGraded(data.read(kind)?),
+            EventType::CourseCompleted => Event::CourseCompleted(data.read(kind)?),
+            EventType::RegistrationWithdrawn => Event::RegistrationWithdrawn(data.read(kind)?),
+        })
+    }
+}
+
+/// Stored event data, as a parsed JSON value or as JSON text.
+enum StoredData<'a> {
+    Value(serde_json::Value),
+    Text(&'a str),
+}
+
+impl StoredData<'_> {
+    fn read<T: serde::de::DeserializeOwned>(self, kind: EventType) -> Result<T, DecodeError> {
+        let decoded = match self {
+            StoredData::Value(value) => serde_json::from_value(value),
+            StoredData::Text(text) => serde_json::from_str(text),
+        };
+        decoded.map_err(|source| DecodeError::Malformed {
+            event_type: kind.as_str(),
+            source,
         })
     }
 }

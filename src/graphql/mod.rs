@@ -8,23 +8,32 @@ mod extension;
 mod mutation;
 mod pagination;
 mod query;
+mod reports;
 mod types;
 
 pub use context::RequestContext;
 pub use error::{PARSE_FAILED, VALIDATION_FAILED, code_of, ensure_code, request_error};
 
 use crate::app::App;
-use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
-pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+/// The query root, merged from one object per area.
+#[derive(MergedObject, Default)]
+pub struct Query(query::CoreQuery, reports::ReportQuery);
+
+/// The mutation root, merged from one object per area.
+#[derive(MergedObject, Default)]
+pub struct Mutation(mutation::CoreMutation, reports::ReportMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Deepest selection nesting accepted. GraphiQL's introspection query nests 13 levels.
 pub const MAX_DEPTH: usize = 16;
 /// Highest query complexity (roughly: fields selected, lists counted once) accepted.
 pub const MAX_COMPLEXITY: usize = 2_000;
 
-fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, EmptySubscription> {
-    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .extension(extension::PhaseCodes)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)

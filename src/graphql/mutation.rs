@@ -144,16 +144,17 @@ async fn enrollment_payload(
         .gql()?;
     let row = row.ok_or_else(|| to_graphql(AppError::NotFound("enrollment not found".into())))?;
     Ok(EnrollmentPayload {
-        enrollment: Enrollment(row),
+        enrollment: Enrollment::live(row),
         position: outcome.position,
         replayed: outcome.replayed,
     })
 }
 
-pub struct Mutation;
+#[derive(Default)]
+pub struct CoreMutation;
 
 #[Object]
-impl Mutation {
+impl CoreMutation {
     /// Creates a course (admins, instructors).
     async fn create_course(
         &self,

@@ -8,12 +8,14 @@ use crate::domain::{CourseId, EnrollmentId, TraineeId};
 use crate::projections::EnrollmentFilter;
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Object};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub struct Query;
+#[derive(Default)]
+pub struct CoreQuery;
 
 #[Object]
-impl Query {
+impl CoreQuery {
     /// The signed-in person.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let caller = caller(ctx)?;
@@ -73,16 +75,20 @@ impl Query {
         Ok(page(&args, rows, |row| row.trainee_id.as_uuid(), Trainee))
     }
 
+    /// An enrollment; with `asOf`, as it was at that time (replayed from its stream).
     async fn enrollment(
         &self,
         ctx: &Context<'_>,
         id: Uuid,
+        as_of: Option<DateTime<Utc>>,
     ) -> async_graphql::Result<Option<Enrollment>> {
-        let row = app(ctx)
-            .enrollment(caller(ctx)?, EnrollmentId::from_uuid(id))
-            .await
-            .gql()?;
-        Ok(row.map(Enrollment))
+        let (caller, id) = (caller(ctx)?, EnrollmentId::from_uuid(id));
+        if let Some(as_of) = as_of {
+            let past = app(ctx).enrollment_as_of(caller, id, as_of).await.gql()?;
+            return Ok(past.map(|(row, submissions)| Enrollment::as_of(row, submissions)));
+        }
+        let row = app(ctx).enrollment(caller, id).await.gql()?;
+        Ok(row.map(Enrollment::live))
     }
 
     /// Enrollments, optionally of one course, one trainee, or in one status. A trainee sees
@@ -111,7 +117,7 @@ impl Query {
             &args,
             rows,
             |row| row.enrollment_id.as_uuid(),
-            Enrollment,
+            Enrollment::live,
         ))
     }
 }

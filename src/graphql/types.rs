@@ -96,73 +96,96 @@ impl From<EnrollmentStatus> for DomainStatus {
 }
 
 /// One registration of a trainee for a course, and how far it has come.
-pub struct Enrollment(pub EnrollmentRow);
+pub struct Enrollment {
+    row: EnrollmentRow,
+    /// Set for a past state (time travel); the live state reads its submissions' projection.
+    submissions_as_of: Option<Vec<SubmissionRow>>,
+}
+
+impl Enrollment {
+    pub fn live(row: EnrollmentRow) -> Self {
+        Self {
+            row,
+            submissions_as_of: None,
+        }
+    }
+
+    pub fn as_of(row: EnrollmentRow, submissions: Vec<SubmissionRow>) -> Self {
+        Self {
+            row,
+            submissions_as_of: Some(submissions),
+        }
+    }
+}
 
 #[Object]
 impl Enrollment {
     async fn id(&self) -> Uuid {
-        self.0.enrollment_id.as_uuid()
+        self.row.enrollment_id.as_uuid()
     }
     async fn course_id(&self) -> Uuid {
-        self.0.course_id.as_uuid()
+        self.row.course_id.as_uuid()
     }
     async fn trainee_id(&self) -> Uuid {
-        self.0.trainee_id.as_uuid()
+        self.row.trainee_id.as_uuid()
     }
     async fn course(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Course>> {
         let row = app(ctx)
-            .course(caller(ctx)?, self.0.course_id)
+            .course(caller(ctx)?, self.row.course_id)
             .await
             .gql()?;
         Ok(row.map(Course))
     }
     async fn trainee(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Trainee>> {
         let row = app(ctx)
-            .trainee(caller(ctx)?, self.0.trainee_id)
+            .trainee(caller(ctx)?, self.row.trainee_id)
             .await
             .gql()?;
         Ok(row.map(Trainee))
     }
     async fn status(&self) -> EnrollmentStatus {
-        self.0.status.into()
+        self.row.status.into()
     }
     async fn registered_at(&self) -> DateTime<Utc> {
-        self.0.registered_at
+        self.row.registered_at
     }
     async fn started_at(&self) -> Option<DateTime<Utc>> {
-        self.0.started_at
+        self.row.started_at
     }
     async fn completed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.completed_at
+        self.row.completed_at
     }
     async fn withdrawn_at(&self) -> Option<DateTime<Utc>> {
-        self.0.withdrawn_at
+        self.row.withdrawn_at
     }
     async fn withdrawal_reason(&self) -> Option<&str> {
-        self.0.withdrawal_reason.as_deref()
+        self.row.withdrawal_reason.as_deref()
     }
     /// How many tests were submitted.
     async fn submission_count(&self) -> i32 {
-        self.0.submission_count
+        self.row.submission_count
     }
     /// The best graded score so far.
     async fn best_score(&self) -> Option<i16> {
-        self.0.best_score
+        self.row.best_score
     }
     /// When the first passing grade was given.
     async fn passed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.passed_at
+        self.row.passed_at
     }
     async fn submissions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Submission>> {
-        let rows = app(ctx).submissions(caller(ctx)?, &self.0).await.gql()?;
+        let rows = match &self.submissions_as_of {
+            Some(rows) => rows.clone(),
+            None => app(ctx).submissions(caller(ctx)?, &self.row).await.gql()?,
+        };
         Ok(rows.into_iter().map(Submission).collect())
     }
     /// The version of the enrollment's stream this view reflects.
     async fn version(&self) -> i32 {
-        self.0.version
+        self.row.version
     }
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+        self.row.updated_at
     }
 }
 

@@ -4,6 +4,7 @@
 //! Rows are computed by the pure folds in [`rows`]; this module only moves them in and out of
 //! PostgreSQL. Every statement names one tenant (Citus rule 4).
 
+pub mod rebuild;
 pub mod rows;
 
 use crate::domain::enrollment::EnrollmentStatus;

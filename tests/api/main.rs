@@ -7,4 +7,5 @@ mod http_spec;
 mod input;
 mod isolation;
 mod lifecycle;
+mod replay;
 mod schema;

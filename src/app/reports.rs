@@ -1,0 +1,148 @@
+//! Reports, time travel and projection rebuilds: replays of the log, with the role rules.
+
+use super::{App, AppError, Caller};
+use crate::auth::Role;
+use crate::domain::EnrollmentId;
+use crate::projections::rebuild::{self, RebuildError, RebuildReport};
+use crate::projections::rows::{EnrollmentRow, EventPlace, StreamRows, SubmissionRow};
+use crate::replay::{self, ReplayError, ReplayQuery};
+use crate::reports::duration::{DurationFold, DurationRow, DurationSpec};
+use crate::reports::funnel::{FunnelFold, FunnelRow};
+use crate::store;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A report and what it was computed from.
+#[derive(Debug, Clone)]
+pub struct ReportOutput<Row> {
+    pub rows: Vec<Row>,
+    /// The time the report describes: only events recorded at or before it were replayed.
+    pub as_of: DateTime<Utc>,
+    /// The tenant position the replay stopped at (the head when the report began).
+    pub position: i64,
+    pub events_replayed: u64,
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<ReplayError<E>> for AppError {
+    fn from(error: ReplayError<E>) -> Self {
+        AppError::internal(error)
+    }
+}
+
+impl From<RebuildError> for AppError {
+    fn from(error: RebuildError) -> Self {
+        match error {
+            RebuildError::KeptMoving => AppError::ConcurrencyConflict,
+            RebuildError::UnknownTenant => AppError::Unauthenticated("unknown tenant".into()),
+            other => AppError::internal(other),
+        }
+    }
+}
+
+impl App {
+    async fn head(&self, caller: &Caller) -> Result<i64, AppError> {
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT last_position FROM tenant_heads WHERE tenant_id = $1")
+                .bind(caller.tenant().as_uuid())
+                .fetch_optional(&self.pool)
+                .await?;
+        head.ok_or_else(|| AppError::Unauthenticated("unknown tenant".into()))
+    }
+
+    /// The duration report (admins and instructors).
+    pub async fn duration_report(
+        &self,
+        caller: &Caller,
+        spec: DurationSpec,
+        course_ids: Option<Vec<Uuid>>,
+        as_of: Option<DateTime<Utc>>,
+        progress: impl FnMut(u64),
+    ) -> Result<ReportOutput<DurationRow>, AppError> {
+        caller.require(&[Role::Admin, Role::Instructor], "run reports")?;
+        let as_of = as_of.unwrap_or_else(Utc::now);
+        let position = self.head(caller).await?;
+        let query = ReplayQuery {
+            tenant: caller.tenant(),
+            as_of: Some(as_of),
+            until_position: Some(position),
+            event_types: Some(spec.event_types()),
+            course_ids,
+            data_for: spec.data_for(),
+        };
+        let mut fold = DurationFold::new(spec);
+        let stats = replay::replay(&self.pool, &query, &mut fold, progress).await?;
+        Ok(ReportOutput {
+            rows: fold.finish(),
+            as_of,
+            position,
+            events_replayed: stats.events,
+        })
+    }
+
+    /// The funnel report (admins and instructors).
+    pub async fn funnel_report(
+        &self,
+        caller: &Caller,
+        course_ids: Option<Vec<Uuid>>,
+        as_of: Option<DateTime<Utc>>,
+        progress: impl FnMut(u64),
+    ) -> Result<ReportOutput<FunnelRow>, AppError> {
+        caller.require(&[Role::Admin, Role::Instructor], "run reports")?;
+        let as_of = as_of.unwrap_or_else(Utc::now);
+        let position = self.head(caller).await?;
+        let query = ReplayQuery {
+            tenant: caller.tenant(),
+            as_of: Some(as_of),
+            until_position: Some(position),
+            event_types: Some(FunnelFold::event_types()),
+            course_ids,
+            data_for: FunnelFold::data_for(),
+        };
+        let mut fold = FunnelFold::new();
+        let stats = replay::replay(&self.pool, &query, &mut fold, progress).await?;
+        Ok(ReportOutput {
+            rows: fold.finish(),
+            as_of,
+            position,
+            events_replayed: stats.events,
+        })
+    }
+
+    /// Rebuilds the caller's tenant's projections from its log (admins).
+    pub async fn rebuild_projections(
+        &self,
+        caller: &Caller,
+        progress: impl FnMut(u64),
+    ) -> Result<RebuildReport, AppError> {
+        caller.require(&[Role::Admin], "rebuild projections")?;
+        Ok(rebuild::rebuild_tenant(&self.pool, caller.tenant(), progress).await?)
+    }
+
+    /// An enrollment as it was at `as_of`, by replaying its stream up to then. `None` if it did
+    /// not exist yet (or the caller may not see it).
+    pub async fn enrollment_as_of(
+        &self,
+        caller: &Caller,
+        id: EnrollmentId,
+        as_of: DateTime<Utc>,
+    ) -> Result<Option<(EnrollmentRow, Vec<SubmissionRow>)>, AppError> {
+        let mut conn = self.pool.acquire().await?;
+        let stream = store::load_stream(&mut conn, caller.tenant(), id.as_uuid()).await?;
+        let mut rows = StreamRows::default();
+        for event in stream.iter().filter(|e| e.recorded_at <= as_of) {
+            let place = EventPlace {
+                stream_id: id.as_uuid(),
+                version: event.version,
+                recorded_at: event.recorded_at,
+            };
+            rows.apply(place, &event.event);
+        }
+        let Some(enrollment) = rows.enrollment else {
+            return Ok(None);
+        };
+        if caller.role() == Role::Trainee && enrollment.trainee_id.as_uuid() != caller.actor_id() {
+            return Ok(None);
+        }
+        Ok(Some((enrollment, rows.submissions)))
+    }
+}

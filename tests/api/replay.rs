@@ -1,0 +1,397 @@
+//! Replays: projection rebuilds reproduce the live tables, reports read the log as of a time.
+
+use crate::helpers::TestApp;
+use coursetrail::app::{App, AppError, Caller, CommandOptions};
+use coursetrail::auth::{Principal, Role};
+use coursetrail::domain::values::{Answers, CourseCode, CourseTitle, Email, PersonName, Score};
+use coursetrail::domain::{CourseId, EnrollmentId, SubmissionId, TenantId, TraineeId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Every projection row of a tenant, as text, in a stable order.
+async fn snapshot(pool: &PgPool, tenant: TenantId) -> Vec<String> {
+    let mut rows = Vec::new();
+    for (table, key) in [
+        ("courses", "course_id"),
+        ("trainees", "trainee_id"),
+        ("enrollments", "enrollment_id"),
+        ("submissions", "submission_id"),
+    ] {
+        let sql = format!("SELECT t::text FROM {table} t WHERE tenant_id = $1 ORDER BY {key}");
+        let table_rows: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(tenant.as_uuid())
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        rows.extend(table_rows.into_iter().map(|r| format!("{table}: {r}")));
+    }
+    rows
+}
+
+fn caller(tenant: TenantId, role: Role, sub: Uuid) -> Caller {
+    Caller::from_principal(&Principal {
+        tenant_id: tenant.as_uuid(),
+        subject: sub,
+        role,
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    })
+}
+
+/// Drives `steps` random commands — valid and invalid, from every role — through the
+/// application, and returns how many succeeded.
+async fn random_history(app: &App, tenant: TenantId, seed: u64, steps: usize) -> usize {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
+    let instructor = caller(tenant, Role::Instructor, Uuid::now_v7());
+    let options = CommandOptions::default();
+    let mut courses: Vec<CourseId> = Vec::new();
+    let mut trainees: Vec<TraineeId> = Vec::new();
+    let mut enrollments: Vec<(EnrollmentId, TraineeId)> = Vec::new();
+    let mut submissions: Vec<(EnrollmentId, SubmissionId)> = Vec::new();
+    let mut ok = 0;
+    for step in 0..steps {
+        let pick = |rng: &mut StdRng, n: usize| rng.random_range(0..n.max(1));
+        let result: Result<(), AppError> = match rng.random_range(0..10) {
+            0 => {
+                let code = format!("C{}", rng.random_range(0..12)); // duplicates on purpose
+                app.create_course(
+                    &instructor,
+                    &options,
+                    CourseCode::parse(&code).unwrap(),
+                    CourseTitle::parse("Course").unwrap(),
+                    Score::parse("p", rng.random_range(30..90)).unwrap(),
+                )
+                .await
+                .map(|o| courses.push(CourseId::from_uuid(o.stream_id)))
+            }
+            1 => {
+                let email = format!("t{}@example.com", rng.random_range(0..40));
+                app.register_trainee(
+                    &admin,
+                    &options,
+                    Email::parse(&email).unwrap(),
+                    PersonName::parse("Trainee").unwrap(),
+                    None,
+                )
+                .await
+                .map(|o| trainees.push(TraineeId::from_uuid(o.stream_id)))
+            }
+            2 | 3 if !courses.is_empty() && !trainees.is_empty() => {
+                let course = courses[pick(&mut rng, courses.len())];
+                let trainee = trainees[pick(&mut rng, trainees.len())];
+                let who = caller(tenant, Role::Trainee, trainee.as_uuid());
+                app.register_for_course(&who, &options, course, None)
+                    .await
+                    .map(|o| enrollments.push((EnrollmentId::from_uuid(o.stream_id), trainee)))
+            }
+            4 if !enrollments.is_empty() => {
+                let (enrollment, trainee) = enrollments[pick(&mut rng, enrollments.len())];
+                let who = caller(tenant, Role::Trainee, trainee.as_uuid());
+                app.start_course(&who, &options, enrollment).await.map(drop)
+            }
+            5 if !enrollments.is_empty() => {
+                let (enrollment, trainee) = enrollments[pick(&mut rng, enrollments.len())];
+                let who = caller(tenant, Role::Trainee, trainee.as_uuid());
+                let answers = Answers::parse(json!({ "step": step })).unwrap();
+                app.submit_test(&who, &options, enrollment, answers)
+                    .await
+                    .map(|o| {
+                        let id = o.result["submissionId"].as_str().unwrap().parse().unwrap();
+                        submissions.push((enrollment, SubmissionId::from_uuid(id)));
+                    })
+            }
+            6 if !submissions.is_empty() => {
+                let (enrollment, submission) = submissions[pick(&mut rng, submissions.len())];
+                let score = Score::parse("s", rng.random_range(0..=100)).unwrap();
+                app.grade_submission(&instructor, &options, enrollment, submission, score)
+                    .await
+                    .map(drop)
+            }
+            7 if !enrollments.is_empty() => {
+                let (enrollment, trainee) = enrollments[pick(&mut rng, enrollments.len())];
+                let who = caller(tenant, Role::Trainee, trainee.as_uuid());
+                app.complete_course(&who, &options, enrollment)
+                    .await
+                    .map(drop)
+            }
+            8 if !enrollments.is_empty() => {
+                let (enrollment, _) = enrollments[pick(&mut rng, enrollments.len())];
+                app.withdraw_registration(&admin, &options, enrollment, None)
+                    .await
+                    .map(drop)
+            }
+            9 if !courses.is_empty() && rng.random_bool(0.2) => {
+                let course = courses[pick(&mut rng, courses.len())];
+                app.retire_course(&admin, &options, course).await.map(drop)
+            }
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => ok += 1,
+            Err(AppError::Internal(error)) => panic!("step {step}: internal error {error:#}"),
+            Err(_) => {} // a domain rejection: part of the history being tested
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuilt_projections_equal_the_live_ones_row_for_row() {
+    let test = TestApp::spawn().await;
+    let app = App::new(test.pool.clone());
+    for seed in [1_u64, 2, 3] {
+        let tenant = test.new_tenant(&format!("seed {seed}")).await;
+        let succeeded = random_history(&app, tenant, seed, 300).await;
+        assert!(
+            succeeded > 50,
+            "seed {seed}: only {succeeded} commands succeeded"
+        );
+        let live = snapshot(&test.pool, tenant).await;
+        let admin = caller(tenant, Role::Admin, Uuid::now_v7());
+        let report = app.rebuild_projections(&admin, |_| {}).await.unwrap();
+        assert_eq!(report.events as i64, test.event_count(tenant).await);
+        let rebuilt = snapshot(&test.pool, tenant).await;
+        assert_eq!(live.len(), rebuilt.len(), "seed {seed}");
+        for (a, b) in live.iter().zip(&rebuilt) {
+            assert_eq!(a, b, "seed {seed}");
+        }
+    }
+    // A trashed projection comes back identical.
+    let tenant = test.new_tenant("trashed").await;
+    random_history(&app, tenant, 9, 200).await;
+    let live = snapshot(&test.pool, tenant).await;
+    sqlx::query("UPDATE enrollments SET status = 'WITHDRAWN', best_score = 0 WHERE tenant_id = $1")
+        .bind(tenant.as_uuid())
+        .execute(&test.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM courses WHERE tenant_id = $1")
+        .bind(tenant.as_uuid())
+        .execute(&test.pool)
+        .await
+        .unwrap();
+    app.rebuild_projections(&caller(tenant, Role::Admin, Uuid::now_v7()), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&test.pool, tenant).await, live);
+    // Other tenants are untouched by a rebuild.
+    assert!(test.event_count(test.tenant).await == 0);
+}
+
+#[tokio::test]
+async fn rebuild_through_graphql_is_admin_only_and_reads_keep_working() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let course = app.create_course(&admin, "RB", 50).await;
+    let trainee = app.register_trainee(&admin, "rb@example.com").await;
+    app.register_for_course(&admin, course, Some(trainee)).await;
+    let rebuild = "mutation { rebuildProjections { eventsReplayed courses trainees enrollments submissions } }";
+    let data = app.ok(&admin, rebuild, json!({})).await;
+    assert_eq!(data["rebuildProjections"]["eventsReplayed"], 3);
+    assert_eq!(data["rebuildProjections"]["enrollments"], 1);
+    assert_eq!(
+        app.error_code(Some(&app.instructor()), rebuild, json!({}))
+            .await,
+        "FORBIDDEN"
+    );
+    let data = app
+        .ok(
+            &admin,
+            "{ enrollments { edges { node { status } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["enrollments"]["edges"][0]["node"]["status"],
+        "REGISTERED"
+    );
+}
+
+#[tokio::test]
+async fn reports_as_of_a_past_time_ignore_later_events() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let instructor = app.instructor();
+    let course = app.create_course(&admin, "ASOF", 50).await;
+    let mut enrollments = Vec::new();
+    for n in 0..3 {
+        let trainee = app
+            .register_trainee(&admin, &format!("asof{n}@example.com"))
+            .await;
+        let enrollment = app.register_for_course(&admin, course, Some(trainee)).await;
+        app.enrollment_step(&admin, "startCourse", enrollment).await;
+        enrollments.push(enrollment);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let as_of = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // After as_of: two complete, one withdraws.
+    for enrollment in &enrollments[..2] {
+        let submission = app.submit(&admin, *enrollment).await;
+        app.grade(&instructor, *enrollment, submission, 90).await;
+        app.enrollment_step(&admin, "completeCourse", *enrollment)
+            .await;
+    }
+    app.ok(
+        &admin,
+        "mutation($i: WithdrawRegistrationInput!) { withdrawRegistration(input: $i) { position } }",
+        json!({ "i": { "enrollmentId": enrollments[2] } }),
+    )
+    .await;
+
+    let query = "query($i: DurationReportInput!) { durationReport(input: $i) { eventsReplayed asOf rows { group count stillOpen endedEarly durations { medianSeconds } } } }";
+    let now = app
+        .ok(
+            &instructor,
+            query,
+            json!({ "i": { "from": "STARTED", "to": "COMPLETED", "groupBy": "COURSE" } }),
+        )
+        .await;
+    let row = &now["durationReport"]["rows"][0];
+    assert_eq!(
+        (
+            row["count"].as_u64(),
+            row["stillOpen"].as_u64(),
+            row["endedEarly"].as_u64()
+        ),
+        (Some(2), Some(0), Some(1))
+    );
+    assert_eq!(row["group"], course.to_string());
+    let then = app.ok(&instructor, query, json!({ "i": { "from": "STARTED", "to": "COMPLETED", "groupBy": "COURSE", "asOf": as_of.to_rfc3339() } })).await;
+    let row = &then["durationReport"]["rows"][0];
+    assert_eq!(
+        (
+            row["count"].as_u64(),
+            row["stillOpen"].as_u64(),
+            row["endedEarly"].as_u64()
+        ),
+        (Some(0), Some(3), Some(0))
+    );
+    assert!(row["durations"].is_null());
+    assert!(
+        then["durationReport"]["eventsReplayed"].as_u64()
+            < now["durationReport"]["eventsReplayed"].as_u64()
+    );
+
+    let funnel = "query($i: FunnelReportInput!) { funnelReport(input: $i) { rows { registered started passed completed withdrawn firstAttemptPassRate } } }";
+    let then = app
+        .ok(
+            &admin,
+            funnel,
+            json!({ "i": { "asOf": as_of.to_rfc3339() } }),
+        )
+        .await;
+    assert_eq!(
+        then["funnelReport"]["rows"][0],
+        json!({"registered": 3, "started": 3, "passed": 0, "completed": 0, "withdrawn": 0, "firstAttemptPassRate": null})
+    );
+    let now = app.ok(&admin, funnel, json!({ "i": {} })).await;
+    assert_eq!(
+        now["funnelReport"]["rows"][0],
+        json!({"registered": 3, "started": 3, "passed": 2, "completed": 2, "withdrawn": 1, "firstAttemptPassRate": 1.0})
+    );
+
+    // Time travel on one enrollment.
+    let past = app.ok(&admin, "query($id: UUID!, $t: DateTime!) { enrollment(id: $id, asOf: $t) { status submissions { id } } }",
+        json!({ "id": enrollments[0], "t": as_of.to_rfc3339() })).await;
+    assert_eq!(past["enrollment"]["status"], "STARTED");
+    assert_eq!(
+        past["enrollment"]["submissions"].as_array().unwrap().len(),
+        0
+    );
+    let before_everything = app
+        .ok(
+            &admin,
+            "query($id: UUID!) { enrollment(id: $id, asOf: \"2000-01-01T00:00:00Z\") { status } }",
+            json!({ "id": enrollments[0] }),
+        )
+        .await;
+    assert!(before_everything["enrollment"].is_null());
+
+    // Trainees run no reports; impossible pairs are refused.
+    let trainee = app.trainee(Uuid::now_v7());
+    assert_eq!(
+        app.error_code(
+            Some(&trainee),
+            query,
+            json!({ "i": { "from": "STARTED", "to": "COMPLETED" } })
+        )
+        .await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        app.error_code(
+            Some(&admin),
+            query,
+            json!({ "i": { "from": "COMPLETED", "to": "STARTED" } })
+        )
+        .await,
+        "BAD_USER_INPUT"
+    );
+}
+
+/// course, count, mean, median, p75, p90, min, max — as SQL computes them.
+type SqlSummary = (Uuid, i64, f64, f64, f64, f64, f64, f64);
+
+#[tokio::test]
+async fn the_duration_report_equals_percentile_cont_in_sql() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let instructor = app.instructor();
+    let courses = [
+        app.create_course(&admin, "P1", 50).await,
+        app.create_course(&admin, "P2", 50).await,
+    ];
+    for n in 0..12 {
+        let course = courses[n % 2];
+        let trainee = app
+            .register_trainee(&admin, &format!("p{n}@example.com"))
+            .await;
+        let enrollment = app.register_for_course(&admin, course, Some(trainee)).await;
+        app.enrollment_step(&admin, "startCourse", enrollment).await;
+        if n % 3 != 0 {
+            let submission = app.submit(&admin, enrollment).await;
+            app.grade(&instructor, enrollment, submission, 80).await;
+            tokio::time::sleep(std::time::Duration::from_millis(n as u64)).await;
+            app.enrollment_step(&admin, "completeCourse", enrollment)
+                .await;
+        }
+    }
+    let data = app.ok(&admin, "{ durationReport(input: {from: STARTED, to: COMPLETED, groupBy: COURSE}) { rows { group count durations { meanSeconds medianSeconds p75Seconds p90Seconds minSeconds maxSeconds } stillOpen } } }", json!({})).await;
+    let expected: Vec<SqlSummary> = sqlx::query_as(
+        "WITH spans AS ( \
+           SELECT course_id, min(recorded_at) FILTER (WHERE event_type = 'CourseStarted') AS started, \
+                  min(recorded_at) FILTER (WHERE event_type = 'CourseCompleted') AS completed \
+           FROM events WHERE tenant_id = $1 AND stream_type = 'enrollment' GROUP BY stream_id, course_id), \
+         d AS (SELECT course_id, extract(epoch FROM completed - started)::float8 AS s FROM spans WHERE completed IS NOT NULL) \
+         SELECT course_id, count(*), avg(s), percentile_cont(0.5) WITHIN GROUP (ORDER BY s), \
+                percentile_cont(0.75) WITHIN GROUP (ORDER BY s), percentile_cont(0.9) WITHIN GROUP (ORDER BY s), min(s), max(s) \
+         FROM d GROUP BY course_id ORDER BY course_id",
+    )
+    .bind(app.tenant.as_uuid())
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let rows = data["durationReport"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), expected.len());
+    for (row, (course, count, mean, median, p75, p90, min, max)) in rows.iter().zip(expected) {
+        assert_eq!(row["group"], course.to_string());
+        assert_eq!(row["count"].as_i64(), Some(count));
+        assert_eq!(row["stillOpen"].as_i64(), Some(2));
+        let d = &row["durations"];
+        for (field, want) in [
+            ("meanSeconds", mean),
+            ("medianSeconds", median),
+            ("p75Seconds", p75),
+            ("p90Seconds", p90),
+            ("minSeconds", min),
+            ("maxSeconds", max),
+        ] {
+            let got = d[field].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-6, "{field}: {got} vs {want}");
+        }
+    }
+}
