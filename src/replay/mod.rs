@@ -1,22 +1,25 @@
-//! The replay engine: streams one tenant's events in position order, in keyset pages on
+//! The replay engine: streams one tenant's events in position order, in pages of position ranges on
 //! `(tenant_id, position)`, into a fold. Reports and projection rebuilds are such folds.
 //!
 //! What it does for speed: it reads only the columns a fold needs (the JSON `data` only for the
 //! event types that ask for it, as text, decoded lazily by the fold), lets PostgreSQL filter by
-//! `asOf`, event type and course, and fetches the next page on its own connection while the
-//! current one is folded. What it never does: hold more than two pages in memory, use a
+//! `asOf`, event type and course, and fetches the next pages on their own connections while the
+//! current one is folded. What it never does: hold more than a few pages in memory, use a
 //! server-side cursor (on Citus a cursor materialises the whole result, CITUS.md rule 13), or
 //! read projection tables.
 
 use crate::domain::events::DecodeError;
 use crate::domain::{Event, EventType, TenantId};
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-/// Rows per page: large enough to amortise a round trip, small enough to keep memory flat.
-pub const PAGE_SIZE: i64 = 10_000;
+/// Positions per page: large enough to amortise a round trip, small enough to keep memory flat.
+pub const PAGE_SIZE: i64 = 32_768;
+/// Pages fetched at once (each on its own connection).
+const FETCHES_IN_FLIGHT: usize = 2;
 
 /// One event as the replay engine hands it to a fold.
 #[derive(Debug, Clone)]
@@ -110,23 +113,27 @@ pub async fn replay<F: Fold>(
     fold: &mut F,
     mut progress: impl FnMut(u64),
 ) -> Result<ReplayStats, ReplayError<F::Error>> {
-    // Pages are fetched by a producer task so that PostgreSQL works on page n+1 while we fold
-    // page n; a channel of one keeps at most two pages alive.
+    // Positions are gap-free per tenant, so the log up to its end splits into ranges of
+    // positions known in advance. A producer task fetches FETCHES_IN_FLIGHT ranges at once, on
+    // separate connections, so PostgreSQL and row decoding run in parallel with the fold, and
+    // hands them over in order; only a few pages are alive at any time.
+    let end = match query.until_position {
+        Some(end) => end,
+        None => head_position(pool, query.tenant).await?,
+    };
     let (pages_tx, mut pages_rx) = mpsc::channel::<Result<Vec<ReplayEvent>, ReplayError<()>>>(1);
     let producer_pool = pool.clone();
     let producer_query = query.clone();
     let producer = tokio::spawn(async move {
-        let mut after = 0_i64;
-        loop {
-            let page = fetch_page(&producer_pool, &producer_query, after).await;
-            let done = match &page {
-                Ok(rows) => {
-                    after = rows.last().map_or(after, |row| row.position);
-                    (rows.len() as i64) < PAGE_SIZE
-                }
-                Err(_) => true,
-            };
-            if pages_tx.send(page).await.is_err() || done {
+        let ranges = (0..end)
+            .step_by(PAGE_SIZE as usize)
+            .map(move |after| (after, (after + PAGE_SIZE).min(end)));
+        let mut pages = futures_util::stream::iter(ranges)
+            .map(|(after, upto)| fetch_page(&producer_pool, &producer_query, after, upto))
+            .buffered(FETCHES_IN_FLIGHT);
+        while let Some(page) = pages.next().await {
+            let failed = page.is_err();
+            if pages_tx.send(page).await.is_err() || failed {
                 break;
             }
         }
@@ -168,54 +175,109 @@ pub async fn replay<F: Fold>(
     }
 }
 
+async fn head_position<E>(pool: &PgPool, tenant: TenantId) -> Result<i64, ReplayError<E>> {
+    let head: Option<i64> =
+        sqlx::query_scalar("SELECT last_position FROM tenant_heads WHERE tenant_id = $1")
+            .bind(tenant.as_uuid())
+            .fetch_optional(pool)
+            .await?;
+    Ok(head.unwrap_or(0))
+}
+
+/// The columns every replayed row carries, in the order `fetch_page` reads them; the last one
+/// is the JSON data, spelled by the caller.
+const COLUMNS: &str = "position, stream_id, version, event_type, recorded_at, course_id, \
+     trainee_id, schema_version";
+
+/// The filters every page applies: its position range, and the query's own.
+const FILTERS: &str = "tenant_id = $1 AND position > $2 AND position <= $8 \
+     AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
+     AND ($7::uuid[] IS NULL OR course_id = ANY($7))";
+
+/// The SQL of one page. For the whole log, one range of `(tenant_id, position)`. For some event
+/// types, a merge of one position-ordered range per type on `(tenant_id, event_type, position)`
+/// (a Merge Append), so only the wanted rows are read; a type whose data the fold does not
+/// decode never names the `data` column, which keeps its range an index-only scan of the
+/// covering index. The text depends only on the shape (which types need data), so sqlx caches
+/// one prepared statement per shape.
+fn page_sql(types: &[bool]) -> String {
+    if types.is_empty() {
+        return format!(
+            "SELECT {COLUMNS}, CASE WHEN $5 OR event_type = ANY($6) THEN data::text END \
+             FROM events WHERE {FILTERS} ORDER BY position"
+        );
+    }
+    let branches: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, needs_data)| {
+            let data = if *needs_data {
+                "data::text"
+            } else {
+                "NULL::text"
+            };
+            format!(
+                "(SELECT {COLUMNS}, {data} FROM events WHERE {FILTERS} \
+                 AND event_type = ($4::text[])[{}] ORDER BY position)",
+                i + 1
+            )
+        })
+        .collect();
+    format!(
+        "SELECT * FROM ({}) AS page ORDER BY position",
+        branches.join(" UNION ALL ")
+    )
+}
+
+/// The events with positions in `(after, upto]` that match the query.
 async fn fetch_page(
     pool: &PgPool,
     query: &ReplayQuery,
     after: i64,
+    upto: i64,
 ) -> Result<Vec<ReplayEvent>, ReplayError<()>> {
     let type_names =
         |types: &[EventType]| -> Vec<&'static str> { types.iter().map(|t| t.as_str()).collect() };
-    let event_types = query.event_types.as_deref().map(type_names);
+    let event_types: Vec<&'static str> = query
+        .event_types
+        .as_deref()
+        .map(type_names)
+        .unwrap_or_default();
     let (all_data, data_types) = match &query.data_for {
         DataFor::All => (true, Vec::new()),
         DataFor::Types(types) => (false, type_names(types)),
     };
-    let rows = sqlx::query(
-        "SELECT position, stream_id, version, event_type, recorded_at, course_id, trainee_id, \
-             schema_version, CASE WHEN $5 OR event_type = ANY($6) THEN data::text END AS data \
-         FROM events \
-         WHERE tenant_id = $1 AND position > $2 \
-           AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
-           AND ($4::text[] IS NULL OR event_type = ANY($4)) \
-           AND ($7::uuid[] IS NULL OR course_id = ANY($7)) \
-           AND ($9::int8 IS NULL OR position <= $9) \
-         ORDER BY position LIMIT $8",
-    )
-    .bind(query.tenant.as_uuid())
-    .bind(after)
-    .bind(query.as_of)
-    .bind(event_types)
-    .bind(all_data)
-    .bind(data_types)
-    .bind(query.course_ids.as_deref())
-    .bind(PAGE_SIZE)
-    .bind(query.until_position)
-    .fetch_all(pool)
-    .await?;
+    let needs_data: Vec<bool> = event_types
+        .iter()
+        .map(|t| all_data || data_types.contains(t))
+        .collect();
+    let sql = page_sql(&needs_data);
+    let rows = sqlx::query(&sql)
+        .bind(query.tenant.as_uuid())
+        .bind(after)
+        .bind(query.as_of)
+        .bind(&event_types)
+        .bind(all_data)
+        .bind(data_types)
+        .bind(query.course_ids.as_deref())
+        .bind(upto)
+        .fetch_all(pool)
+        .await?;
     rows.iter()
         .map(|row| {
-            let event_type: &str = row.try_get("event_type")?;
+            // By index, in COLUMNS order: name lookups would cost more than the fold.
+            let event_type: &str = row.try_get(3)?;
             Ok(ReplayEvent {
-                position: row.try_get("position")?,
-                stream_id: row.try_get("stream_id")?,
-                version: row.try_get("version")?,
+                position: row.try_get(0)?,
+                stream_id: row.try_get(1)?,
+                version: row.try_get(2)?,
                 event_type: EventType::parse(event_type)
                     .ok_or_else(|| ReplayError::UnknownType(event_type.to_owned()))?,
-                recorded_at: row.try_get("recorded_at")?,
-                course_id: row.try_get("course_id")?,
-                trainee_id: row.try_get("trainee_id")?,
-                schema_version: row.try_get("schema_version")?,
-                data: row.try_get("data")?,
+                recorded_at: row.try_get(4)?,
+                course_id: row.try_get(5)?,
+                trainee_id: row.try_get(6)?,
+                schema_version: row.try_get(7)?,
+                data: row.try_get(8)?,
             })
         })
         .collect()
