@@ -5,7 +5,8 @@
 //!   2. the same report as one SQL query with percentile_cont (what a user would write),
 //!   3. COPY (SELECT … ORDER BY position) TO STDOUT into nothing (the cost of reading rows out),
 //!   4. a full projection rebuild for the tenant,
-//! and the replay's peak heap, and prints the ratios the targets are stated in.
+//!
+//! It also reports the replay's peak heap, and prints the ratios the targets are stated in.
 //!
 //! Run: `cargo bench --bench replay -- --events 1000000` (default 1,000,000; `--runs 3`).
 
