@@ -2,6 +2,7 @@
 //! application. Resolvers parse input into domain values, call one application function, and
 //! wrap the result; they hold no SQL and no business rules.
 
+mod audit;
 mod context;
 mod error;
 mod extension;
@@ -14,23 +15,33 @@ pub use context::RequestContext;
 pub use error::{PARSE_FAILED, VALIDATION_FAILED, code_of, ensure_code, request_error};
 
 use crate::app::App;
-use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
-pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, mutation::Mutation, audit::Subscription>;
+
+// The query root: the queries of each area, merged so each area keeps its own file. (A plain
+// comment: a doc comment would become the root type's description in the SDL.)
+#[derive(MergedObject)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(query::Query, audit::AuditQuery);
 
 /// Deepest selection nesting accepted. GraphiQL's introspection query nests 13 levels.
 pub const MAX_DEPTH: usize = 16;
 /// Highest query complexity (roughly: fields selected, lists counted once) accepted.
 pub const MAX_COMPLEXITY: usize = 2_000;
 
-fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, EmptySubscription> {
-    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
-        .extension(extension::PhaseCodes)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .limit_directives(16)
-        // Field suggestions ("did you mean …?") would map the schema for anyone probing it.
-        .disable_suggestions()
+fn builder() -> SchemaBuilder<QueryRoot, mutation::Mutation, audit::Subscription> {
+    Schema::build(
+        QueryRoot(query::Query, audit::AuditQuery),
+        mutation::Mutation,
+        audit::Subscription,
+    )
+    .extension(extension::PhaseCodes)
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_directives(16)
+    // Field suggestions ("did you mean …?") would map the schema for anyone probing it.
+    .disable_suggestions()
 }
 
 /// The schema served over HTTP.

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 pub struct Query;
 
-#[Object]
+/// Merged into the `Query` root with the other areas' queries (see `graphql::QueryRoot`).
+#[Object(name = "CoreQuery")]
 impl Query {
     /// The signed-in person.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
