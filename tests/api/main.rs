@@ -1,6 +1,7 @@
 //! The integration tests: one binary, real PostgreSQL (a private cluster started by the
 //! harness), a fresh database and server per test.
 
+mod audit;
 mod concurrency;
 mod helpers;
 mod http_spec;
@@ -8,3 +9,5 @@ mod input;
 mod isolation;
 mod lifecycle;
 mod schema;
+mod subscriptions;
+mod ws;
