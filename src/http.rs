@@ -1,8 +1,12 @@
 //! HTTP: the axum router, GraphQL over HTTP as its specification asks (content negotiation,
 //! status codes, GET for queries only), bearer-token authentication, body and batch limits,
-//! health and readiness, and one log line per request.
+//! health and readiness, and one log line per request. GraphQL over WebSocket is in [`ws`],
+//! the audit export in [`export`].
 
-use crate::app::Caller;
+mod export;
+pub mod ws;
+
+use crate::app::{App, Caller};
 use crate::auth::{TokenVerifier, bearer_token};
 use crate::graphql::{
     AppSchema, PARSE_FAILED, RequestContext, VALIDATION_FAILED, code_of, ensure_code, request_error,
@@ -34,11 +38,16 @@ pub struct HttpState {
     pub schema: AppSchema,
     pub verifier: Arc<TokenVerifier>,
     pub pool: PgPool,
+    /// The application, for the endpoints that are not GraphQL (the audit export).
+    pub app: App,
+    pub ws: ws::WsSettings,
 }
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(ws::handler))
+        .route("/audit/export", get(export::handler))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .with_state(state)
@@ -151,6 +160,7 @@ async fn graphql_get(
     if query.is_empty() && wants_html(&headers) {
         let page = GraphiQLSource::build()
             .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
             .title("coursetrail")
             .finish();
         return Html(page).into_response();

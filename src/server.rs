@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 pub fn http_state(pool: PgPool, verifier: TokenVerifier) -> HttpState {
     let app = App::new(pool.clone());
     HttpState {
-        schema: build_schema(app),
+        schema: build_schema(app.clone()),
         verifier: Arc::new(verifier),
         pool,
+        app,
+        ws: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! It owns no SQL of its own (that is in `store` and `projections`) and knows nothing of HTTP
 //! or GraphQL; the GraphQL layer and the command line both call into it.
 
+mod audit;
 mod commands;
 mod error;
 mod queries;
@@ -11,6 +12,7 @@ mod reports;
 
 pub use reports::ReportOutput;
 
+pub use audit::{AuditStream, EXPORT_PAGE_SIZE, FOLLOW_POLL_INTERVAL};
 pub use error::AppError;
 
 use crate::auth::{Principal, Role};
@@ -29,6 +31,8 @@ const MAX_ATTEMPTS: u32 = 8;
 #[derive(Clone)]
 pub struct App {
     pool: PgPool,
+    /// Wake-ups for live subscriptions (one LISTEN connection, opened on first use).
+    live: store::live::Hub,
 }
 
 /// The caller of an operation: a verified person in one tenant. This is the tenant capability —
@@ -117,7 +121,8 @@ struct Write<'a> {
 
 impl App {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let live = store::live::Hub::new(pool.clone());
+        Self { pool, live }
     }
 
     pub fn pool(&self) -> &PgPool {

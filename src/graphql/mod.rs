@@ -2,6 +2,7 @@
 //! application. Resolvers parse input into domain values, call one application function, and
 //! wrap the result; they hold no SQL and no business rules.
 
+mod audit;
 mod context;
 mod error;
 mod extension;
@@ -15,25 +16,25 @@ pub use context::RequestContext;
 pub use error::{PARSE_FAILED, VALIDATION_FAILED, code_of, ensure_code, request_error};
 
 use crate::app::App;
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
-/// The query root, merged from one object per area.
+// The roots: each area's operations, merged so each area keeps its own file. (Plain comments:
+// a doc comment would become the root type's description in the SDL.)
 #[derive(MergedObject, Default)]
-pub struct Query(query::CoreQuery, reports::ReportQuery);
+pub struct Query(query::CoreQuery, reports::ReportQuery, audit::AuditQuery);
 
-/// The mutation root, merged from one object per area.
 #[derive(MergedObject, Default)]
 pub struct Mutation(mutation::CoreMutation, reports::ReportMutation);
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, audit::Subscription>;
 
 /// Deepest selection nesting accepted. GraphiQL's introspection query nests 13 levels.
 pub const MAX_DEPTH: usize = 16;
 /// Highest query complexity (roughly: fields selected, lists counted once) accepted.
 pub const MAX_COMPLEXITY: usize = 2_000;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, audit::Subscription> {
+    Schema::build(Query::default(), Mutation::default(), audit::Subscription)
         .extension(extension::PhaseCodes)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)

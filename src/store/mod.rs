@@ -8,6 +8,9 @@
 //!   lock therefore serialises one tenant's appends in commit order and is held only briefly.
 //! - Every statement names exactly one tenant.
 
+pub mod live;
+pub mod log;
+
 use crate::auth::Role;
 use crate::domain::events::DecodeError;
 use crate::domain::{Event, StreamType, TenantId};

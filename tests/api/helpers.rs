@@ -4,6 +4,7 @@
 use coursetrail::auth::{JwtSettings, KeySource, Role, TokenIssuer, TokenVerifier};
 use coursetrail::db;
 use coursetrail::domain::TenantId;
+use coursetrail::http as server_state;
 use coursetrail::pgcluster::PrivateCluster;
 use coursetrail::server;
 use serde_json::{Value, json};
@@ -104,6 +105,11 @@ impl Drop for TestApp {
 impl TestApp {
     /// A server on a free port over a fresh database holding one tenant.
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// [`TestApp::spawn`], with the server's settings adjusted first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut server_state::HttpState)) -> TestApp {
         // Server logs go to the test's captured output (shown when a test fails).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -115,7 +121,8 @@ impl TestApp {
         let (pool, _) = fresh_database().await;
         let settings = JwtSettings::new(KeySource::Secret(SECRET.into()), ISSUER, AUDIENCE);
         let verifier = TokenVerifier::new(&settings).expect("verifier");
-        let state = server::http_state(pool.clone(), verifier);
+        let mut state = server::http_state(pool.clone(), verifier);
+        adjust(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -155,6 +162,12 @@ impl TestApp {
     pub fn token_for(&self, tenant: TenantId, role: Role, sub: Uuid) -> String {
         self.issuer
             .mint(tenant.as_uuid(), sub, role, Duration::from_secs(3600))
+            .expect("mint")
+    }
+
+    pub fn token_with_ttl(&self, tenant: TenantId, role: Role, sub: Uuid, ttl: Duration) -> String {
+        self.issuer
+            .mint(tenant.as_uuid(), sub, role, ttl)
             .expect("mint")
     }
 
@@ -209,6 +222,41 @@ impl TestApp {
             .fetch_one(&self.pool)
             .await
             .expect("count")
+    }
+
+    /// Appends `n` synthetic events (each a new course stream) straight into the log, the way
+    /// the store does (head row bumped in the same statement) but without a notification: for
+    /// tests that need volume, or need a commit nobody announced. Returns the new head.
+    pub async fn seed_events(&self, tenant: TenantId, n: i64) -> i64 {
+        sqlx::query_scalar(
+            "WITH head AS ( \
+                 UPDATE tenant_heads SET last_position = last_position + $2 \
+                 WHERE tenant_id = $1 RETURNING last_position \
+             ), appended AS ( \
+                 INSERT INTO events (tenant_id, stream_id, version, position, event_id, \
+                     stream_type, event_type, schema_version, data, recorded_at, actor_id, \
+                     actor_role, correlation_id, course_id) \
+                 SELECT $1, s.id, 1, head.last_position - $2 + s.g, gen_random_uuid(), \
+                     'course', 'CourseRetired', 1, \
+                     jsonb_build_object('seq', s.g, 'note', E'a, \"quoted\"\nline'), now(), \
+                     gen_random_uuid(), 'admin', gen_random_uuid(), s.id \
+                 FROM head, (SELECT g, gen_random_uuid() AS id FROM generate_series(1, $2) g) s \
+             ) \
+             SELECT last_position FROM head",
+        )
+        .bind(tenant.as_uuid())
+        .bind(n)
+        .fetch_one(&self.pool)
+        .await
+        .expect("seed events")
+    }
+
+    pub async fn head(&self, tenant: TenantId) -> i64 {
+        sqlx::query_scalar("SELECT last_position FROM tenant_heads WHERE tenant_id = $1")
+            .bind(tenant.as_uuid())
+            .fetch_one(&self.pool)
+            .await
+            .expect("head")
     }
 
     // --- Shortcuts for the common steps (each asserts success). ---

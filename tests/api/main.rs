@@ -1,6 +1,7 @@
 //! The integration tests: one binary, real PostgreSQL (a private cluster started by the
 //! harness), a fresh database and server per test.
 
+mod audit;
 mod concurrency;
 mod helpers;
 mod http_spec;
@@ -9,3 +10,5 @@ mod isolation;
 mod lifecycle;
 mod replay;
 mod schema;
+mod subscriptions;
+mod ws;

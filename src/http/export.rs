@@ -1,0 +1,293 @@
+//! `GET /audit/export`: the audit trail as NDJSON (default) or CSV, for compliance.
+//!
+//! Authenticated by the bearer token like `/graphql`, with the same role rules (they live in
+//! `app::audit`). The body is chunked and streamed one keyset page at a time: a page is read
+//! only when the previous one was written to the socket, so memory stays constant however long
+//! the history. A failure after the first page aborts the response (the chunked body never
+//! terminates properly) rather than ending it cleanly: a truncated export must not look complete.
+//!
+//! Parameters (all optional): `traineeId`, `courseId`, `streamId`, `eventTypes` (comma-separated
+//! stored names such as `CourseStarted,TestGraded`), `from`, `to` (RFC 3339, on `recordedAt`),
+//! `afterPosition`, `format` (`ndjson` | `csv`).
+
+use super::{HttpState, authenticate};
+use crate::app::AppError;
+use crate::domain::EventType;
+use crate::graphql::request_error;
+use crate::store::log::{LogFilter, LoggedEvent};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportParams {
+    trainee_id: Option<Uuid>,
+    course_id: Option<Uuid>,
+    stream_id: Option<Uuid>,
+    event_types: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    after_position: Option<i64>,
+    format: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Ndjson,
+    Csv,
+}
+
+/// The CSV columns, in order; the NDJSON objects carry the same fields (actor nested).
+const CSV_HEADER: &str = "position,eventId,streamId,streamType,version,type,schemaVersion,\
+recordedAt,actorId,actorRole,commandId,correlationId,causationId,traineeId,courseId,data\r\n";
+
+pub async fn handler(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    params: Result<Query<ExportParams>, QueryRejection>,
+) -> Response {
+    let caller = match authenticate(&state, &headers) {
+        Ok(Some(caller)) => caller,
+        Ok(None) => return unauthenticated("a bearer token is required".into()),
+        Err(message) => return unauthenticated(message),
+    };
+    let Query(params) = match params {
+        Ok(params) => params,
+        Err(rejection) => return bad_input(rejection.body_text()),
+    };
+    let (filter, after, format) = match parse(params) {
+        Ok(parsed) => parsed,
+        Err(message) => return bad_input(message),
+    };
+    let pages = match state.app.audit_export(&caller, filter, after) {
+        Ok(pages) => pages,
+        Err(error) => return app_error(error),
+    };
+    // Read the first page before answering, so a failure to start is a proper error status.
+    let mut pages = pages.peekable();
+    if let Some(Err(_)) = std::pin::Pin::new(&mut pages).peek().await
+        && let Some(Err(error)) = pages.next().await
+    {
+        return app_error(error);
+    }
+    let header = match format {
+        Format::Ndjson => None,
+        Format::Csv => Some(Ok(Bytes::from_static(CSV_HEADER.as_bytes()))),
+    };
+    let body = stream::iter(header).chain(pages.map(move |page| match page {
+        Ok(events) => Ok(render(&events, format)),
+        Err(error) => {
+            let code = error.code();
+            tracing::error!(error = %error, code, "audit export failed midway");
+            Err(std::io::Error::other("audit export failed"))
+        }
+    }));
+    tracing::info!(tenant = %caller.tenant(), "audit export started");
+    let (content_type, extension) = match format {
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+    };
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"audit-{}.{extension}\"",
+        caller.tenant()
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+fn parse(params: ExportParams) -> Result<(LogFilter, i64, Format), String> {
+    let format = match params.format.as_deref() {
+        None | Some("ndjson") => Format::Ndjson,
+        Some("csv") => Format::Csv,
+        Some(_) => return Err("format must be ndjson or csv".into()),
+    };
+    let event_types = params
+        .event_types
+        .map(|list| {
+            list.split(',')
+                .filter(|name| !name.is_empty())
+                .map(|name| {
+                    EventType::parse(name).ok_or_else(|| format!("unknown event type {name:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let after = params.after_position.unwrap_or(0);
+    if after < 0 {
+        return Err("afterPosition must not be negative".into());
+    }
+    let filter = LogFilter {
+        stream_id: params.stream_id,
+        trainee_id: params.trainee_id,
+        course_id: params.course_id,
+        course_events_only: false,
+        event_types,
+        from: params.from,
+        to: params.to,
+    };
+    Ok((filter, after, format))
+}
+
+/// One page as bytes: one line per event.
+fn render(events: &[LoggedEvent], format: Format) -> Bytes {
+    let mut out = String::with_capacity(events.len() * 400);
+    for event in events {
+        match format {
+            Format::Ndjson => {
+                // Serialising owned JSON values of our own types cannot fail.
+                if let Ok(line) = serde_json::to_string(&Line::from(event)) {
+                    out.push_str(&line);
+                }
+                out.push('\n');
+            }
+            Format::Csv => csv_row(&mut out, event),
+        }
+    }
+    Bytes::from(out)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Line<'a> {
+    position: i64,
+    event_id: Uuid,
+    stream_id: Uuid,
+    stream_type: &'static str,
+    version: i32,
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    schema_version: i16,
+    recorded_at: String,
+    actor: Actor,
+    command_id: Option<Uuid>,
+    correlation_id: Uuid,
+    causation_id: Option<Uuid>,
+    trainee_id: Option<Uuid>,
+    course_id: Option<Uuid>,
+    data: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct Actor {
+    id: Uuid,
+    role: &'static str,
+}
+
+impl<'a> From<&'a LoggedEvent> for Line<'a> {
+    fn from(e: &'a LoggedEvent) -> Self {
+        Line {
+            position: e.position,
+            event_id: e.event_id,
+            stream_id: e.stream_id,
+            stream_type: e.stream_type.as_str(),
+            version: e.version,
+            event_type: e.event_type.as_str(),
+            schema_version: e.schema_version,
+            recorded_at: timestamp(e.recorded_at),
+            actor: Actor {
+                id: e.metadata.actor_id,
+                role: e.metadata.actor_role.as_str(),
+            },
+            command_id: e.metadata.command_id,
+            correlation_id: e.metadata.correlation_id,
+            causation_id: e.metadata.causation_id,
+            trainee_id: e.trainee_id,
+            course_id: e.course_id,
+            data: &e.data,
+        }
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// One RFC 4180 record. Only `data` can hold commas, quotes or line breaks, but every field goes
+/// through the same quoting so no future column can break the format. No field can start with
+/// `=`, `+`, `-` or `@` (ids, numbers, fixed names, timestamps, and JSON objects starting with
+/// `{`), so a spreadsheet will not read a cell as a formula.
+fn csv_row(out: &mut String, e: &LoggedEvent) {
+    let optional = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    let fields = [
+        e.position.to_string(),
+        e.event_id.to_string(),
+        e.stream_id.to_string(),
+        e.stream_type.as_str().to_string(),
+        e.version.to_string(),
+        e.event_type.as_str().to_string(),
+        e.schema_version.to_string(),
+        timestamp(e.recorded_at),
+        e.metadata.actor_id.to_string(),
+        e.metadata.actor_role.as_str().to_string(),
+        optional(e.metadata.command_id),
+        e.metadata.correlation_id.to_string(),
+        optional(e.metadata.causation_id),
+        optional(e.trainee_id),
+        optional(e.course_id),
+        e.data.to_string(),
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, field);
+    }
+    out.push_str("\r\n");
+}
+
+fn csv_field(out: &mut String, field: &str) {
+    if field.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+fn json_error(status: StatusCode, message: String, code: &str) -> Response {
+    let body = serde_json::json!({ "errors": [request_error(message, code)] });
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn unauthenticated(message: String) -> Response {
+    let mut response = json_error(StatusCode::UNAUTHORIZED, message, "UNAUTHENTICATED");
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn bad_input(message: String) -> Response {
+    json_error(StatusCode::BAD_REQUEST, message, "BAD_USER_INPUT")
+}
+
+fn app_error(error: AppError) -> Response {
+    let status = match &error {
+        AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::BadInput(_) => StatusCode::BAD_REQUEST,
+        AppError::Internal(cause) => {
+            tracing::error!(error = format!("{cause:#}"), "internal error");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    json_error(status, error.to_string(), error.code())
+}

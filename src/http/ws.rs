@@ -1,0 +1,394 @@
+//! GraphQL over WebSocket, `graphql-transport-ws` protocol
+//! (<https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md>), at `GET /graphql/ws`.
+//!
+//! Implemented here on axum's WebSocket rather than with async-graphql-axum's handler, because
+//! we need what the stock handler does not give: the token from `connection_init` verified with
+//! our [`TokenVerifier`](crate::auth::TokenVerifier), the socket closed when that token expires,
+//! and the protocol's close codes (4400 bad message, 4401 subscribe before ack, 4403 bad token,
+//! 4408 init timeout, 4409 duplicate id, 4429 second init).
+//!
+//! It owns the protocol only: operations run through the same schema, resolvers and role rules
+//! as over HTTP.
+
+use super::{HttpState, correlation_id};
+use crate::app::Caller;
+use crate::auth::bearer_token;
+use crate::graphql::{RequestContext, ensure_code};
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// The only subprotocol spoken.
+pub const PROTOCOL: &str = "graphql-transport-ws";
+
+/// Connection limits.
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// How long a client has to send `connection_init` before the socket is closed (4408).
+    pub init_timeout: Duration,
+    /// Most operations running at once on one socket.
+    pub max_operations: usize,
+}
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        Self {
+            init_timeout: Duration::from_secs(10),
+            max_operations: 64,
+        }
+    }
+}
+
+/// The protocol's close codes.
+mod close {
+    pub const BAD_MESSAGE: u16 = 4400;
+    pub const UNAUTHORIZED: u16 = 4401;
+    pub const FORBIDDEN: u16 = 4403;
+    pub const SUBPROTOCOL_NOT_ACCEPTABLE: u16 = 4406;
+    pub const INIT_TIMEOUT: u16 = 4408;
+    pub const DUPLICATE_ID: u16 = 4409;
+    pub const TOO_MANY_INITS: u16 = 4429;
+}
+
+/// What a client may send.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    ConnectionInit {
+        payload: Option<Value>,
+    },
+    Ping {
+        #[allow(dead_code)]
+        payload: Option<Value>,
+    },
+    Pong {
+        #[allow(dead_code)]
+        payload: Option<Value>,
+    },
+    Subscribe {
+        id: String,
+        payload: Box<async_graphql::Request>,
+    },
+    Complete {
+        id: String,
+    },
+}
+
+/// From an operation's task to the connection loop.
+enum Outgoing {
+    /// A message for the client about operation `id` (of generation `generation`).
+    Message {
+        id: String,
+        generation: u64,
+        text: String,
+    },
+    /// Operation `id` finished on its own.
+    Done { id: String, generation: u64 },
+}
+
+/// The upgrade: accepts only `graphql-transport-ws`.
+pub async fn handler(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let upgrade = upgrade
+        .protocols([PROTOCOL])
+        .max_message_size(super::MAX_BODY_BYTES);
+    let accepted = upgrade.selected_protocol().is_some();
+    let correlation_id = correlation_id(&headers);
+    upgrade.on_upgrade(move |mut socket| async move {
+        if accepted {
+            Connection::run(state, correlation_id, socket).await;
+        } else {
+            let _ = send_close(
+                &mut socket,
+                close::SUBPROTOCOL_NOT_ACCEPTABLE,
+                "Subprotocol not acceptable",
+            )
+            .await;
+        }
+    })
+}
+
+struct Connection {
+    state: HttpState,
+    correlation_id: Uuid,
+    init_received: bool,
+    /// Set by a successful `connection_init`, with the moment its token expires.
+    caller: Option<(Caller, Instant)>,
+    /// The running operations by id, each with the generation that tells a reused id apart.
+    operations: HashMap<String, (u64, AbortHandle)>,
+    generation: u64,
+    outgoing_tx: mpsc::Sender<Outgoing>,
+}
+
+/// What the loop does after a client message.
+enum Flow {
+    Continue,
+    Send(String),
+    Close(u16, &'static str),
+}
+
+impl Connection {
+    async fn run(state: HttpState, correlation_id: Uuid, mut socket: WebSocket) {
+        let started = std::time::Instant::now();
+        // Bounded, so a slow client slows its operations down instead of filling memory.
+        let (outgoing_tx, mut outgoing_rx) = mpsc::channel::<Outgoing>(64);
+        let mut this = Self {
+            state,
+            correlation_id,
+            init_received: false,
+            caller: None,
+            operations: HashMap::new(),
+            generation: 0,
+            outgoing_tx,
+        };
+        this.serve(&mut socket, &mut outgoing_rx, started).await;
+    }
+
+    async fn serve(
+        &mut self,
+        socket: &mut WebSocket,
+        outgoing_rx: &mut mpsc::Receiver<Outgoing>,
+        started: std::time::Instant,
+    ) {
+        let init_deadline = Instant::now() + self.state.ws.init_timeout;
+        let mut close_code: Option<u16> = None;
+        loop {
+            let init_received = self.init_received;
+            let expires_at = self.caller.as_ref().map(|(_, at)| *at);
+            let init_timeout = async move {
+                if init_received {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep_until(init_deadline).await;
+            };
+            let token_expiry = async move {
+                match expires_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let flow = tokio::select! {
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
+                    Some(Ok(Message::Binary(_))) => {
+                        Flow::Close(close::BAD_MESSAGE, "Binary messages are not supported")
+                    }
+                    // Pings are answered by the WebSocket layer itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                },
+                Some(outgoing) = outgoing_rx.recv() => self.on_outgoing(outgoing),
+                () = init_timeout => {
+                    Flow::Close(close::INIT_TIMEOUT, "Connection initialisation timeout")
+                }
+                () = token_expiry => Flow::Close(close::FORBIDDEN, "Forbidden: the token expired"),
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Send(text) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Flow::Close(code, reason) => {
+                    close_code = Some(code);
+                    let _ = send_close(socket, code, reason).await;
+                    break;
+                }
+            }
+        }
+        for (_, handle) in self.operations.values() {
+            handle.abort();
+        }
+        let tenant = self
+            .caller
+            .as_ref()
+            .map(|(caller, _)| caller.tenant().to_string())
+            .unwrap_or_else(|| "-".into());
+        tracing::info!(
+            tenant = %tenant,
+            close_code = close_code.map_or_else(|| "-".to_string(), |c| c.to_string()),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "graphql websocket closed"
+        );
+    }
+
+    fn on_text(&mut self, text: &str) -> Flow {
+        let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
+            return Flow::Close(close::BAD_MESSAGE, "Invalid message received");
+        };
+        match message {
+            ClientMessage::ConnectionInit { payload } => self.on_init(payload),
+            ClientMessage::Ping { .. } => Flow::Send(json!({ "type": "pong" }).to_string()),
+            ClientMessage::Pong { .. } => Flow::Continue,
+            ClientMessage::Subscribe { id, payload } => self.on_subscribe(id, payload),
+            ClientMessage::Complete { id } => {
+                // The client ends an operation; the server then sends nothing more for it.
+                if let Some((_, handle)) = self.operations.remove(&id) {
+                    handle.abort();
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    fn on_init(&mut self, payload: Option<Value>) -> Flow {
+        if self.init_received {
+            return Flow::Close(close::TOO_MANY_INITS, "Too many initialisation requests");
+        }
+        self.init_received = true;
+        let token = match payload {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(fields)) => token_of(&fields),
+            Some(_) => return Flow::Close(close::BAD_MESSAGE, "Invalid message received"),
+        };
+        let Some(token) = token else {
+            return Flow::Close(close::FORBIDDEN, "Forbidden: a bearer token is required");
+        };
+        match self.state.verifier.verify(&token) {
+            Ok(principal) => {
+                let left = (principal.expires_at - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                self.caller = Some((Caller::from_principal(&principal), Instant::now() + left));
+                Flow::Send(json!({ "type": "connection_ack" }).to_string())
+            }
+            Err(_) => Flow::Close(close::FORBIDDEN, "Forbidden: invalid token"),
+        }
+    }
+
+    fn on_subscribe(&mut self, id: String, request: Box<async_graphql::Request>) -> Flow {
+        let Some((caller, _)) = self.caller.clone() else {
+            return Flow::Close(close::UNAUTHORIZED, "Unauthorized");
+        };
+        if self.operations.contains_key(&id) {
+            // The reason names the id in the protocol; ours stays fixed to bound its length.
+            return Flow::Close(close::DUPLICATE_ID, "Subscriber for this id already exists");
+        }
+        if self.operations.len() >= self.state.ws.max_operations {
+            let error = crate::graphql::request_error(
+                format!(
+                    "at most {} operations may run on one connection",
+                    self.state.ws.max_operations
+                ),
+                "TOO_MANY_OPERATIONS",
+            );
+            return Flow::Send(
+                json!({ "type": "error", "id": id, "payload": [error] }).to_string(),
+            );
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let request = (*request).data(RequestContext {
+            caller: Some(caller),
+            correlation_id: self.correlation_id,
+        });
+        let mut responses = self.state.schema.execute_stream(request);
+        let outgoing = self.outgoing_tx.clone();
+        let task_id = id.clone();
+        let task = tokio::spawn(async move {
+            let id = task_id;
+            let mut first = true;
+            while let Some(mut response) = responses.next().await {
+                response.errors.iter_mut().for_each(ensure_code);
+                // An operation that failed before producing anything (validation, or a
+                // resolver refusing to start) is an `error` message, which ends it.
+                let failed = first
+                    && response.data == async_graphql::Value::Null
+                    && !response.errors.is_empty();
+                let text = if failed {
+                    json!({ "type": "error", "id": id, "payload": response.errors })
+                } else {
+                    json!({ "type": "next", "id": id, "payload": response })
+                };
+                let message = Outgoing::Message {
+                    id: id.clone(),
+                    generation,
+                    text: text.to_string(),
+                };
+                if outgoing.send(message).await.is_err() || failed {
+                    let _ = outgoing.send(Outgoing::Done { id, generation }).await;
+                    return;
+                }
+                first = false;
+            }
+            let complete = json!({ "type": "complete", "id": id }).to_string();
+            let message = Outgoing::Message {
+                id: id.clone(),
+                generation,
+                text: complete,
+            };
+            if outgoing.send(message).await.is_ok() {
+                let _ = outgoing.send(Outgoing::Done { id, generation }).await;
+            }
+        });
+        self.operations
+            .insert(id, (generation, task.abort_handle()));
+        Flow::Continue
+    }
+
+    fn on_outgoing(&mut self, outgoing: Outgoing) -> Flow {
+        let current = |operations: &HashMap<String, (u64, AbortHandle)>, id: &str, generation| {
+            operations
+                .get(id)
+                .is_some_and(|(running, _)| *running == generation)
+        };
+        match outgoing {
+            // Messages of an operation the client completed meanwhile are dropped.
+            Outgoing::Message {
+                id,
+                generation,
+                text,
+            } if current(&self.operations, &id, generation) => Flow::Send(text),
+            Outgoing::Message { .. } => Flow::Continue,
+            Outgoing::Done { id, generation } => {
+                if current(&self.operations, &id, generation) {
+                    self.operations.remove(&id);
+                }
+                Flow::Continue
+            }
+        }
+    }
+}
+
+/// The token in a `connection_init` payload: `{"Authorization": "Bearer …"}` (any case) or
+/// `{"token": "…"}`.
+fn token_of(fields: &serde_json::Map<String, Value>) -> Option<String> {
+    for (key, value) in fields {
+        let Some(value) = value.as_str() else {
+            continue;
+        };
+        if key.eq_ignore_ascii_case("authorization") {
+            return bearer_token(value).map(str::to_owned);
+        }
+        if key == "token" {
+            return Some(value.to_owned());
+        }
+    }
+    None
+}
+
+async fn send_close(
+    socket: &mut WebSocket,
+    code: u16,
+    reason: &'static str,
+) -> Result<(), axum::Error> {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    socket.send(Message::Close(Some(frame))).await
+}
