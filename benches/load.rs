@@ -9,8 +9,9 @@
 //! ```
 //!
 //! By default it starts its own private PostgreSQL cluster with production durability
-//! (`fsync=on`, `synchronous_commit=on`, `full_page_writes=on`) and the release server binary as
-//! a child process (so its peak RSS can be read from `/proc`). `--url` with `--database-url` and
+//! (`fsync=on`, `synchronous_commit=on`, `full_page_writes=on`) and the server as a child
+//! process (so its peak RSS can be read from `/proc`): this executable run with `--serve-child`,
+//! which does what `coursetrail serve` does. `--url` with `--database-url` and
 //! `--secret` targets a running server instead (`--server-pid` to report its RSS).
 //!
 //! The ceilings, each a loop of one-statement transactions on C connections:
@@ -97,6 +98,10 @@ struct Args {
     /// Run the private cluster with the tests' settings (fsync off): not a durable measurement.
     #[arg(long)]
     unsafe_fast: bool,
+    /// Internal: run as the server child process (configured by the environment, like
+    /// `coursetrail serve`), built from this same checkout's library.
+    #[arg(long, hide = true)]
+    serve_child: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -116,6 +121,13 @@ const DURABLE_SETTINGS: &[&str] = &[
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.serve_child {
+        // Like `coursetrail serve`'s `#[tokio::main]`: one worker per core.
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve_child());
+    }
     // The generator's own runtime: two workers, like the machine it is meant for.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -187,9 +199,8 @@ impl Environment {
         let port = free_port()?;
         let log_path = cluster.data_dir().with_file_name("server.log");
         let log = std::fs::File::create(&log_path)?;
-        let binary = server_binary(cluster.data_dir())?;
-        let server = tokio::process::Command::new(&binary)
-            .arg("serve")
+        let server = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--serve-child")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATABASE_URL", &database_url)
@@ -200,6 +211,7 @@ impl Environment {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
             )
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -254,26 +266,6 @@ impl Environment {
     }
 }
 
-/// A private copy of the server binary cargo built with this bench. The target directory may be
-/// shared with other checkouts whose builds replace `target/release/coursetrail`; copying it
-/// first, and refusing a binary much newer than this bench, keeps us measuring our own build.
-fn server_binary(next_to: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    let built = std::path::Path::new(env!("CARGO_BIN_EXE_coursetrail"));
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified());
-    let bench = std::env::current_exe()?;
-    if let (Ok(server), Ok(bench)) = (modified(built), modified(&bench))
-        && server > bench + Duration::from_secs(120)
-    {
-        bail!(
-            "{} is newer than this bench: another build replaced it; rebuild and run again",
-            built.display()
-        );
-    }
-    let copy = next_to.with_file_name("coursetrail-server");
-    std::fs::copy(built, &copy).with_context(|| format!("copying {}", built.display()))?;
-    Ok(copy)
-}
-
 fn admin_pool_size(args: &Args) -> u32 {
     u32::try_from(args.users).unwrap_or(64).clamp(4, 64) + 2
 }
@@ -293,6 +285,41 @@ async fn durability(pool: &PgPool) -> anyhow::Result<String> {
     Ok(format!(
         "PostgreSQL {version}, fsync={fsync}, synchronous_commit={sync_commit}"
     ))
+}
+
+/// The server child: what `coursetrail serve` does with `DATABASE_URL` and `JWT_SECRET` set
+/// (same configuration, logging, pool, router), until its parent closes our stdin.
+///
+/// The generator runs itself as the server rather than `target/release/coursetrail`, because
+/// that path may be shared with other checkouts' builds; this way the server measured is always
+/// the code this bench was built from.
+async fn serve_child() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = coursetrail::config::Config::from_env()?;
+    let url = config.database_url.as_deref().context("DATABASE_URL")?;
+    let pool = db::connect(url, config.database_max_connections).await?;
+    let settings = config.jwt_settings(None).context("JWT_SECRET")?;
+    let verifier = coursetrail::auth::TokenVerifier::new(&settings)?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    let state = coursetrail::server::http_state(pool, verifier);
+    let (gone, parent_gone) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        // Returns at EOF: the parent closed the pipe (or died).
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        let _ = gone.send(());
+    });
+    let parent_gone = async {
+        let _ = parent_gone.await;
+    };
+    coursetrail::server::serve_on(listener, state, parent_gone).await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -794,7 +821,7 @@ async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<()> {
     println!("  database: {}", env.durability);
     if env.server.is_some() {
         println!(
-            "  server: child process, DATABASE_MAX_CONNECTIONS={}",
+            "  server: child process (as `coursetrail serve`), DATABASE_MAX_CONNECTIONS={}",
             args.server_pool
         );
     }
@@ -1015,6 +1042,7 @@ async fn time_appends(
 ) -> anyhow::Result<Histogram<u64>> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let events = [Event::CourseStarted(CourseStarted {})];
+    let result = json!({});
     for i in 0..samples + 200 {
         let metadata = Metadata {
             actor_id: Uuid::now_v7(),
@@ -1037,7 +1065,7 @@ async fn time_appends(
                 metadata: &metadata,
                 trainee_id: Some(metadata.actor_id),
                 course_id: None,
-                command: Some(("startCourse", json!({}))),
+                command: Some(("startCourse", &result)),
             },
         )
         .await?;
