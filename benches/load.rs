@@ -722,6 +722,9 @@ const INSERT_AND_HEAD: &str = "WITH head AS (UPDATE tenant_heads SET last_positi
      SELECT $1, $2, 1, head.last_position, $3, 'enrollment', 'CourseStarted', 1, '{}', now(), \
      $4, 'trainee', $3, $4, $5 FROM head";
 
+static BARE_POSITION: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(1_000_000_000_000_000);
+
 async fn ceiling(
     pool: &PgPool,
     kind: CeilingKind,
@@ -732,12 +735,10 @@ async fn ceiling(
     let warm = Duration::from_secs(1);
     let from = Instant::now() + warm;
     let to = from + duration;
-    let tasks = (0..writers).map(|writer| async move {
+    let tasks = (0..writers).map(|_| async move {
         let mut conn = pool.acquire().await?;
         let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
         let mut count = 0u64;
-        // Bare inserts have no head row: each writer takes positions from its own range.
-        let mut position = 1_000_000_000_000 * (writer as i64 + 1);
         loop {
             let started = Instant::now();
             if started >= to {
@@ -747,7 +748,9 @@ async fn ceiling(
             let (stream, event, subject) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
             match kind {
                 CeilingKind::BareInsert => {
-                    position += 1;
+                    // No head row here: positions come from a process-wide counter, far above
+                    // anything a head hands out.
+                    let position = BARE_POSITION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     sqlx::query(BARE_INSERT)
                         .bind(tenant)
                         .bind(stream)
