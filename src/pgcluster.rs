@@ -243,6 +243,21 @@ impl PrivateCluster {
     /// Starts a throw-away cluster in a fresh directory under [`std::env::temp_dir`], tuned
     /// for tests (no fsync, 300 connections). The directory is deleted when it stops.
     pub async fn start_ephemeral() -> Result<Self, ClusterError> {
+        Self::start_ephemeral_with(Self::TEST_SETTINGS).await
+    }
+
+    /// The settings of [`Self::start_ephemeral`]: fast and not crash-safe, fine for tests.
+    pub const TEST_SETTINGS: &'static [&'static str] = &[
+        "fsync=off",
+        "synchronous_commit=off",
+        "full_page_writes=off",
+        "max_connections=300",
+        "shared_buffers=128MB",
+    ];
+
+    /// Like [`Self::start_ephemeral`], with these `name=value` server settings instead of the
+    /// test ones (the load generator measures with production durability: fsync on).
+    pub async fn start_ephemeral_with(settings: &[&str]) -> Result<Self, ClusterError> {
         let bins = find_binaries().await?;
         let run_as = choose_run_as(None)?;
         let base = std::path::absolute(std::env::temp_dir())
@@ -286,13 +301,7 @@ impl PrivateCluster {
             log_path,
             owned_dirs,
             run_as.as_ref(),
-            &[
-                "fsync=off",
-                "synchronous_commit=off",
-                "full_page_writes=off",
-                "max_connections=300",
-                "shared_buffers=128MB",
-            ],
+            settings,
         )?;
         cluster.wait_ready().await
     }

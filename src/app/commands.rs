@@ -41,7 +41,7 @@ impl App {
     ) -> Result<CommandOutcome, AppError> {
         caller.require(&[Role::Admin, Role::Instructor], "create courses")?;
         let course_id = CourseId::generate();
-        self.run(caller, options, "createCourse", |tx| {
+        self.run(caller, options, "createCourse", |conn| {
             let (code, title) = (code.clone(), title.clone());
             async move {
                 let events = CourseAggregate::decide(
@@ -60,8 +60,9 @@ impl App {
                     trainee_id: None,
                     course_id: Some(course_id.as_uuid()),
                     result: json!({}),
+                    registration: false,
                 };
-                self.commit(tx, caller, options, "createCourse", write)
+                self.commit(conn, caller, options, "createCourse", write)
                     .await
             }
         })
@@ -75,8 +76,9 @@ impl App {
         course_id: CourseId,
     ) -> Result<CommandOutcome, AppError> {
         caller.require(&[Role::Admin, Role::Instructor], "retire courses")?;
-        self.run(caller, options, "retireCourse", |mut tx| async move {
-            let stream = store::load_stream(&mut tx, caller.tenant(), course_id.as_uuid()).await?;
+        self.run(caller, options, "retireCourse", |mut conn| async move {
+            let stream =
+                store::load_stream(&mut conn, caller.tenant(), course_id.as_uuid()).await?;
             let state = fold::<CourseAggregate>(&stream);
             let events = CourseAggregate::decide(&state, CourseCommand::Retire)?;
             let write = Write {
@@ -87,8 +89,9 @@ impl App {
                 trainee_id: None,
                 course_id: Some(course_id.as_uuid()),
                 result: json!({}),
+                registration: false,
             };
-            self.commit(tx, caller, options, "retireCourse", write)
+            self.commit(conn, caller, options, "retireCourse", write)
                 .await
         })
         .await
@@ -115,11 +118,11 @@ impl App {
             (_, Some(id)) => id,
             (_, None) => TraineeId::generate(),
         };
-        self.run(caller, options, "registerTrainee", |mut tx| {
+        self.run(caller, options, "registerTrainee", |mut conn| {
             let (email, name) = (email.clone(), name.clone());
             async move {
                 let stream =
-                    store::load_stream(&mut tx, caller.tenant(), trainee_id.as_uuid()).await?;
+                    store::load_stream(&mut conn, caller.tenant(), trainee_id.as_uuid()).await?;
                 let state = fold::<TraineeAggregate>(&stream);
                 let events =
                     TraineeAggregate::decide(&state, TraineeCommand::Register { email, name })?;
@@ -131,8 +134,9 @@ impl App {
                     trainee_id: Some(trainee_id.as_uuid()),
                     course_id: None,
                     result: json!({}),
+                    registration: false,
                 };
-                self.commit(tx, caller, options, "registerTrainee", write)
+                self.commit(conn, caller, options, "registerTrainee", write)
                     .await
             }
         })
@@ -163,33 +167,39 @@ impl App {
             }
         };
         let enrollment_id = EnrollmentId::generate();
-        self.run(caller, options, "registerForCourse", |mut tx| async move {
-            let tenant = caller.tenant();
-            let course = projections::course_for_decision(&mut tx, tenant, course_id).await?;
-            let (trainee_exists, has_active_enrollment) =
-                projections::registration_facts(&mut tx, tenant, course_id, trainee_id).await?;
-            let events = EnrollmentAggregate::decide(
-                &None,
-                EnrollmentCommand::Register {
-                    course_id,
-                    trainee_id,
-                    course: course.map(|(retired, _)| CourseFacts { retired }),
-                    trainee_exists,
-                    has_active_enrollment,
-                },
-            )?;
-            let write = Write {
-                stream_id: enrollment_id.as_uuid(),
-                stream_type: StreamType::Enrollment,
-                prior: &[],
-                events,
-                trainee_id: Some(trainee_id.as_uuid()),
-                course_id: Some(course_id.as_uuid()),
-                result: json!({}),
-            };
-            self.commit(tx, caller, options, "registerForCourse", write)
-                .await
-        })
+        self.run(
+            caller,
+            options,
+            "registerForCourse",
+            |mut conn| async move {
+                let tenant = caller.tenant();
+                let (course_retired, trainee_exists, has_active_enrollment) =
+                    projections::registration_facts(&mut conn, tenant, course_id, trainee_id)
+                        .await?;
+                let events = EnrollmentAggregate::decide(
+                    &None,
+                    EnrollmentCommand::Register {
+                        course_id,
+                        trainee_id,
+                        course: course_retired.map(|retired| CourseFacts { retired }),
+                        trainee_exists,
+                        has_active_enrollment,
+                    },
+                )?;
+                let write = Write {
+                    stream_id: enrollment_id.as_uuid(),
+                    stream_type: StreamType::Enrollment,
+                    prior: &[],
+                    events,
+                    trainee_id: Some(trainee_id.as_uuid()),
+                    course_id: Some(course_id.as_uuid()),
+                    result: json!({}),
+                    registration: true,
+                };
+                self.commit(conn, caller, options, "registerForCourse", write)
+                    .await
+            },
+        )
         .await
     }
 
@@ -306,16 +316,16 @@ impl App {
         make: impl Fn(Option<Score>) -> Result<EnrollmentCommand, AppError>,
     ) -> Result<CommandOutcome, AppError> {
         let make = &make;
-        self.run(caller, options, command_type, |mut tx| async move {
+        self.run(caller, options, command_type, |mut conn| async move {
             let tenant = caller.tenant();
-            let stream = store::load_stream(&mut tx, tenant, enrollment_id.as_uuid()).await?;
+            let stream = store::load_stream(&mut conn, tenant, enrollment_id.as_uuid()).await?;
             let state = fold::<EnrollmentAggregate>(&stream);
             own_enrollment(caller, &state)?;
             let passing_score = match (&state, needs_passing_score) {
                 (Some(enrollment), true) => {
-                    projections::course_for_decision(&mut tx, tenant, enrollment.course_id)
+                    projections::passing_score(&mut conn, tenant, enrollment.course_id)
                         .await?
-                        .map(|(_, passing)| Score::parse("passingScore", i64::from(passing)))
+                        .map(|passing| Score::parse("passingScore", i64::from(passing)))
                         .transpose()?
                 }
                 _ => None,
@@ -342,8 +352,10 @@ impl App {
                     Some(id) => json!({ "submissionId": id }),
                     None => json!({}),
                 },
+                registration: false,
             };
-            self.commit(tx, caller, options, command_type, write).await
+            self.commit(conn, caller, options, command_type, write)
+                .await
         })
         .await
     }

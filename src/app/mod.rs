@@ -1,5 +1,6 @@
 //! The application layer: who may do what (roles), and the one place where a command becomes a
-//! transaction — dedupe, load the stream, decide, update the projections, append, commit.
+//! write — dedupe, load the stream, decide, then update the projections and append in one
+//! statement that commits by itself.
 //!
 //! It owns no SQL of its own (that is in `store` and `projections`) and knows nothing of HTTP
 //! or GraphQL; the GraphQL layer and the command line both call into it.
@@ -14,13 +15,16 @@ pub use reports::ReportOutput;
 
 pub use audit::{AuditStream, EXPORT_PAGE_SIZE, FOLLOW_POLL_INTERVAL};
 pub use error::AppError;
+pub use queries::{may_see_trainee, visible_enrollment};
 
 use crate::auth::{Principal, Role};
 use crate::domain::{Event, StreamType, SubmissionId, TenantId};
+use crate::projections::ProjectionWrite;
 use crate::projections::rows::{EventPlace, StreamRows};
-use crate::store::{self, Append, CommandRecord, Metadata, StoreError, StreamEvent};
+use crate::store::{self, Append, CommandRecord, Metadata, Notifier, StoreError, StreamEvent};
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use std::future::Future;
 use uuid::Uuid;
 
@@ -33,6 +37,7 @@ pub struct App {
     pool: PgPool,
     /// Wake-ups for live subscriptions (one LISTEN connection, opened on first use).
     live: store::live::Hub,
+    notifier: Notifier,
 }
 
 /// The caller of an operation: a verified person in one tenant. This is the tenant capability —
@@ -106,6 +111,9 @@ pub struct CommandOutcome {
     pub result: serde_json::Value,
     /// True when this is the recorded outcome of an earlier request with the same command id.
     pub replayed: bool,
+    /// The stream's projection rows as this command wrote them (so a payload need not read
+    /// them back); `None` for a replayed outcome, whose rows must be read.
+    pub rows: Option<StreamRows>,
 }
 
 /// The new events of one command and what is stored with them.
@@ -117,12 +125,25 @@ struct Write<'a> {
     trainee_id: Option<Uuid>,
     course_id: Option<Uuid>,
     result: serde_json::Value,
+    /// The command opens an enrollment: written only while its course is not retired.
+    registration: bool,
 }
 
+/// A connection for one attempt of a command. Not a transaction: a command's reads are
+/// plain reads (its decision is protected by the stream version and the unique indexes, not by
+/// locks), and its whole write is one statement that commits by itself.
+type Conn = PoolConnection<Postgres>;
+
 impl App {
+    /// Must be called inside a tokio runtime: it starts the wake-up sender ([`Notifier`]).
     pub fn new(pool: PgPool) -> Self {
         let live = store::live::Hub::new(pool.clone());
-        Self { pool, live }
+        let notifier = Notifier::spawn(pool.clone());
+        Self {
+            pool,
+            live,
+            notifier,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -130,7 +151,7 @@ impl App {
     }
 
     /// Runs a command: returns the recorded outcome if its command id was seen before;
-    /// otherwise runs `attempt` in a fresh transaction, again on a version conflict (up to
+    /// otherwise runs `attempt` on a pooled connection, again on a version conflict (up to
     /// [`MAX_ATTEMPTS`]), and once more to read the winner's outcome if a concurrent request
     /// with the same command id committed first.
     async fn run<F, Fut>(
@@ -141,7 +162,7 @@ impl App {
         mut attempt: F,
     ) -> Result<CommandOutcome, AppError>
     where
-        F: FnMut(Transaction<'static, Postgres>) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = Result<CommandOutcome, AppError>>,
     {
         let mut last_error = AppError::ConcurrencyConflict;
@@ -152,14 +173,14 @@ impl App {
                 let millis = u64::from(attempt_number) * (1 + jitter);
                 tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
             }
-            let mut tx = self.pool.begin().await?;
+            let mut conn = self.pool.acquire().await?;
             if let Some(command_id) = options.command_id
                 && let Some(record) =
-                    store::find_command(&mut tx, caller.tenant, command_id).await?
+                    store::find_command(&mut conn, caller.tenant, command_id).await?
             {
                 return replayed(record, command_type);
             }
-            match attempt(tx).await {
+            match attempt(conn).await {
                 Err(AppError::ConcurrencyConflict) => last_error = AppError::ConcurrencyConflict,
                 Err(AppError::Internal(error))
                     if matches!(error.downcast_ref(), Some(StoreError::DuplicateCommand)) =>
@@ -172,10 +193,11 @@ impl App {
         Err(last_error)
     }
 
-    /// Projects and appends a command's events, then commits.
+    /// Projects and appends a command's events in one self-committing statement, then queues
+    /// the wake-up.
     async fn commit(
         &self,
-        mut tx: Transaction<'static, Postgres>,
+        mut conn: Conn,
         caller: &Caller,
         options: &CommandOptions,
         command_type: &'static str,
@@ -206,10 +228,6 @@ impl App {
                 _ => {}
             }
         }
-        crate::projections::upsert_stream_rows(&mut tx, caller.tenant, &rows, &touched_submissions)
-            .await
-            .map_err(projection_error)?;
-
         let metadata = Metadata {
             actor_id: caller.actor_id,
             actor_role: caller.role,
@@ -217,8 +235,9 @@ impl App {
             correlation_id: options.correlation_id.unwrap_or_else(Uuid::now_v7),
             causation_id: options.command_id,
         };
-        let position = store::append(
-            &mut tx,
+        let projection = ProjectionWrite::of(&rows, &touched_submissions, write.registration);
+        let position = store::append_with(
+            &mut conn,
             caller.tenant,
             Append {
                 stream_id: write.stream_id,
@@ -229,20 +248,27 @@ impl App {
                 metadata: &metadata,
                 trainee_id: write.trainee_id,
                 course_id: write.course_id,
-                command: Some((command_type, write.result.clone())),
+                command: Some((command_type, &write.result)),
             },
+            projection,
         )
         .await
         .map_err(|error| match error {
             StoreError::DuplicateCommand => AppError::internal(error),
+            // The course was retired after the decision: decide again on the new state.
+            StoreError::Refused => AppError::ConcurrencyConflict,
+            StoreError::Database(error) if store::violated_unique_constraint(&error).is_some() => {
+                projection_error(error)
+            }
             other => AppError::from(other),
         })?;
-        tx.commit().await?;
+        self.notifier.committed(caller.tenant);
         Ok(CommandOutcome {
             stream_id: write.stream_id,
             position,
             result: write.result,
             replayed: false,
+            rows: Some(rows),
         })
     }
 }
@@ -259,6 +285,7 @@ fn replayed(record: CommandRecord, command_type: &str) -> Result<CommandOutcome,
         position: record.position,
         result: record.result,
         replayed: true,
+        rows: None,
     })
 }
 

@@ -36,7 +36,7 @@ impl App {
         caller: &Caller,
         id: TraineeId,
     ) -> Result<Option<TraineeRow>, AppError> {
-        if caller.role() == Role::Trainee && id.as_uuid() != caller.actor_id() {
+        if !may_see_trainee(caller, id) {
             return Ok(None);
         }
         Ok(projections::trainee(&self.pool, caller.tenant(), id).await?)
@@ -59,9 +59,7 @@ impl App {
         id: EnrollmentId,
     ) -> Result<Option<EnrollmentRow>, AppError> {
         let row = projections::enrollment(&self.pool, caller.tenant(), id).await?;
-        Ok(row.filter(|row| {
-            caller.role() != Role::Trainee || row.trainee_id.as_uuid() == caller.actor_id()
-        }))
+        Ok(row.and_then(|row| visible_enrollment(caller, row)))
     }
 
     pub async fn enrollments(
@@ -91,4 +89,15 @@ impl App {
     ) -> Result<Vec<SubmissionRow>, AppError> {
         Ok(projections::submissions(&self.pool, caller.tenant(), enrollment.enrollment_id).await?)
     }
+}
+
+/// A trainee sees only itself; admins and instructors see every trainee of the tenant.
+pub fn may_see_trainee(caller: &Caller, id: TraineeId) -> bool {
+    caller.role() != Role::Trainee || id.as_uuid() == caller.actor_id()
+}
+
+/// The row if the caller may see it: a trainee sees only its own enrollments. Also applied to
+/// the rows a command returns, so a payload shows exactly what a query would.
+pub fn visible_enrollment(caller: &Caller, row: EnrollmentRow) -> Option<EnrollmentRow> {
+    (caller.role() != Role::Trainee || row.trainee_id.as_uuid() == caller.actor_id()).then_some(row)
 }

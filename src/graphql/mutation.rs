@@ -5,7 +5,7 @@
 use super::context::{app, caller, command_options};
 use super::error::{GqlResultExt, to_graphql};
 use super::types::{Course, Enrollment, Trainee};
-use crate::app::{AppError, Caller, CommandOutcome};
+use crate::app::{AppError, Caller, CommandOutcome, may_see_trainee, visible_enrollment};
 use crate::domain::values::{
     Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason,
 };
@@ -112,15 +112,19 @@ pub struct SubmitTestPayload {
     pub replayed: bool,
 }
 
+/// The payload's course: as the command wrote it, or (a replayed command) as stored now.
 async fn course_payload(
     ctx: &Context<'_>,
     caller: &Caller,
     outcome: CommandOutcome,
 ) -> async_graphql::Result<CoursePayload> {
-    let row = app(ctx)
-        .course(caller, CourseId::from_uuid(outcome.stream_id))
-        .await
-        .gql()?;
+    let row = match outcome.rows.and_then(|rows| rows.course) {
+        Some(row) => Some(row),
+        None => app(ctx)
+            .course(caller, CourseId::from_uuid(outcome.stream_id))
+            .await
+            .gql()?,
+    };
     let row = row.ok_or_else(|| {
         to_graphql(AppError::internal(anyhow::anyhow!(
             "course row missing after command"
@@ -133,15 +137,20 @@ async fn course_payload(
     })
 }
 
+/// The payload's enrollment: as the command wrote it (no read back), or (a replayed command)
+/// as stored now; either way filtered by the same rule as the `enrollment` query.
 async fn enrollment_payload(
     ctx: &Context<'_>,
     caller: &Caller,
-    outcome: &CommandOutcome,
+    outcome: CommandOutcome,
 ) -> async_graphql::Result<EnrollmentPayload> {
-    let row = app(ctx)
-        .enrollment(caller, EnrollmentId::from_uuid(outcome.stream_id))
-        .await
-        .gql()?;
+    let row = match outcome.rows.and_then(|rows| rows.enrollment) {
+        Some(row) => visible_enrollment(caller, row),
+        None => app(ctx)
+            .enrollment(caller, EnrollmentId::from_uuid(outcome.stream_id))
+            .await
+            .gql()?,
+    };
     let row = row.ok_or_else(|| to_graphql(AppError::NotFound("enrollment not found".into())))?;
     Ok(EnrollmentPayload {
         enrollment: Enrollment::live(row),
@@ -208,11 +217,13 @@ impl CoreMutation {
             )
             .await
             .gql()?;
-        let row = app(ctx)
-            .trainee(caller, TraineeId::from_uuid(outcome.stream_id))
-            .await
-            .gql()?
-            .ok_or_else(|| to_graphql(AppError::NotFound("trainee not found".into())))?;
+        let trainee_id = TraineeId::from_uuid(outcome.stream_id);
+        let written = outcome.rows.and_then(|rows| rows.trainee);
+        let row = match written {
+            Some(row) => may_see_trainee(caller, trainee_id).then_some(row),
+            None => app(ctx).trainee(caller, trainee_id).await.gql()?,
+        };
+        let row = row.ok_or_else(|| to_graphql(AppError::NotFound("trainee not found".into())))?;
         Ok(TraineePayload {
             trainee: Trainee(row),
             position: outcome.position,
@@ -237,7 +248,7 @@ impl CoreMutation {
             )
             .await
             .gql()?;
-        enrollment_payload(ctx, caller, &outcome).await
+        enrollment_payload(ctx, caller, outcome).await
     }
 
     async fn start_course(
@@ -255,7 +266,7 @@ impl CoreMutation {
             )
             .await
             .gql()?;
-        enrollment_payload(ctx, caller, &outcome).await
+        enrollment_payload(ctx, caller, outcome).await
     }
 
     /// Submits a test for grading; the payload carries the new submission's id.
@@ -284,7 +295,7 @@ impl CoreMutation {
                     "submission id missing from the outcome"
                 )))
             })?;
-        let payload = enrollment_payload(ctx, caller, &outcome).await?;
+        let payload = enrollment_payload(ctx, caller, outcome).await?;
         Ok(SubmitTestPayload {
             enrollment: payload.enrollment,
             submission_id,
@@ -312,7 +323,7 @@ impl CoreMutation {
             )
             .await
             .gql()?;
-        enrollment_payload(ctx, caller, &outcome).await
+        enrollment_payload(ctx, caller, outcome).await
     }
 
     /// Completes the course; needs a passing grade.
@@ -331,7 +342,7 @@ impl CoreMutation {
             )
             .await
             .gql()?;
-        enrollment_payload(ctx, caller, &outcome).await
+        enrollment_payload(ctx, caller, outcome).await
     }
 
     /// Withdraws a registration that is not completed.
@@ -357,6 +368,6 @@ impl CoreMutation {
             )
             .await
             .gql()?;
-        enrollment_payload(ctx, caller, &outcome).await
+        enrollment_payload(ctx, caller, outcome).await
     }
 }

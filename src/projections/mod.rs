@@ -9,68 +9,129 @@ pub mod rows;
 
 use crate::domain::enrollment::EnrollmentStatus;
 use crate::domain::{CourseId, EnrollmentId, SubmissionId, TenantId, TraineeId};
+use crate::store::{Alongside, NothingAlongside, PgQuery};
 use rows::{CourseRow, EnrollmentRow, StreamRows, SubmissionRow, TraineeRow};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-/// Writes the rows one stream now contributes (after its new events were folded in).
+/// The rows one stream now contributes (after its new events were folded in), written by the
+/// same statement as the append ([`crate::store::append_with`]): one round trip per command.
 /// A violated unique index surfaces as the database error, named by its constraint.
-pub async fn upsert_stream_rows(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    rows: &StreamRows,
-    touched_submissions: &[SubmissionId],
-) -> Result<(), sqlx::Error> {
-    if let Some(course) = &rows.course {
-        sqlx::query(
-            "INSERT INTO courses (tenant_id, course_id, code, title, passing_score, retired, \
-             created_at, retired_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (tenant_id, course_id) DO UPDATE SET code = EXCLUDED.code, \
-             title = EXCLUDED.title, passing_score = EXCLUDED.passing_score, \
-             retired = EXCLUDED.retired, retired_at = EXCLUDED.retired_at, version = EXCLUDED.version",
-        )
-        .bind(tenant.as_uuid())
-        .bind(course.course_id.as_uuid())
-        .bind(&course.code)
-        .bind(&course.title)
-        .bind(course.passing_score)
-        .bind(course.retired)
-        .bind(course.created_at)
-        .bind(course.retired_at)
-        .bind(course.version)
-        .execute(&mut *conn)
-        .await?;
+pub enum ProjectionWrite<'q> {
+    Course(&'q CourseRow),
+    Trainee(&'q TraineeRow),
+    /// An enrollment row, and the submissions the command added or graded.
+    Enrollment {
+        row: &'q EnrollmentRow,
+        submissions: Vec<&'q SubmissionRow>,
+    },
+    /// A new registration: written only while its course is still not retired. The course row is
+    /// locked `FOR SHARE` in the statement, so a concurrent retirement waits for it (or it for
+    /// the retirement, and then finds the course retired and writes nothing): "registered for a
+    /// retired course" cannot slip through a race even though the decision read the course
+    /// earlier, outside this statement.
+    Registration(&'q EnrollmentRow),
+    /// A stream without projection rows.
+    Nothing,
+}
+
+impl<'q> ProjectionWrite<'q> {
+    /// What a stream's folded rows need written; `touched` are the submissions the new events
+    /// added or changed, `registration` whether the command opens an enrollment.
+    pub fn of(rows: &'q StreamRows, touched: &[SubmissionId], registration: bool) -> Self {
+        if let Some(course) = &rows.course {
+            ProjectionWrite::Course(course)
+        } else if let Some(trainee) = &rows.trainee {
+            ProjectionWrite::Trainee(trainee)
+        } else if let Some(row) = &rows.enrollment {
+            if registration {
+                ProjectionWrite::Registration(row)
+            } else {
+                let submissions = rows
+                    .submissions
+                    .iter()
+                    .filter(|s| touched.contains(&s.submission_id))
+                    .collect();
+                ProjectionWrite::Enrollment { row, submissions }
+            }
+        } else {
+            ProjectionWrite::Nothing
+        }
     }
-    if let Some(trainee) = &rows.trainee {
-        sqlx::query(
-            "INSERT INTO trainees (tenant_id, trainee_id, email, name, registered_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, trainee_id) DO UPDATE SET \
-             email = EXCLUDED.email, name = EXCLUDED.name, version = EXCLUDED.version",
-        )
-        .bind(tenant.as_uuid())
-        .bind(trainee.trainee_id.as_uuid())
-        .bind(&trainee.email)
-        .bind(&trainee.name)
-        .bind(trainee.registered_at)
-        .bind(trainee.version)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if let Some(e) = &rows.enrollment {
-        sqlx::query(
-            "INSERT INTO enrollments (tenant_id, enrollment_id, course_id, trainee_id, status, \
-             registered_at, started_at, completed_at, withdrawn_at, withdrawal_reason, \
-             submission_count, best_score, passed_at, version, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (tenant_id, enrollment_id) DO UPDATE SET status = EXCLUDED.status, \
-             started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, \
-             withdrawn_at = EXCLUDED.withdrawn_at, withdrawal_reason = EXCLUDED.withdrawal_reason, \
-             submission_count = EXCLUDED.submission_count, best_score = EXCLUDED.best_score, \
-             passed_at = EXCLUDED.passed_at, version = EXCLUDED.version, \
-             updated_at = EXCLUDED.updated_at",
-        )
-        .bind(tenant.as_uuid())
+}
+
+// The projection CTEs; parameters from $20 on ($1 is the tenant). Each defines `projected`.
+macro_rules! enrollment_columns {
+    () => {
+        "enrollments (tenant_id, enrollment_id, course_id, trainee_id, status, registered_at, \
+         started_at, completed_at, withdrawn_at, withdrawal_reason, submission_count, best_score, \
+         passed_at, version, updated_at)"
+    };
+}
+macro_rules! enrollment_conflict {
+    () => {
+        "ON CONFLICT (tenant_id, enrollment_id) DO UPDATE SET status = EXCLUDED.status, \
+         started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, \
+         withdrawn_at = EXCLUDED.withdrawn_at, withdrawal_reason = EXCLUDED.withdrawal_reason, \
+         submission_count = EXCLUDED.submission_count, best_score = EXCLUDED.best_score, \
+         passed_at = EXCLUDED.passed_at, version = EXCLUDED.version, \
+         updated_at = EXCLUDED.updated_at"
+    };
+}
+
+const COURSE_STATEMENT: &str = concat!(
+    "WITH upserted AS (INSERT INTO courses (tenant_id, course_id, code, title, passing_score, \
+     retired, created_at, retired_at, version) VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27) \
+     ON CONFLICT (tenant_id, course_id) DO UPDATE SET code = EXCLUDED.code, \
+     title = EXCLUDED.title, passing_score = EXCLUDED.passing_score, \
+     retired = EXCLUDED.retired, retired_at = EXCLUDED.retired_at, version = EXCLUDED.version \
+     RETURNING 1), \
+     projected AS (SELECT count(*) = 1 AS ok FROM upserted), ",
+    crate::append_ctes!()
+);
+
+const TRAINEE_STATEMENT: &str = concat!(
+    "WITH upserted AS (INSERT INTO trainees (tenant_id, trainee_id, email, name, registered_at, \
+     version) VALUES ($1, $20, $21, $22, $23, $24) ON CONFLICT (tenant_id, trainee_id) DO UPDATE \
+     SET email = EXCLUDED.email, name = EXCLUDED.name, version = EXCLUDED.version RETURNING 1), \
+     projected AS (SELECT count(*) = 1 AS ok FROM upserted), ",
+    crate::append_ctes!()
+);
+
+const ENROLLMENT_STATEMENT: &str = concat!(
+    "WITH upserted AS (INSERT INTO ",
+    enrollment_columns!(),
+    " VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) ",
+    enrollment_conflict!(),
+    " RETURNING 1), \
+     submitted AS (INSERT INTO submissions (tenant_id, submission_id, enrollment_id, \
+     submitted_at, score, passed, graded_at) \
+     SELECT $1, s.id, $20, s.submitted_at, s.score, s.passed, s.graded_at \
+     FROM unnest($34::uuid[], $35::timestamptz[], $36::int2[], $37::bool[], \
+     $38::timestamptz[]) AS s(id, submitted_at, score, passed, graded_at) \
+     ON CONFLICT (tenant_id, submission_id) DO UPDATE SET score = EXCLUDED.score, \
+     passed = EXCLUDED.passed, graded_at = EXCLUDED.graded_at RETURNING 1), \
+     projected AS (SELECT (SELECT count(*) FROM upserted) = 1 \
+     AND (SELECT count(*) FROM submitted) >= 0 AS ok), ",
+    crate::append_ctes!()
+);
+
+const REGISTRATION_STATEMENT: &str = concat!(
+    "WITH course AS (SELECT 1 FROM courses WHERE tenant_id = $1 AND course_id = $21 \
+     AND NOT retired FOR SHARE), \
+     upserted AS (INSERT INTO ",
+    enrollment_columns!(),
+    " SELECT $1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33 \
+     WHERE EXISTS (SELECT 1 FROM course) ",
+    enrollment_conflict!(),
+    " RETURNING 1), \
+     projected AS (SELECT count(*) = 1 AS ok FROM upserted), ",
+    crate::append_ctes!()
+);
+
+fn bind_enrollment<'q>(query: PgQuery<'q>, e: &'q EnrollmentRow) -> PgQuery<'q> {
+    query
         .bind(e.enrollment_id.as_uuid())
         .bind(e.course_id.as_uuid())
         .bind(e.trainee_id.as_uuid())
@@ -85,61 +146,86 @@ pub async fn upsert_stream_rows(
         .bind(e.passed_at)
         .bind(e.version)
         .bind(e.updated_at)
-        .execute(&mut *conn)
-        .await?;
-    }
-    for submission in rows
-        .submissions
-        .iter()
-        .filter(|s| touched_submissions.contains(&s.submission_id))
-    {
-        sqlx::query(
-            "INSERT INTO submissions (tenant_id, submission_id, enrollment_id, submitted_at, \
-             score, passed, graded_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (tenant_id, submission_id) DO UPDATE SET score = EXCLUDED.score, \
-             passed = EXCLUDED.passed, graded_at = EXCLUDED.graded_at",
-        )
-        .bind(tenant.as_uuid())
-        .bind(submission.submission_id.as_uuid())
-        .bind(submission.enrollment_id.as_uuid())
-        .bind(submission.submitted_at)
-        .bind(submission.score)
-        .bind(submission.passed)
-        .bind(submission.graded_at)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }
 
-/// What a registration or grading decision needs to know about a course. `FOR SHARE` makes a
-/// concurrent retirement wait for this transaction (and vice versa), so "registered for a
-/// retired course" cannot slip through a race.
-pub async fn course_for_decision(
+impl<'q> Alongside<'q> for ProjectionWrite<'q> {
+    fn statement(&self) -> &'static str {
+        match self {
+            ProjectionWrite::Course(_) => COURSE_STATEMENT,
+            ProjectionWrite::Trainee(_) => TRAINEE_STATEMENT,
+            ProjectionWrite::Enrollment { .. } => ENROLLMENT_STATEMENT,
+            ProjectionWrite::Registration(_) => REGISTRATION_STATEMENT,
+            ProjectionWrite::Nothing => NothingAlongside.statement(),
+        }
+    }
+
+    fn bind(self, query: PgQuery<'q>) -> PgQuery<'q> {
+        match self {
+            ProjectionWrite::Course(course) => query
+                .bind(course.course_id.as_uuid())
+                .bind(&course.code)
+                .bind(&course.title)
+                .bind(course.passing_score)
+                .bind(course.retired)
+                .bind(course.created_at)
+                .bind(course.retired_at)
+                .bind(course.version),
+            ProjectionWrite::Trainee(trainee) => query
+                .bind(trainee.trainee_id.as_uuid())
+                .bind(&trainee.email)
+                .bind(&trainee.name)
+                .bind(trainee.registered_at)
+                .bind(trainee.version),
+            ProjectionWrite::Enrollment { row, submissions } => bind_enrollment(query, row)
+                .bind(
+                    submissions
+                        .iter()
+                        .map(|s| s.submission_id.as_uuid())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    submissions
+                        .iter()
+                        .map(|s| s.submitted_at)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(submissions.iter().map(|s| s.score).collect::<Vec<_>>())
+                .bind(submissions.iter().map(|s| s.passed).collect::<Vec<_>>())
+                .bind(submissions.iter().map(|s| s.graded_at).collect::<Vec<_>>()),
+            ProjectionWrite::Registration(row) => bind_enrollment(query, row),
+            ProjectionWrite::Nothing => query,
+        }
+    }
+}
+
+/// A course's passing score, for grading. A plain read: the passing score never changes once
+/// the course is created, so no lock is needed to keep it valid until the grade is written.
+pub async fn passing_score(
     conn: &mut PgConnection,
     tenant: TenantId,
     course: CourseId,
-) -> Result<Option<(bool, i16)>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT retired, passing_score FROM courses WHERE tenant_id = $1 AND course_id = $2 FOR SHARE",
-    )
-    .bind(tenant.as_uuid())
-    .bind(course.as_uuid())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+) -> Result<Option<i16>, sqlx::Error> {
+    sqlx::query_scalar("SELECT passing_score FROM courses WHERE tenant_id = $1 AND course_id = $2")
+        .bind(tenant.as_uuid())
+        .bind(course.as_uuid())
+        .fetch_optional(&mut *conn)
+        .await
 }
 
-/// Whether the trainee exists, and whether it already has an active enrollment in the course;
-/// one round trip for both facts the registration decision needs.
+/// What a registration decision needs, in one round trip: whether the course exists and is
+/// retired (`None`: no such course), whether the trainee exists, and whether it already has an
+/// active enrollment in the course. The write then re-checks the course under a lock
+/// ([`ProjectionWrite::Registration`]) and the unique index re-checks the enrollment, so these
+/// reads need no lock of their own.
 pub async fn registration_facts(
     conn: &mut PgConnection,
     tenant: TenantId,
     course: CourseId,
     trainee: TraineeId,
-) -> Result<(bool, bool), sqlx::Error> {
+) -> Result<(Option<bool>, bool, bool), sqlx::Error> {
     let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM trainees WHERE tenant_id = $1 AND trainee_id = $3), \
+        "SELECT (SELECT retired FROM courses WHERE tenant_id = $1 AND course_id = $2), \
+         EXISTS (SELECT 1 FROM trainees WHERE tenant_id = $1 AND trainee_id = $3), \
          EXISTS (SELECT 1 FROM enrollments WHERE tenant_id = $1 AND course_id = $2 \
          AND trainee_id = $3 AND status <> 'WITHDRAWN')",
     )
@@ -148,7 +234,7 @@ pub async fn registration_facts(
     .bind(trainee.as_uuid())
     .fetch_one(&mut *conn)
     .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
 }
 
 const COURSE_COLUMNS: &str =

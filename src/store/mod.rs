@@ -3,10 +3,12 @@
 //! `tenant_heads` and `commands` for the write path lives here.
 //!
 //! Invariants:
-//! - The head-row increment happens in the same statement as the event insert, which is the
-//!   last statement of the transaction before the wake-up notification and COMMIT; the head row's
-//!   lock therefore serialises one tenant's appends in commit order and is held only briefly.
-//! - Every statement names exactly one tenant.
+//! - A command's projection rows, the head-row increment, the events and the command record are
+//!   written by one statement, which commits by itself (no explicit transaction): the head row's
+//!   lock serialises one tenant's appends in commit order and is held only from the increment
+//!   to that statement's COMMIT, never across a round trip to the client.
+//! - Lock order: projection rows, then the head row (see [`append_ctes!`]).
+//! - Every statement names exactly one tenant; wake-ups are sent after COMMIT ([`Notifier`]).
 
 pub mod live;
 pub mod log;
@@ -31,6 +33,10 @@ pub enum StoreError {
     DuplicateCommand,
     #[error("unknown tenant")]
     UnknownTenant,
+    /// A guard of the rows written alongside refused the write (e.g. the course of a new
+    /// registration was retired since the decision); nothing was written.
+    #[error("a precondition of the write no longer holds")]
+    Refused,
     #[error("cannot read stored event: {0}")]
     Decode(#[from] DecodeError),
     #[error("database error: {0}")]
@@ -134,36 +140,31 @@ pub struct Append<'a> {
     pub trainee_id: Option<Uuid>,
     pub course_id: Option<Uuid>,
     /// `(command type, result)` recorded under the metadata's command id, if it has one.
-    pub command: Option<(&'a str, serde_json::Value)>,
+    pub command: Option<(&'a str, &'a serde_json::Value)>,
 }
 
-/// Appends the events, records the command, and bumps the tenant head — one statement — and
-/// queues the wake-up notification. Returns the tenant position of the last event.
-/// The caller commits.
-pub async fn append(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    append: Append<'_>,
-) -> Result<i64, StoreError> {
-    let count = append.events.len() as i64;
-    let event_ids: Vec<Uuid> = append.events.iter().map(|_| Uuid::now_v7()).collect();
-    let event_types: Vec<&str> = append
-        .events
-        .iter()
-        .map(|e| e.event_type().as_str())
-        .collect();
-    let schema_versions: Vec<i16> = vec![Event::CURRENT_SCHEMA_VERSION; append.events.len()];
-    let data: Vec<serde_json::Value> = append.events.iter().map(Event::data).collect();
-    let (command_type, command_result) = match &append.command {
-        Some((kind, result)) => (Some(*kind), Some(result)),
-        None => (None, None),
-    };
-    // One statement: the head row is locked here and stays locked until COMMIT, so nothing
-    // slow may follow it in the transaction.
-    let row = sqlx::query(
-        "WITH head AS ( \
+/// A query of the write path, with its bound arguments.
+pub type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// The CTEs every append statement ends with, after the CTEs of the rows written alongside
+/// (see [`Alongside`]), which must define `projected(ok boolean)`: one row, `ok` false when a
+/// guard refused the write. Parameters `$1`–`$19` are the append's ([`append_with`] binds them).
+///
+/// Order of work inside the statement, and why:
+/// - the head row's `WHERE` reads `projected`, so every projection row is written (and every
+///   wait on a projection's unique index or row lock happens) *before* the head row is locked:
+///   the lock order of every writer is "projection rows, then the head" (the rebuild relies on
+///   it), and the head lock is held for the shortest time;
+/// - the head increment hands out the positions; the events and the command record follow it
+///   because they need them; the statement is the transaction's last (or only) one, so the
+///   head lock is released at COMMIT without another round trip (Citus rule 7).
+#[macro_export]
+macro_rules! append_ctes {
+    () => {
+        "head AS ( \
              UPDATE tenant_heads SET last_position = last_position + $2 \
-             WHERE tenant_id = $1 RETURNING last_position \
+             WHERE tenant_id = $1 AND (SELECT bool_and(ok) FROM projected) \
+             RETURNING last_position \
          ), appended AS ( \
              INSERT INTO events (tenant_id, stream_id, version, position, event_id, stream_type, \
                  event_type, schema_version, data, recorded_at, actor_id, actor_role, command_id, \
@@ -178,39 +179,153 @@ pub async fn append(
              SELECT $1, $9, $18, $3, head.last_position, $19, $6 FROM head \
              WHERE $9::uuid IS NOT NULL AND $18::text IS NOT NULL \
          ) \
-         SELECT last_position FROM head",
-    )
-    .bind(tenant.as_uuid())
-    .bind(count)
-    .bind(append.stream_id)
-    .bind(append.expected_version)
-    .bind(append.stream_type.as_str())
-    .bind(append.recorded_at)
-    .bind(append.metadata.actor_id)
-    .bind(append.metadata.actor_role.as_str())
-    .bind(append.metadata.command_id)
-    .bind(append.metadata.correlation_id)
-    .bind(append.metadata.causation_id)
-    .bind(append.trainee_id)
-    .bind(append.course_id)
-    .bind(&event_ids)
-    .bind(&event_types)
-    .bind(&schema_versions)
-    .bind(&data)
-    .bind(command_type)
-    .bind(command_result)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(classify)?;
-    let last_position: i64 = row.ok_or(StoreError::UnknownTenant)?.try_get(0)?;
-    // NOTIFY is transactional: delivered at COMMIT, dropped on rollback. Sent as its own
-    // statement so that on Citus it runs on the coordinator, where the listener is (rule 9).
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(EVENTS_CHANNEL)
-        .bind(tenant.to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(last_position)
+         SELECT (SELECT last_position FROM head) AS last_position, \
+             (SELECT bool_and(ok) FROM projected) AS projected"
+    };
+}
+
+/// Rows of other tables (the projections) written by the same statement as an append, so a
+/// command commits in one statement. Implemented by the projections module, which owns that SQL.
+pub trait Alongside<'q> {
+    /// The whole statement: `WITH <CTEs defining projected>, ` followed by [`append_ctes!`].
+    fn statement(&self) -> &'static str;
+    /// Binds the statement's parameters from `$20` on.
+    fn bind(self, query: PgQuery<'q>) -> PgQuery<'q>;
+}
+
+/// Nothing written alongside: a bare append.
+pub struct NothingAlongside;
+
+impl<'q> Alongside<'q> for NothingAlongside {
+    fn statement(&self) -> &'static str {
+        concat!("WITH projected AS (SELECT true AS ok), ", append_ctes!())
+    }
+    fn bind(self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+    }
+}
+
+/// Appends the events, records the command and bumps the tenant head — one statement.
+/// Returns the tenant position of the last event.
+pub async fn append(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    append: Append<'_>,
+) -> Result<i64, StoreError> {
+    append_with(conn, tenant, append, NothingAlongside).await
+}
+
+/// Writes `alongside` (the projection rows), appends the events, records the command and bumps
+/// the tenant head, in one statement. Run outside an explicit transaction, it commits by itself:
+/// the whole command's write is then one round trip, and the head lock is never held while the
+/// client is waited for. Returns the tenant position of the last event.
+///
+/// The new-event wake-up is not sent here: see [`Notifier`].
+pub async fn append_with<'q>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    append: Append<'q>,
+    alongside: impl Alongside<'q>,
+) -> Result<i64, StoreError> {
+    let count = append.events.len() as i64;
+    let event_ids: Vec<Uuid> = append.events.iter().map(|_| Uuid::now_v7()).collect();
+    let event_types: Vec<&str> = append
+        .events
+        .iter()
+        .map(|e| e.event_type().as_str())
+        .collect();
+    let schema_versions: Vec<i16> = vec![Event::CURRENT_SCHEMA_VERSION; append.events.len()];
+    let data: Vec<serde_json::Value> = append.events.iter().map(Event::data).collect();
+    let (command_type, command_result) = match append.command {
+        Some((kind, result)) => (Some(kind), Some(result)),
+        None => (None, None),
+    };
+    let query = sqlx::query(alongside.statement())
+        .bind(tenant.as_uuid())
+        .bind(count)
+        .bind(append.stream_id)
+        .bind(append.expected_version)
+        .bind(append.stream_type.as_str())
+        .bind(append.recorded_at)
+        .bind(append.metadata.actor_id)
+        .bind(append.metadata.actor_role.as_str())
+        .bind(append.metadata.command_id)
+        .bind(append.metadata.correlation_id)
+        .bind(append.metadata.causation_id)
+        .bind(append.trainee_id)
+        .bind(append.course_id)
+        .bind(event_ids)
+        .bind(event_types)
+        .bind(schema_versions)
+        .bind(data)
+        .bind(command_type)
+        .bind(command_result);
+    let row = alongside
+        .bind(query)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let projected: Option<bool> = row.try_get("projected")?;
+    if projected != Some(true) {
+        return Err(StoreError::Refused);
+    }
+    let last_position: Option<i64> = row.try_get("last_position")?;
+    last_position.ok_or(StoreError::UnknownTenant)
+}
+
+/// Sends the new-event wake-ups (`pg_notify` on [`EVENTS_CHANNEL`], payload: the tenant id)
+/// after the appends committed, from one background task.
+///
+/// Why not inside the append's transaction, as a `NOTIFY` there would be delivered exactly at
+/// COMMIT: PostgreSQL serialises the commits of every transaction that notified, cluster-wide,
+/// on one lock held until the commit record is flushed (`PreCommit_Notify`), so with durable
+/// commits every append of every tenant would queue behind one fsync at a time. A notification
+/// is only a wake-up hint (listeners read the events by position), so it is sent right after
+/// COMMIT instead, coalescing the tenants whose appends committed while the previous one was
+/// on its way: one statement, and no WAL flush to wait for. It runs on its own connection and
+/// touches no distributed table, so on Citus it runs on the coordinator, where listeners are
+/// (rule 9). If the process dies between a COMMIT and its notification, that hint is lost;
+/// listeners must therefore also catch up by position when they (re)connect, which they must
+/// do anyway.
+#[derive(Clone)]
+pub struct Notifier {
+    sender: tokio::sync::mpsc::UnboundedSender<TenantId>,
+}
+
+impl Notifier {
+    /// Starts the sending task on the current tokio runtime.
+    pub fn spawn(pool: sqlx::PgPool) -> Self {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(send_notifications(pool, receiver));
+        Self { sender }
+    }
+
+    /// Queues the wake-up for an append of `tenant` that has committed.
+    pub fn committed(&self, tenant: TenantId) {
+        // Fails only when the task is gone (the runtime is shutting down): nobody to wake then.
+        let _ = self.sender.send(tenant);
+    }
+}
+
+async fn send_notifications(
+    pool: sqlx::PgPool,
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<TenantId>,
+) {
+    let mut batch: Vec<TenantId> = Vec::new();
+    while receiver.recv_many(&mut batch, 1024).await > 0 {
+        batch.sort_unstable_by_key(|t| t.as_uuid());
+        batch.dedup();
+        let tenants: Vec<String> = batch.iter().map(ToString::to_string).collect();
+        let sent = sqlx::query("SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t")
+            .bind(EVENTS_CHANNEL)
+            .bind(&tenants)
+            .execute(&pool)
+            .await;
+        if let Err(error) = sent {
+            tracing::warn!(error = %error, tenants = tenants.len(), "cannot send new-event wake-ups");
+        }
+        batch.clear();
+    }
 }
 
 /// Turns the write path's expected constraint violations into their meaning.
