@@ -2,10 +2,10 @@
 
 use super::{App, AppError, Caller};
 use crate::auth::Role;
-use crate::domain::EnrollmentId;
+use crate::domain::{EnrollmentId, EventType};
 use crate::projections::rebuild::{self, RebuildError, RebuildReport};
 use crate::projections::rows::{EnrollmentRow, EventPlace, StreamRows, SubmissionRow};
-use crate::replay::{self, ReplayError, ReplayQuery};
+use crate::replay::{self, DataFor, Fold, ReplayError, ReplayQuery};
 use crate::reports::duration::{DurationFold, DurationRow, DurationSpec};
 use crate::reports::funnel::{FunnelFold, FunnelRow};
 use crate::store;
@@ -40,13 +40,42 @@ impl From<RebuildError> for AppError {
 }
 
 impl App {
-    async fn head(&self, caller: &Caller) -> Result<i64, AppError> {
-        let head: Option<i64> =
-            sqlx::query_scalar("SELECT last_position FROM tenant_heads WHERE tenant_id = $1")
-                .bind(caller.tenant().as_uuid())
-                .fetch_optional(&self.pool)
-                .await?;
-        head.ok_or_else(|| AppError::Unauthenticated("unknown tenant".into()))
+    /// Replays the caller's tenant up to its current head, `as_of` a time (default now), into
+    /// `fold`, and finishes it into report rows.
+    #[allow(clippy::too_many_arguments)]
+    async fn report<F, Row>(
+        &self,
+        caller: &Caller,
+        mut fold: F,
+        event_types: Vec<EventType>,
+        data_for: DataFor,
+        course_ids: Option<Vec<Uuid>>,
+        as_of: Option<DateTime<Utc>>,
+        progress: impl FnMut(u64),
+        finish: impl FnOnce(F) -> Vec<Row>,
+    ) -> Result<ReportOutput<Row>, AppError>
+    where
+        F: Fold,
+        F::Error: std::error::Error + Send + Sync + 'static,
+    {
+        caller.require(&[Role::Admin, Role::Instructor], "run reports")?;
+        let as_of = as_of.unwrap_or_else(Utc::now);
+        let position = store::log::head(&self.pool, caller.tenant()).await?;
+        let query = ReplayQuery {
+            tenant: caller.tenant(),
+            as_of: Some(as_of),
+            until_position: Some(position),
+            event_types: Some(event_types),
+            course_ids,
+            data_for,
+        };
+        let stats = replay::replay(&self.pool, &query, &mut fold, progress).await?;
+        Ok(ReportOutput {
+            rows: finish(fold),
+            as_of,
+            position,
+            events_replayed: stats.events,
+        })
     }
 
     /// The duration report (admins and instructors).
@@ -58,25 +87,19 @@ impl App {
         as_of: Option<DateTime<Utc>>,
         progress: impl FnMut(u64),
     ) -> Result<ReportOutput<DurationRow>, AppError> {
-        caller.require(&[Role::Admin, Role::Instructor], "run reports")?;
-        let as_of = as_of.unwrap_or_else(Utc::now);
-        let position = self.head(caller).await?;
-        let query = ReplayQuery {
-            tenant: caller.tenant(),
-            as_of: Some(as_of),
-            until_position: Some(position),
-            event_types: Some(spec.event_types()),
+        let fold = DurationFold::new(spec);
+        let (types, data_for) = (spec.event_types(), spec.data_for());
+        self.report(
+            caller,
+            fold,
+            types,
+            data_for,
             course_ids,
-            data_for: spec.data_for(),
-        };
-        let mut fold = DurationFold::new(spec);
-        let stats = replay::replay(&self.pool, &query, &mut fold, progress).await?;
-        Ok(ReportOutput {
-            rows: fold.finish(),
             as_of,
-            position,
-            events_replayed: stats.events,
-        })
+            progress,
+            DurationFold::finish,
+        )
+        .await
     }
 
     /// The funnel report (admins and instructors).
@@ -87,25 +110,18 @@ impl App {
         as_of: Option<DateTime<Utc>>,
         progress: impl FnMut(u64),
     ) -> Result<ReportOutput<FunnelRow>, AppError> {
-        caller.require(&[Role::Admin, Role::Instructor], "run reports")?;
-        let as_of = as_of.unwrap_or_else(Utc::now);
-        let position = self.head(caller).await?;
-        let query = ReplayQuery {
-            tenant: caller.tenant(),
-            as_of: Some(as_of),
-            until_position: Some(position),
-            event_types: Some(FunnelFold::event_types()),
+        let (types, data_for) = (FunnelFold::event_types(), FunnelFold::data_for());
+        self.report(
+            caller,
+            FunnelFold::new(),
+            types,
+            data_for,
             course_ids,
-            data_for: FunnelFold::data_for(),
-        };
-        let mut fold = FunnelFold::new();
-        let stats = replay::replay(&self.pool, &query, &mut fold, progress).await?;
-        Ok(ReportOutput {
-            rows: fold.finish(),
             as_of,
-            position,
-            events_replayed: stats.events,
-        })
+            progress,
+            FunnelFold::finish,
+        )
+        .await
     }
 
     /// Rebuilds the caller's tenant's projections from its log (admins).

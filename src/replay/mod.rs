@@ -99,6 +99,8 @@ pub struct ReplayStats {
 pub enum ReplayError<E> {
     #[error("reading the event log: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("reading the tenant's head: {0}")]
+    Head(crate::store::StoreError),
     #[error("unknown event type in the log: {0:?}")]
     UnknownType(String),
     #[error(transparent)]
@@ -119,7 +121,9 @@ pub async fn replay<F: Fold>(
     // hands them over in order; only a few pages are alive at any time.
     let end = match query.until_position {
         Some(end) => end,
-        None => head_position(pool, query.tenant).await?,
+        None => crate::store::log::head(pool, query.tenant)
+            .await
+            .map_err(ReplayError::Head)?,
     };
     let (pages_tx, mut pages_rx) = mpsc::channel::<Result<Vec<ReplayEvent>, ReplayError<()>>>(1);
     let producer_pool = pool.clone();
@@ -152,6 +156,10 @@ pub async fn replay<F: Fold>(
                 failure = Some(ReplayError::UnknownType(kind));
                 break;
             }
+            Err(ReplayError::Head(error)) => {
+                failure = Some(ReplayError::Head(error));
+                break;
+            }
             Err(ReplayError::Fold(())) => unreachable!("the producer does not fold"),
         };
         for row in &rows {
@@ -173,15 +181,6 @@ pub async fn replay<F: Fold>(
         Some(error) => Err(error),
         None => Ok(stats),
     }
-}
-
-async fn head_position<E>(pool: &PgPool, tenant: TenantId) -> Result<i64, ReplayError<E>> {
-    let head: Option<i64> =
-        sqlx::query_scalar("SELECT last_position FROM tenant_heads WHERE tenant_id = $1")
-            .bind(tenant.as_uuid())
-            .fetch_optional(pool)
-            .await?;
-    Ok(head.unwrap_or(0))
 }
 
 /// The columns every replayed row carries, in the order `fetch_page` reads them; the last one
