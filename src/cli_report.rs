@@ -14,6 +14,27 @@ fn group(key: &GroupKey) -> String {
     }
 }
 
+/// The JSON document of a report: what it describes, then its rows.
+fn json_document<Row>(report: &ReportOutput<Row>, rows: Vec<serde_json::Value>) -> String {
+    let body = json!({
+        "asOf": report.as_of.to_rfc3339(),
+        "position": report.position,
+        "eventsReplayed": report.events_replayed,
+        "rows": rows,
+    });
+    format!("{body:#}\n")
+}
+
+/// The first line of a table: what the report describes.
+fn table_title<Row>(report: &ReportOutput<Row>, unit: &str) -> String {
+    format!(
+        "as of {} (position {}, {} events replayed){unit}\n",
+        report.as_of.to_rfc3339(),
+        report.position,
+        report.events_replayed
+    )
+}
+
 fn rate(value: Option<f64>) -> String {
     value.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
 }
@@ -38,21 +59,10 @@ pub fn duration(report: &ReportOutput<DurationRow>, as_json: bool) -> String {
                 })
             })
             .collect();
-        let body = json!({
-            "asOf": report.as_of.to_rfc3339(),
-            "position": report.position,
-            "eventsReplayed": report.events_replayed,
-            "rows": rows,
-        });
-        return format!("{body:#}\n");
+        return json_document(report, rows);
     }
     let hours = |seconds: f64| format!("{:.2}", seconds / 3600.0);
-    let mut out = format!(
-        "as of {} (position {}, {} events replayed); durations in hours\n",
-        report.as_of.to_rfc3339(),
-        report.position,
-        report.events_replayed
-    );
+    let mut out = table_title(report, "; durations in hours");
     let _ = writeln!(
         out,
         "{:<36} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
@@ -104,20 +114,9 @@ pub fn funnel(report: &ReportOutput<FunnelRow>, as_json: bool) -> String {
                 })
             })
             .collect();
-        let body = json!({
-            "asOf": report.as_of.to_rfc3339(),
-            "position": report.position,
-            "eventsReplayed": report.events_replayed,
-            "rows": rows,
-        });
-        return format!("{body:#}\n");
+        return json_document(report, rows);
     }
-    let mut out = format!(
-        "as of {} (position {}, {} events replayed)\n",
-        report.as_of.to_rfc3339(),
-        report.position,
-        report.events_replayed
-    );
+    let mut out = table_title(report, "");
     let _ = writeln!(
         out,
         "{:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10}",

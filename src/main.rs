@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use coursetrail::app::{App, Caller};
 use coursetrail::auth::{Role, TokenIssuer, TokenVerifier};
 use coursetrail::config::{Config, JwtKeys};
@@ -69,12 +69,36 @@ enum ProjectionsCommand {
     },
 }
 
+/// What every report is computed over.
+#[derive(Args)]
+struct ReportScope {
+    #[arg(long)]
+    tenant: Uuid,
+    /// Only this course (repeatable; default: every course).
+    #[arg(long = "course")]
+    courses: Vec<Uuid>,
+    /// Describe the past: only events recorded by then (RFC 3339).
+    #[arg(long)]
+    as_of: Option<DateTime<Utc>>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ReportScope {
+    fn caller(&self) -> Caller {
+        Caller::operator(TenantId::from_uuid(self.tenant))
+    }
+
+    fn course_ids(&self) -> Option<Vec<Uuid>> {
+        (!self.courses.is_empty()).then(|| self.courses.clone())
+    }
+}
+
 #[derive(Subcommand)]
 enum ReportCommand {
     /// Time between two lifecycle points per enrollment.
     Duration {
-        #[arg(long)]
-        tenant: Uuid,
         /// REGISTERED, STARTED, FIRST_SUBMISSION, PASSED, COMPLETED or WITHDRAWN.
         #[arg(long, value_parser = parse_point)]
         from: LifecyclePoint,
@@ -83,25 +107,13 @@ enum ReportCommand {
         /// course, cohort-month or none.
         #[arg(long, default_value = "course", value_parser = parse_group_by)]
         group_by: GroupBy,
-        /// Only this course (repeatable).
-        #[arg(long = "course")]
-        courses: Vec<Uuid>,
-        /// Describe the past: only events recorded by then (RFC 3339).
-        #[arg(long)]
-        as_of: Option<DateTime<Utc>>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        scope: ReportScope,
     },
     /// Per course, how many enrollments reached each lifecycle point.
     Funnel {
-        #[arg(long)]
-        tenant: Uuid,
-        #[arg(long = "course")]
-        courses: Vec<Uuid>,
-        #[arg(long)]
-        as_of: Option<DateTime<Utc>>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        scope: ReportScope,
     },
 }
 
@@ -262,49 +274,40 @@ fn clear_progress() {
     }
 }
 
-fn courses_filter(courses: Vec<Uuid>) -> Option<Vec<Uuid>> {
-    (!courses.is_empty()).then_some(courses)
-}
-
 async fn run_report(app: &App, command: ReportCommand) -> anyhow::Result<()> {
     match command {
         ReportCommand::Duration {
-            tenant,
             from,
             to,
             group_by,
-            courses,
-            as_of,
-            json,
+            scope,
         } => {
             let spec = DurationSpec::new(from, to, group_by).map_err(|e| anyhow::anyhow!(e))?;
-            let caller = Caller::operator(TenantId::from_uuid(tenant));
             let report = app
                 .duration_report(
-                    &caller,
+                    &scope.caller(),
                     spec,
-                    courses_filter(courses),
-                    as_of,
+                    scope.course_ids(),
+                    scope.as_of,
                     progress_printer(),
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             clear_progress();
-            print!("{}", cli_report::duration(&report, json));
+            print!("{}", cli_report::duration(&report, scope.json));
         }
-        ReportCommand::Funnel {
-            tenant,
-            courses,
-            as_of,
-            json,
-        } => {
-            let caller = Caller::operator(TenantId::from_uuid(tenant));
+        ReportCommand::Funnel { scope } => {
             let report = app
-                .funnel_report(&caller, courses_filter(courses), as_of, progress_printer())
+                .funnel_report(
+                    &scope.caller(),
+                    scope.course_ids(),
+                    scope.as_of,
+                    progress_printer(),
+                )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             clear_progress();
-            print!("{}", cli_report::funnel(&report, json));
+            print!("{}", cli_report::funnel(&report, scope.json));
         }
     }
     Ok(())

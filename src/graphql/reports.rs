@@ -5,14 +5,15 @@ use super::error::{GqlResultExt, to_graphql};
 use super::types::Course;
 use crate::app::AppError;
 use crate::domain::CourseId;
-use crate::reports::duration::{DurationSpec, GroupBy as DomainGroupBy, GroupKey};
-use crate::reports::{LifecyclePoint as DomainPoint, Summary};
+use crate::reports::Summary;
+use crate::reports::duration::{DurationSpec, GroupKey};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// A point in an enrollment's lifecycle.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::reports::LifecyclePoint")]
 pub enum LifecyclePoint {
     /// `CourseRegistered`.
     Registered,
@@ -28,20 +29,8 @@ pub enum LifecyclePoint {
     Withdrawn,
 }
 
-impl From<LifecyclePoint> for DomainPoint {
-    fn from(point: LifecyclePoint) -> Self {
-        match point {
-            LifecyclePoint::Registered => DomainPoint::Registered,
-            LifecyclePoint::Started => DomainPoint::Started,
-            LifecyclePoint::FirstSubmission => DomainPoint::FirstSubmission,
-            LifecyclePoint::Passed => DomainPoint::Passed,
-            LifecyclePoint::Completed => DomainPoint::Completed,
-            LifecyclePoint::Withdrawn => DomainPoint::Withdrawn,
-        }
-    }
-}
-
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::reports::duration::GroupBy")]
 pub enum ReportGrouping {
     /// One row per course.
     Course,
@@ -251,12 +240,7 @@ impl ReportQuery {
         input: DurationReportInput,
     ) -> async_graphql::Result<DurationReport> {
         let caller = caller(ctx)?;
-        let group_by = match input.group_by {
-            ReportGrouping::Course => DomainGroupBy::Course,
-            ReportGrouping::CohortMonth => DomainGroupBy::CohortMonth,
-            ReportGrouping::None => DomainGroupBy::None,
-        };
-        let spec = DurationSpec::new(input.from.into(), input.to.into(), group_by)
+        let spec = DurationSpec::new(input.from.into(), input.to.into(), input.group_by.into())
             .map_err(|message| to_graphql(AppError::BadInput(message)))?;
         let report = app(ctx)
             .duration_report(caller, spec, input.course_ids, input.as_of, |_| {})

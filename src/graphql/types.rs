@@ -2,7 +2,6 @@
 
 use super::context::{app, caller};
 use super::error::GqlResultExt;
-use crate::domain::enrollment::EnrollmentStatus as DomainStatus;
 use crate::projections::rows::{CourseRow, EnrollmentRow, SubmissionRow, TraineeRow};
 use async_graphql::{Context, Enum, ID, Object};
 use chrono::{DateTime, Utc};
@@ -66,33 +65,12 @@ impl Trainee {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::enrollment::EnrollmentStatus")]
 pub enum EnrollmentStatus {
     Registered,
     Started,
     Completed,
     Withdrawn,
-}
-
-impl From<DomainStatus> for EnrollmentStatus {
-    fn from(status: DomainStatus) -> Self {
-        match status {
-            DomainStatus::Registered => EnrollmentStatus::Registered,
-            DomainStatus::Started => EnrollmentStatus::Started,
-            DomainStatus::Completed => EnrollmentStatus::Completed,
-            DomainStatus::Withdrawn => EnrollmentStatus::Withdrawn,
-        }
-    }
-}
-
-impl From<EnrollmentStatus> for DomainStatus {
-    fn from(status: EnrollmentStatus) -> Self {
-        match status {
-            EnrollmentStatus::Registered => DomainStatus::Registered,
-            EnrollmentStatus::Started => DomainStatus::Started,
-            EnrollmentStatus::Completed => DomainStatus::Completed,
-            EnrollmentStatus::Withdrawn => DomainStatus::Withdrawn,
-        }
-    }
 }
 
 /// One registration of a trainee for a course, and how far it has come.
@@ -212,20 +190,11 @@ impl Submission {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "crate::auth::Role")]
 pub enum Role {
     Admin,
     Instructor,
     Trainee,
-}
-
-impl From<crate::auth::Role> for Role {
-    fn from(role: crate::auth::Role) -> Self {
-        match role {
-            crate::auth::Role::Admin => Role::Admin,
-            crate::auth::Role::Instructor => Role::Instructor,
-            crate::auth::Role::Trainee => Role::Trainee,
-        }
-    }
 }
 
 /// The signed-in person, as the token says.

@@ -48,39 +48,27 @@ async fn http_semantics_follow_the_graphql_over_http_spec() {
     assert!(!body.to_string().contains("Did you mean"), "{body}");
 
     // Malformed JSON gets a JSON error body.
-    let response = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body("{ not json")
-        .send()
-        .await
-        .unwrap();
+    let response = post_json_body(&app, None, None, "{ not json".to_string()).await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
 
     // Content negotiation.
-    let response = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept", "text/plain")
-        .body(json!({"query": "{ me { role } }"}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = post_json_body(
+        &app,
+        Some("text/plain"),
+        None,
+        json!({"query": "{ me { role } }"}).to_string(),
+    )
+    .await;
     assert_eq!(response.status(), 406);
-    let response = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .bearer_auth(&admin)
-        .body(json!({"query": "{ me { role } }"}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = post_json_body(
+        &app,
+        Some("application/json"),
+        Some(&admin),
+        json!({"query": "{ me { role } }"}).to_string(),
+    )
+    .await;
     assert_eq!(response.headers()["content-type"], "application/json");
     let (status, _) = app.post(Some(&admin), "{ me { role } }", json!({})).await;
     assert_eq!(status, 200);
@@ -89,28 +77,12 @@ async fn http_semantics_follow_the_graphql_over_http_spec() {
     let batch: Vec<Value> = (0..11)
         .map(|_| json!({"query": "{ me { role } }"}))
         .collect();
-    let response = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .bearer_auth(&admin)
-        .body(Value::Array(batch).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = post_json_body(&app, None, Some(&admin), Value::Array(batch).to_string()).await;
     assert_eq!(response.status(), 400);
     let batch: Vec<Value> = (0..2)
         .map(|_| json!({"query": "{ me { role } }"}))
         .collect();
-    let response = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .bearer_auth(&admin)
-        .body(Value::Array(batch).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = post_json_body(&app, None, Some(&admin), Value::Array(batch).to_string()).await;
     let body: Value = response.json().await.unwrap();
     assert_eq!(body.as_array().map(|a| a.len()), Some(2));
 
@@ -147,6 +119,27 @@ async fn http_semantics_follow_the_graphql_over_http_spec() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
+}
+
+/// POSTs a raw JSON body to /graphql, for the cases `TestApp::post` does not cover.
+async fn post_json_body(
+    app: &TestApp,
+    accept: Option<&str>,
+    token: Option<&str>,
+    body: String,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url())
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
 }
 
 fn claims(overrides: Value) -> Value {
