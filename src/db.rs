@@ -77,7 +77,13 @@ impl Database {
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(url)
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
-        .application_name("coursetrail");
+        .application_name("coursetrail")
+        // Every statement is prepared once per connection and names one tenant; `events` is
+        // hash-partitioned. Under the default `auto` mode PostgreSQL costs the generic plan of a
+        // partitioned table before pruning (all partitions) and so re-plans every execution
+        // for its custom plan; the generic plan prunes at executor start-up just as well.
+        // Measured: +27 % commands/s under load (see README, performance).
+        .options([("plan_cache_mode", "force_generic_plan")]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
