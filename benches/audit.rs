@@ -99,7 +99,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
         "coursetrail",
         "coursetrail",
     );
-    let state = server::http_state(pool.clone(), TokenVerifier::new(&settings)?);
+    let state = server::http_state(
+        coursetrail::app::App::new(pool.clone()),
+        TokenVerifier::new(&settings)?,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(server::serve_on(listener, state, std::future::pending()));

@@ -95,6 +95,13 @@ struct Args {
     /// DATABASE_MAX_CONNECTIONS of the server this generator starts.
     #[arg(long, default_value_t = 16)]
     server_pool: u32,
+    /// TOKIO_WORKER_THREADS of the server this generator starts (default: one per core).
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// STREAM_CACHE_CAPACITY of the server this generator starts (0: every command reads its
+    /// stream).
+    #[arg(long, default_value_t = coursetrail::app::DEFAULT_STREAM_CACHE_CAPACITY)]
+    stream_cache: usize,
     /// Run the private cluster with the tests' settings (fsync off): not a durable measurement.
     #[arg(long)]
     unsafe_fast: bool,
@@ -199,7 +206,8 @@ impl Environment {
         let port = free_port()?;
         let log_path = cluster.data_dir().with_file_name("server.log");
         let log = std::fs::File::create(&log_path)?;
-        let server = tokio::process::Command::new(std::env::current_exe()?)
+        let mut server = tokio::process::Command::new(std::env::current_exe()?);
+        server
             .arg("--serve-child")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -207,6 +215,7 @@ impl Environment {
             .env("JWT_SECRET", &secret)
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_MAX_CONNECTIONS", args.server_pool.to_string())
+            .env("STREAM_CACHE_CAPACITY", args.stream_cache.to_string())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
@@ -214,9 +223,11 @@ impl Environment {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting the coursetrail server")?;
+            .kill_on_drop(true);
+        if let Some(threads) = args.server_threads {
+            server.env("TOKIO_WORKER_THREADS", threads.to_string());
+        }
+        let server = server.spawn().context("starting the coursetrail server")?;
         let server_pid = server.id();
         let env = Self {
             url: format!("http://127.0.0.1:{port}/graphql"),
@@ -307,7 +318,8 @@ async fn serve_child() -> anyhow::Result<()> {
     let settings = config.jwt_settings(None).context("JWT_SECRET")?;
     let verifier = coursetrail::auth::TokenVerifier::new(&settings)?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
-    let state = coursetrail::server::http_state(pool, verifier);
+    let app = coursetrail::app::App::with_stream_cache(pool, config.stream_cache_capacity);
+    let state = coursetrail::server::http_state(app, verifier);
     let (gone, parent_gone) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         use std::io::Read;
@@ -824,8 +836,12 @@ async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<()> {
     println!("  database: {}", env.durability);
     if env.server.is_some() {
         println!(
-            "  server: child process (as `coursetrail serve`), DATABASE_MAX_CONNECTIONS={}",
-            args.server_pool
+            "  server: child process (as `coursetrail serve`), DATABASE_MAX_CONNECTIONS={}, \
+             STREAM_CACHE_CAPACITY={}, TOKIO_WORKER_THREADS={}",
+            args.server_pool,
+            args.stream_cache,
+            args.server_threads
+                .map_or_else(|| "one per core".to_owned(), |t| t.to_string()),
         );
     }
     let client = Client::new(&env.url, args.users)?;

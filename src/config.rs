@@ -30,6 +30,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen_addr: SocketAddr,
     pub database_max_connections: u32,
+    /// Streams the server keeps to decide the next command on without reading (0: none).
+    pub stream_cache_capacity: usize,
     pub jwt_keys: JwtKeys,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -77,6 +79,10 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(".coursetrail")),
             listen_addr: parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 16)?,
+            stream_cache_capacity: parsed(
+                "STREAM_CACHE_CAPACITY",
+                crate::app::DEFAULT_STREAM_CACHE_CAPACITY,
+            )?,
             jwt_keys: keys.into_iter().next().unwrap_or(JwtKeys::Unset),
             jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "coursetrail".into()),
             jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "coursetrail".into()),

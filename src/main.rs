@@ -364,7 +364,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(address = %address, "coursetrail is ready");
     }
 
-    let state = server::http_state(database.pool.clone(), verifier);
+    let app = App::with_stream_cache(database.pool.clone(), config.stream_cache_capacity);
+    let state = server::http_state(app, verifier);
     server::serve_on(listener, state, server::shutdown_signal()).await?;
     tracing::info!("shutting down");
     database.close().await

@@ -5,14 +5,13 @@ use crate::app::App;
 use crate::auth::TokenVerifier;
 use crate::graphql::build_schema;
 use crate::http::{HttpState, router};
-use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// Builds the HTTP state: schema, verifier, pool.
-pub fn http_state(pool: PgPool, verifier: TokenVerifier) -> HttpState {
-    let app = App::new(pool.clone());
+/// Builds the HTTP state around the application: schema, verifier, pool.
+pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
+    let pool = app.pool().clone();
     HttpState {
         schema: build_schema(app.clone()),
         verifier: Arc::new(verifier),

@@ -1,6 +1,6 @@
 //! The commands, one function each: authorize, gather what the decision needs, decide, write.
 
-use super::{App, AppError, Caller, CommandOptions, CommandOutcome, Write};
+use super::{App, AppError, Caller, CommandOptions, CommandOutcome, OnMiss, Write};
 use crate::auth::Role;
 use crate::domain::course::{CourseAggregate, CourseCommand};
 use crate::domain::enrollment::{CourseFacts, Enrollment, EnrollmentAggregate, EnrollmentCommand};
@@ -10,7 +10,7 @@ use crate::domain::values::{
 };
 use crate::domain::{Aggregate, CourseId, EnrollmentId, StreamType, SubmissionId, TraineeId};
 use crate::projections;
-use crate::store::{self, StreamEvent};
+use crate::store::StreamEvent;
 use serde_json::json;
 
 fn fold<A: Aggregate>(stream: &[StreamEvent]) -> A::State {
@@ -41,7 +41,7 @@ impl App {
     ) -> Result<CommandOutcome, AppError> {
         caller.require(&[Role::Admin, Role::Instructor], "create courses")?;
         let course_id = CourseId::generate();
-        self.run(caller, options, "createCourse", |conn| {
+        self.run(caller, options, "createCourse", |conn, _| {
             let (code, title) = (code.clone(), title.clone());
             async move {
                 let events = CourseAggregate::decide(
@@ -76,24 +76,36 @@ impl App {
         course_id: CourseId,
     ) -> Result<CommandOutcome, AppError> {
         caller.require(&[Role::Admin, Role::Instructor], "retire courses")?;
-        self.run(caller, options, "retireCourse", |mut conn| async move {
-            let stream =
-                store::load_stream(&mut conn, caller.tenant(), course_id.as_uuid()).await?;
-            let state = fold::<CourseAggregate>(&stream);
-            let events = CourseAggregate::decide(&state, CourseCommand::Retire)?;
-            let write = Write {
-                stream_id: course_id.as_uuid(),
-                stream_type: StreamType::Course,
-                prior: &stream,
-                events,
-                trainee_id: None,
-                course_id: Some(course_id.as_uuid()),
-                result: json!({}),
-                registration: false,
-            };
-            self.commit(conn, caller, options, "retireCourse", write)
-                .await
-        })
+        self.run(
+            caller,
+            options,
+            "retireCourse",
+            |mut conn, source| async move {
+                let stream = self
+                    .stream(
+                        &mut conn,
+                        caller.tenant(),
+                        course_id.as_uuid(),
+                        source,
+                        OnMiss::Read,
+                    )
+                    .await?;
+                let state = fold::<CourseAggregate>(&stream);
+                let events = CourseAggregate::decide(&state, CourseCommand::Retire)?;
+                let write = Write {
+                    stream_id: course_id.as_uuid(),
+                    stream_type: StreamType::Course,
+                    prior: &stream[..],
+                    events,
+                    trainee_id: None,
+                    course_id: Some(course_id.as_uuid()),
+                    result: json!({}),
+                    registration: false,
+                };
+                self.commit(conn, caller, options, "retireCourse", write)
+                    .await
+            },
+        )
         .await
     }
 
@@ -118,18 +130,25 @@ impl App {
             (_, Some(id)) => id,
             (_, None) => TraineeId::generate(),
         };
-        self.run(caller, options, "registerTrainee", |mut conn| {
+        self.run(caller, options, "registerTrainee", |mut conn, source| {
             let (email, name) = (email.clone(), name.clone());
             async move {
-                let stream =
-                    store::load_stream(&mut conn, caller.tenant(), trainee_id.as_uuid()).await?;
+                let stream = self
+                    .stream(
+                        &mut conn,
+                        caller.tenant(),
+                        trainee_id.as_uuid(),
+                        source,
+                        OnMiss::AssumeNew,
+                    )
+                    .await?;
                 let state = fold::<TraineeAggregate>(&stream);
                 let events =
                     TraineeAggregate::decide(&state, TraineeCommand::Register { email, name })?;
                 let write = Write {
                     stream_id: trainee_id.as_uuid(),
                     stream_type: StreamType::Trainee,
-                    prior: &stream,
+                    prior: &stream[..],
                     events,
                     trainee_id: Some(trainee_id.as_uuid()),
                     course_id: None,
@@ -171,7 +190,7 @@ impl App {
             caller,
             options,
             "registerForCourse",
-            |mut conn| async move {
+            |mut conn, _| async move {
                 let tenant = caller.tenant();
                 let (course_retired, trainee_exists, has_active_enrollment) =
                     projections::registration_facts(&mut conn, tenant, course_id, trainee_id)
@@ -316,47 +335,58 @@ impl App {
         make: impl Fn(Option<Score>) -> Result<EnrollmentCommand, AppError>,
     ) -> Result<CommandOutcome, AppError> {
         let make = &make;
-        self.run(caller, options, command_type, |mut conn| async move {
-            let tenant = caller.tenant();
-            let stream = store::load_stream(&mut conn, tenant, enrollment_id.as_uuid()).await?;
-            let state = fold::<EnrollmentAggregate>(&stream);
-            own_enrollment(caller, &state)?;
-            let passing_score = match (&state, needs_passing_score) {
-                (Some(enrollment), true) => {
-                    projections::passing_score(&mut conn, tenant, enrollment.course_id)
-                        .await?
-                        .map(|passing| Score::parse("passingScore", i64::from(passing)))
-                        .transpose()?
-                }
-                _ => None,
-            };
-            let command = make(passing_score)?;
-            let submission_id = match &command {
-                EnrollmentCommand::Submit { submission_id, .. } => Some(*submission_id),
-                EnrollmentCommand::Grade { submission_id, .. } => Some(*submission_id),
-                _ => None,
-            };
-            let events = EnrollmentAggregate::decide(&state, command)?;
-            let (trainee_id, course_id) = state
-                .as_ref()
-                .map(|e| (e.trainee_id.as_uuid(), e.course_id.as_uuid()))
-                .unzip();
-            let write = Write {
-                stream_id: enrollment_id.as_uuid(),
-                stream_type: StreamType::Enrollment,
-                prior: &stream,
-                events,
-                trainee_id,
-                course_id,
-                result: match submission_id {
-                    Some(id) => json!({ "submissionId": id }),
-                    None => json!({}),
-                },
-                registration: false,
-            };
-            self.commit(conn, caller, options, command_type, write)
-                .await
-        })
+        self.run(
+            caller,
+            options,
+            command_type,
+            |mut conn, source| async move {
+                let tenant = caller.tenant();
+                let stream = self
+                    .stream(
+                        &mut conn,
+                        tenant,
+                        enrollment_id.as_uuid(),
+                        source,
+                        OnMiss::Read,
+                    )
+                    .await?;
+                let state = fold::<EnrollmentAggregate>(&stream);
+                own_enrollment(caller, &state)?;
+                let passing_score = match (&state, needs_passing_score) {
+                    (Some(enrollment), true) => {
+                        self.passing_score(&mut conn, tenant, enrollment.course_id)
+                            .await?
+                    }
+                    _ => None,
+                };
+                let command = make(passing_score)?;
+                let submission_id = match &command {
+                    EnrollmentCommand::Submit { submission_id, .. } => Some(*submission_id),
+                    EnrollmentCommand::Grade { submission_id, .. } => Some(*submission_id),
+                    _ => None,
+                };
+                let events = EnrollmentAggregate::decide(&state, command)?;
+                let (trainee_id, course_id) = state
+                    .as_ref()
+                    .map(|e| (e.trainee_id.as_uuid(), e.course_id.as_uuid()))
+                    .unzip();
+                let write = Write {
+                    stream_id: enrollment_id.as_uuid(),
+                    stream_type: StreamType::Enrollment,
+                    prior: &stream[..],
+                    events,
+                    trainee_id,
+                    course_id,
+                    result: match submission_id {
+                        Some(id) => json!({ "submissionId": id }),
+                        None => json!({}),
+                    },
+                    registration: false,
+                };
+                self.commit(conn, caller, options, command_type, write)
+                    .await
+            },
+        )
         .await
     }
 }

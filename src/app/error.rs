@@ -47,6 +47,25 @@ impl AppError {
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         AppError::Internal(error.into())
     }
+
+    /// Whether a command refused with this error wrote nothing and might have been decided
+    /// differently on the stored stream: a domain refusal, a version conflict, a unique index's
+    /// refusal, or a command id recorded meanwhile. (An infrastructure error is not one: a
+    /// connection lost around COMMIT leaves the outcome unknown, and the command must not run
+    /// again on its own.)
+    pub fn may_be_stale(&self) -> bool {
+        match self {
+            AppError::NotFound(_)
+            | AppError::AlreadyRegistered
+            | AppError::AlreadyExists(_)
+            | AppError::InvalidState(_)
+            | AppError::ConcurrencyConflict => true,
+            AppError::Internal(error) => {
+                matches!(error.downcast_ref(), Some(StoreError::DuplicateCommand))
+            }
+            AppError::Unauthenticated(_) | AppError::Forbidden(_) | AppError::BadInput(_) => false,
+        }
+    }
 }
 
 impl From<DomainError> for AppError {

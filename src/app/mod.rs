@@ -1,6 +1,7 @@
 //! The application layer: who may do what (roles), and the one place where a command becomes a
 //! write — dedupe, load the stream, decide, then update the projections and append in one
-//! statement that commits by itself.
+//! statement that commits by itself. A command is first tried on the stream as this server last
+//! saw it ([`recent`]), without the reads; any refusal sends it down the full path.
 //!
 //! It owns no SQL of its own (that is in `store` and `projections`) and knows nothing of HTTP
 //! or GraphQL; the GraphQL layer and the command line both call into it.
@@ -9,6 +10,7 @@ mod audit;
 mod commands;
 mod error;
 mod queries;
+mod recent;
 mod reports;
 
 pub use reports::ReportOutput;
@@ -16,16 +18,20 @@ pub use reports::ReportOutput;
 pub use audit::{AuditStream, EXPORT_PAGE_SIZE, FOLLOW_POLL_INTERVAL};
 pub use error::AppError;
 pub use queries::{may_see_trainee, visible_enrollment};
+pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
 
 use crate::auth::{Principal, Role};
-use crate::domain::{Event, StreamType, SubmissionId, TenantId};
-use crate::projections::ProjectionWrite;
+use crate::domain::values::Score;
+use crate::domain::{CourseId, Event, StreamType, SubmissionId, TenantId};
 use crate::projections::rows::{EventPlace, StreamRows};
+use crate::projections::{self, ProjectionWrite};
 use crate::store::{self, Append, CommandRecord, Metadata, Notifier, StoreError, StreamEvent};
 use chrono::{DateTime, SubsecRound, Utc};
+use recent::{Recent, Stream};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use std::future::Future;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// How many times a command is tried when its stream keeps changing between load and append.
@@ -38,6 +44,7 @@ pub struct App {
     /// Wake-ups for live subscriptions (one LISTEN connection, opened on first use).
     live: store::live::Hub,
     notifier: Notifier,
+    recent: Arc<Recent>,
 }
 
 /// The caller of an operation: a verified person in one tenant. This is the tenant capability —
@@ -129,6 +136,26 @@ struct Write<'a> {
     registration: bool,
 }
 
+/// Where an attempt of a command takes the stream it decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The stream as this server last saw it, without a read when it has it ([`recent`]).
+    Recent,
+    /// The stream as stored now: read in full.
+    Stored,
+}
+
+/// What an attempt assumes of a stream [`Source::Recent`] does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnMiss {
+    /// Read it.
+    Read,
+    /// Assume it does not exist yet (a command that creates the stream under an id the client
+    /// chose): if it does, the append at version 1 is refused and the command runs again on
+    /// the stored stream.
+    AssumeNew,
+}
+
 /// A connection for one attempt of a command. Not a transaction: a command's reads are
 /// plain reads (its decision is protected by the stream version and the unique indexes, not by
 /// locks), and its whole write is one statement that commits by itself.
@@ -137,12 +164,19 @@ type Conn = PoolConnection<Postgres>;
 impl App {
     /// Must be called inside a tokio runtime: it starts the wake-up sender ([`Notifier`]).
     pub fn new(pool: PgPool) -> Self {
+        Self::with_stream_cache(pool, DEFAULT_STREAM_CACHE_CAPACITY)
+    }
+
+    /// As [`App::new`], keeping up to `capacity` recently used streams (0: none; every command
+    /// then reads its stream).
+    pub fn with_stream_cache(pool: PgPool, capacity: usize) -> Self {
         let live = store::live::Hub::new(pool.clone());
         let notifier = Notifier::spawn(pool.clone());
         Self {
             pool,
             live,
             notifier,
+            recent: Arc::new(Recent::new(capacity)),
         }
     }
 
@@ -150,10 +184,14 @@ impl App {
         &self.pool
     }
 
-    /// Runs a command: returns the recorded outcome if its command id was seen before;
-    /// otherwise runs `attempt` on a pooled connection, again on a version conflict (up to
-    /// [`MAX_ATTEMPTS`]), and once more to read the winner's outcome if a concurrent request
-    /// with the same command id committed first.
+    /// Runs a command. First, when the stream cache is on, one attempt on [`Source::Recent`]
+    /// without the dedupe read: a repeated command id is then refused by the append itself
+    /// (`commands_pkey`), or its decision by the domain. Any refusal that guarantees nothing
+    /// was written ([`AppError::may_be_stale`]) sends the command down the full path: return
+    /// the recorded outcome if its command id was seen before; otherwise run `attempt` on the
+    /// stored stream, again on a version conflict (up to [`MAX_ATTEMPTS`]), and once more to
+    /// read the winner's outcome if a concurrent request with the same command id committed
+    /// first.
     async fn run<F, Fut>(
         &self,
         caller: &Caller,
@@ -162,9 +200,16 @@ impl App {
         mut attempt: F,
     ) -> Result<CommandOutcome, AppError>
     where
-        F: FnMut(Conn) -> Fut,
+        F: FnMut(Conn, Source) -> Fut,
         Fut: Future<Output = Result<CommandOutcome, AppError>>,
     {
+        if self.recent.enabled() {
+            let conn = self.pool.acquire().await?;
+            match attempt(conn, Source::Recent).await {
+                Err(error) if error.may_be_stale() => {}
+                outcome => return outcome,
+            }
+        }
         let mut last_error = AppError::ConcurrencyConflict;
         for attempt_number in 0..MAX_ATTEMPTS {
             if attempt_number > 0 {
@@ -180,7 +225,7 @@ impl App {
             {
                 return replayed(record, command_type);
             }
-            match attempt(conn).await {
+            match attempt(conn, Source::Stored).await {
                 Err(AppError::ConcurrencyConflict) => last_error = AppError::ConcurrencyConflict,
                 Err(AppError::Internal(error))
                     if matches!(error.downcast_ref(), Some(StoreError::DuplicateCommand)) =>
@@ -193,8 +238,48 @@ impl App {
         Err(last_error)
     }
 
-    /// Projects and appends a command's events in one self-committing statement, then queues
-    /// the wake-up.
+    /// The stream an attempt decides on (see [`Source`] and [`OnMiss`]). A stream read is
+    /// remembered, so the next command on it need not read it.
+    async fn stream(
+        &self,
+        conn: &mut Conn,
+        tenant: TenantId,
+        stream_id: Uuid,
+        source: Source,
+        on_miss: OnMiss,
+    ) -> Result<Stream, AppError> {
+        if source == Source::Recent {
+            match (self.recent.stream(tenant, stream_id), on_miss) {
+                (Some(stream), _) => return Ok(stream),
+                (None, OnMiss::AssumeNew) => return Ok(Arc::new([])),
+                (None, OnMiss::Read) => {}
+            }
+        }
+        let stream: Stream = store::load_stream(conn, tenant, stream_id).await?.into();
+        self.recent.store_stream(tenant, stream_id, stream.clone());
+        Ok(stream)
+    }
+
+    /// A course's passing score (`None`: no such course). It never changes, so it is read once.
+    async fn passing_score(
+        &self,
+        conn: &mut Conn,
+        tenant: TenantId,
+        course: CourseId,
+    ) -> Result<Option<Score>, AppError> {
+        if let Some(score) = self.recent.passing_score(tenant, course) {
+            return Ok(Some(score));
+        }
+        let Some(stored) = projections::passing_score(conn, tenant, course).await? else {
+            return Ok(None);
+        };
+        let score = Score::parse("passingScore", i64::from(stored))?;
+        self.recent.store_passing_score(tenant, course, score);
+        Ok(Some(score))
+    }
+
+    /// Projects and appends a command's events in one self-committing statement, remembers the
+    /// stream as now stored, then queues the wake-up.
     async fn commit(
         &self,
         mut conn: Conn,
@@ -262,6 +347,21 @@ impl App {
             }
             other => AppError::from(other),
         })?;
+        let stored: Stream =
+            write
+                .prior
+                .iter()
+                .cloned()
+                .chain(write.events.into_iter().zip(expected_version + 1..).map(
+                    |(event, version)| StreamEvent {
+                        version,
+                        recorded_at,
+                        event,
+                    },
+                ))
+                .collect();
+        self.recent
+            .store_stream(caller.tenant, write.stream_id, stored);
         self.notifier.committed(caller.tenant);
         Ok(CommandOutcome {
             stream_id: write.stream_id,

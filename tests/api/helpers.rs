@@ -1,7 +1,8 @@
 //! The test harness: one private PostgreSQL cluster per test process, a migrated template
 //! database, and per test a fresh database cloned from it with a server on a free port.
 
-use coursetrail::auth::{JwtSettings, KeySource, Role, TokenIssuer, TokenVerifier};
+use coursetrail::app::{App, Caller};
+use coursetrail::auth::{JwtSettings, KeySource, Principal, Role, TokenIssuer, TokenVerifier};
 use coursetrail::db;
 use coursetrail::domain::TenantId;
 use coursetrail::http as server_state;
@@ -121,7 +122,7 @@ impl TestApp {
         let (pool, _) = fresh_database().await;
         let settings = JwtSettings::new(KeySource::Secret(SECRET.into()), ISSUER, AUDIENCE);
         let verifier = TokenVerifier::new(&settings).expect("verifier");
-        let mut state = server::http_state(pool.clone(), verifier);
+        let mut state = server::http_state(App::new(pool.clone()), verifier);
         adjust(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -337,6 +338,16 @@ impl TestApp {
         )
         .await
     }
+}
+
+/// A verified caller of the application layer, as a token would make it.
+pub fn caller(tenant: TenantId, role: Role, sub: Uuid) -> Caller {
+    Caller::from_principal(&Principal {
+        tenant_id: tenant.as_uuid(),
+        subject: sub,
+        role,
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    })
 }
 
 pub fn uuid(value: &Value) -> Uuid {

@@ -10,5 +10,6 @@ mod isolation;
 mod lifecycle;
 mod replay;
 mod schema;
+mod stream_cache;
 mod subscriptions;
 mod ws;

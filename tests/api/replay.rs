@@ -1,8 +1,8 @@
 //! Replays: projection rebuilds reproduce the live tables, reports read the log as of a time.
 
-use crate::helpers::TestApp;
-use coursetrail::app::{App, AppError, Caller, CommandOptions};
-use coursetrail::auth::{Principal, Role};
+use crate::helpers::{TestApp, caller};
+use coursetrail::app::{App, AppError, CommandOptions};
+use coursetrail::auth::Role;
 use coursetrail::domain::values::{Answers, CourseCode, CourseTitle, Email, PersonName, Score};
 use coursetrail::domain::{CourseId, EnrollmentId, SubmissionId, TenantId, TraineeId};
 use rand::rngs::StdRng;
@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Every projection row of a tenant, as text, in a stable order.
-async fn snapshot(pool: &PgPool, tenant: TenantId) -> Vec<String> {
+pub async fn snapshot(pool: &PgPool, tenant: TenantId) -> Vec<String> {
     let mut rows = Vec::new();
     for (table, key) in [
         ("courses", "course_id"),
@@ -31,18 +31,20 @@ async fn snapshot(pool: &PgPool, tenant: TenantId) -> Vec<String> {
     rows
 }
 
-fn caller(tenant: TenantId, role: Role, sub: Uuid) -> Caller {
-    Caller::from_principal(&Principal {
-        tenant_id: tenant.as_uuid(),
-        subject: sub,
-        role,
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
-    })
-}
-
 /// Drives `steps` random commands — valid and invalid, from every role — through the
 /// application, and returns how many succeeded.
 async fn random_history(app: &App, tenant: TenantId, seed: u64, steps: usize) -> usize {
+    random_history_on(&[app], tenant, seed, steps).await
+}
+
+/// [`random_history`] through several servers (`App`s) sharing the database: each command goes
+/// to one of them at random, so each decides on streams the others changed meanwhile.
+pub async fn random_history_on(
+    servers: &[&App],
+    tenant: TenantId,
+    seed: u64,
+    steps: usize,
+) -> usize {
     let mut rng = StdRng::seed_from_u64(seed);
     let admin = caller(tenant, Role::Admin, Uuid::now_v7());
     let instructor = caller(tenant, Role::Instructor, Uuid::now_v7());
@@ -54,6 +56,7 @@ async fn random_history(app: &App, tenant: TenantId, seed: u64, steps: usize) ->
     let mut ok = 0;
     for step in 0..steps {
         let pick = |rng: &mut StdRng, n: usize| rng.random_range(0..n.max(1));
+        let app = servers[pick(&mut rng, servers.len())];
         let result: Result<(), AppError> = match rng.random_range(0..10) {
             0 => {
                 let code = format!("C{}", rng.random_range(0..12)); // duplicates on purpose
