@@ -661,6 +661,19 @@ fn expect_ok(reply: &Reply) -> anyhow::Result<()> {
 struct LoadResult {
     tally: Tally,
     elapsed: Duration,
+    /// Transactions the database committed and rolled back during the measured window (every
+    /// statement of the write path is its own transaction), if the statistics could be read.
+    transactions: Option<(i64, i64)>,
+}
+
+/// The database's committed and rolled-back transaction counters.
+async fn transaction_counters(pool: &PgPool) -> Option<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+    .ok()
 }
 
 async fn drive_load(
@@ -692,7 +705,17 @@ async fn drive_load(
             user.tally
         }
     });
-    let tallies = futures_util::future::join_all(users).await;
+    let counted = async {
+        tokio::time::sleep_until(window.from.into()).await;
+        let before = transaction_counters(&env.pool).await?;
+        tokio::time::sleep_until(window.to.into()).await;
+        // Backends report their counters at most once a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let after = transaction_counters(&env.pool).await?;
+        Some((after.0 - before.0, after.1 - before.1))
+    };
+    let (tallies, transactions) =
+        tokio::join!(futures_util::future::join_all(users), counted);
     let mut total = Tally::new();
     for tally in tallies {
         total.merge(tally);
@@ -700,6 +723,7 @@ async fn drive_load(
     LoadResult {
         tally: total,
         elapsed: args.duration,
+        transactions,
     }
 }
 
@@ -905,6 +929,13 @@ async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<()> {
         }
     );
     println!("  replayed (same commandId): {}", tally.replayed);
+    if let Some((commits, rollbacks)) = result.transactions {
+        println!(
+            "  database transactions per command: {:.2} ({commits} committed, {rollbacks} rolled \
+             back, in the window; a command's write is one, each read another)",
+            (commits + rollbacks) as f64 / tally.commands.max(1) as f64
+        );
+    }
     match env.server_peak_rss() {
         Some(bytes) => println!(
             "  server peak RSS (VmHWM): {:.1} MB",
