@@ -714,8 +714,7 @@ async fn drive_load(
         let after = transaction_counters(&env.pool).await?;
         Some((after.0 - before.0, after.1 - before.1))
     };
-    let (tallies, transactions) =
-        tokio::join!(futures_util::future::join_all(users), counted);
+    let (tallies, transactions) = tokio::join!(futures_util::future::join_all(users), counted);
     let mut total = Tally::new();
     for tally in tallies {
         total.merge(tally);

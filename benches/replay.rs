@@ -407,10 +407,23 @@ async fn main() {
     })
     .await;
     assert!(response.errors.is_empty(), "{:?}", response.errors);
+    // The baseline is what a user's own query gets: PostgreSQL's default plan choice (custom
+    // plans for a statement's first executions), not the server's forced generic plans.
+    let user_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            cluster
+                .url("bench")
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .unwrap()
+                .options([("plan_cache_mode", "auto")]),
+        )
+        .await
+        .unwrap();
     let (sql_ms, sql_rows) = time(args.runs, || {
         sqlx::query(SQL_REPORT)
             .bind(tenant.as_uuid())
-            .fetch_all(&pool)
+            .fetch_all(&user_pool)
     })
     .await;
     let sql_rows = sql_rows.unwrap();
