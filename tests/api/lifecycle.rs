@@ -347,3 +347,24 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     let b = app.ok(&admin, submit, input).await;
     assert_eq!(a, b);
 }
+
+#[tokio::test]
+async fn after_its_database_connections_were_cut_an_idle_server_answers_the_next_command() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    app.create_course(&admin, "BEFORE", 50).await;
+    // What a database restart or a failover does to the pool: every connection is gone.
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(cut >= 1, "no pooled connection was open");
+    // Connections idle that long are checked before use (`db::PING_AFTER_IDLE`, 5 s), so the
+    // dead ones are replaced instead of failing the command.
+    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+    let course = app.create_course(&admin, "AFTER", 50).await;
+    assert!(!course.is_nil());
+}
