@@ -3,6 +3,7 @@
 //! health and readiness, and one log line per request. GraphQL over WebSocket is in [`ws`],
 //! the audit export in [`export`].
 
+pub mod documents;
 mod export;
 pub mod ws;
 
@@ -41,6 +42,8 @@ pub struct HttpState {
     /// The application, for the endpoints that are not GraphQL (the audit export).
     pub app: App,
     pub ws: ws::WsSettings,
+    /// Parsed operations, by text (see [`documents`]).
+    pub documents: Arc<documents::Documents>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -168,7 +171,7 @@ async fn graphql_get(
     let Some(media) = negotiate(&headers) else {
         return StatusCode::NOT_ACCEPTABLE.into_response();
     };
-    let request = match async_graphql::http::parse_query_string(&query) {
+    let mut request = match async_graphql::http::parse_query_string(&query) {
         Ok(request) => request,
         Err(error) => {
             let error = request_error(format!("invalid request: {error}"), "BAD_REQUEST");
@@ -176,8 +179,10 @@ async fn graphql_get(
         }
     };
     // GET is for queries only: a mutation over GET could be triggered by a link or a crawler.
-    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-        let operation = match &request.operation_name {
+    state.documents.prepare(&mut request);
+    let operation_name = request.operation_name.clone();
+    if let Ok(document) = request.parsed_query() {
+        let operation = match &operation_name {
             Some(name) => document
                 .operations
                 .iter()
@@ -287,7 +292,10 @@ async fn execute(
         caller,
         correlation_id: correlation_id(headers),
     };
-    let batch = batch.data(context);
+    let mut batch = batch.data(context);
+    batch
+        .iter_mut()
+        .for_each(|request| state.documents.prepare(request));
     let mut response = state.schema.execute_batch(batch).await;
     let mut codes: Vec<String> = Vec::new();
     let mut request_failed = false;

@@ -18,6 +18,7 @@ pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
         pool,
         app,
         ws: Default::default(),
+        documents: Default::default(),
     }
 }
 
