@@ -282,7 +282,8 @@ pub async fn append_with<'q>(
 /// commits every append of every tenant would queue behind one fsync at a time. A notification
 /// is only a wake-up hint (listeners read the events by position), so it is sent right after
 /// COMMIT instead, coalescing the tenants whose appends committed while the previous one was
-/// on its way: one statement, and no WAL flush to wait for. It runs on its own connection and
+/// on its way or within [`NOTIFY_INTERVAL`]: one statement, whose commit does not wait for the
+/// WAL flush (see `send_notifications`). It runs on its own connection and
 /// touches no distributed table, so on Citus it runs on the coordinator, where listeners are
 /// (rule 9). If the process dies between a COMMIT and its notification, that hint is lost;
 /// listeners must therefore also catch up by position when they (re)connect, which they must
