@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::auth::TokenVerifier;
 use crate::graphql::build_schema;
 use crate::http::{HttpState, router};
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -28,6 +29,13 @@ pub async fn serve_on(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Responses go out as soon as they are written, not held back by Nagle's algorithm
+    // waiting for the client's ACK of the previous segment.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(error = %error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
