@@ -28,6 +28,42 @@ fn answers() -> Answers {
     Answers::parse(json!({ "q1": "b" })).unwrap()
 }
 
+/// A course, a trainee (under an id chosen here) and its enrollment, all through `app`.
+async fn enrolled(app: &App, tenant: TenantId, code: &str) -> EnrollmentId {
+    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
+    let none = CommandOptions::default();
+    let course = app
+        .create_course(
+            &admin,
+            &none,
+            CourseCode::parse(code).unwrap(),
+            CourseTitle::parse("Caching").unwrap(),
+            Score::parse("p", 50).unwrap(),
+        )
+        .await
+        .unwrap();
+    let trainee = TraineeId::from_uuid(Uuid::now_v7());
+    app.register_trainee(
+        &admin,
+        &none,
+        Email::parse(&format!("{}@example.com", code.to_lowercase())).unwrap(),
+        PersonName::parse("Cached").unwrap(),
+        Some(trainee),
+    )
+    .await
+    .unwrap();
+    let registered = app
+        .register_for_course(
+            &admin,
+            &none,
+            CourseId::from_uuid(course.stream_id),
+            Some(trainee),
+        )
+        .await
+        .unwrap();
+    EnrollmentId::from_uuid(registered.stream_id)
+}
+
 #[tokio::test]
 async fn a_command_decided_on_an_outdated_stream_is_decided_again_on_the_stored_one() {
     let test = TestApp::spawn().await;
@@ -35,32 +71,7 @@ async fn a_command_decided_on_an_outdated_stream_is_decided_again_on_the_stored_
     let (a, b) = (App::new(test.pool.clone()), App::new(test.pool.clone()));
     let admin = caller(tenant, Role::Admin, Uuid::now_v7());
     let none = CommandOptions::default();
-    let course = a
-        .create_course(
-            &admin,
-            &none,
-            CourseCode::parse("CACHE").unwrap(),
-            CourseTitle::parse("Caching").unwrap(),
-            Score::parse("p", 50).unwrap(),
-        )
-        .await
-        .unwrap();
-    let course = CourseId::from_uuid(course.stream_id);
-    let trainee = TraineeId::from_uuid(Uuid::now_v7());
-    a.register_trainee(
-        &admin,
-        &none,
-        Email::parse("cached@example.com").unwrap(),
-        PersonName::parse("Cached").unwrap(),
-        Some(trainee),
-    )
-    .await
-    .unwrap();
-    let registered = a
-        .register_for_course(&admin, &none, course, Some(trainee))
-        .await
-        .unwrap();
-    let enrollment = EnrollmentId::from_uuid(registered.stream_id);
+    let enrollment = enrolled(&a, tenant, "CACHE").await;
 
     // b starts the course; a still holds the enrollment as merely registered.
     b.start_course(&admin, &none, enrollment).await.unwrap();
@@ -129,36 +140,7 @@ async fn a_repeated_command_id_is_answered_from_its_record_even_when_the_cache_w
     let app = App::new(test.pool.clone());
     let admin = caller(tenant, Role::Admin, Uuid::now_v7());
     let none = CommandOptions::default();
-    let course = app
-        .create_course(
-            &admin,
-            &none,
-            CourseCode::parse("AGAIN").unwrap(),
-            CourseTitle::parse("Again").unwrap(),
-            Score::parse("p", 50).unwrap(),
-        )
-        .await
-        .unwrap();
-    let trainee = app
-        .register_trainee(
-            &admin,
-            &none,
-            Email::parse("again@example.com").unwrap(),
-            PersonName::parse("Again").unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
-    let enrollment = app
-        .register_for_course(
-            &admin,
-            &none,
-            CourseId::from_uuid(course.stream_id),
-            Some(TraineeId::from_uuid(trainee.stream_id)),
-        )
-        .await
-        .unwrap();
-    let enrollment = EnrollmentId::from_uuid(enrollment.stream_id);
+    let enrollment = enrolled(&app, tenant, "AGAIN").await;
     app.start_course(&admin, &none, enrollment).await.unwrap();
 
     // A second submission is allowed, so the repeat's decision succeeds on the cached stream;
