@@ -289,30 +289,37 @@ impl App {
         write: Write<'_>,
     ) -> Result<CommandOutcome, AppError> {
         let recorded_at = now();
-        let mut rows = StreamRows::default();
-        for prior in write.prior {
-            let place = EventPlace {
-                stream_id: write.stream_id,
-                version: prior.version,
-                recorded_at: prior.recorded_at,
-            };
-            rows.apply(place, &prior.event);
-        }
         let expected_version = write.prior.last().map_or(0, |e| e.version);
-        let mut touched_submissions: Vec<SubmissionId> = Vec::new();
-        for (offset, event) in write.events.iter().enumerate() {
+        let new_versions = expected_version + 1..;
+        let mut rows = StreamRows::default();
+        let placed = write
+            .prior
+            .iter()
+            .map(|e| (e.version, e.recorded_at, &e.event))
+            .chain(
+                write
+                    .events
+                    .iter()
+                    .zip(new_versions.clone())
+                    .map(|(event, version)| (version, recorded_at, event)),
+            );
+        for (version, recorded_at, event) in placed {
             let place = EventPlace {
                 stream_id: write.stream_id,
-                version: expected_version + offset as i32 + 1,
+                version,
                 recorded_at,
             };
             rows.apply(place, event);
-            match event {
-                Event::TestSubmitted(e) => touched_submissions.push(e.submission_id),
-                Event::TestGraded(e) => touched_submissions.push(e.submission_id),
-                _ => {}
-            }
         }
+        let touched_submissions: Vec<SubmissionId> = write
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::TestSubmitted(e) => Some(e.submission_id),
+                Event::TestGraded(e) => Some(e.submission_id),
+                _ => None,
+            })
+            .collect();
         let metadata = Metadata {
             actor_id: caller.actor_id,
             actor_role: caller.role,
@@ -347,21 +354,26 @@ impl App {
             }
             other => AppError::from(other),
         })?;
-        let stored: Stream =
-            write
+        if self.recent.enabled() {
+            let stored: Stream = write
                 .prior
                 .iter()
                 .cloned()
-                .chain(write.events.into_iter().zip(expected_version + 1..).map(
-                    |(event, version)| StreamEvent {
-                        version,
-                        recorded_at,
-                        event,
-                    },
-                ))
+                .chain(
+                    write
+                        .events
+                        .into_iter()
+                        .zip(new_versions)
+                        .map(|(event, version)| StreamEvent {
+                            version,
+                            recorded_at,
+                            event,
+                        }),
+                )
                 .collect();
-        self.recent
-            .store_stream(caller.tenant, write.stream_id, stored);
+            self.recent
+                .store_stream(caller.tenant, write.stream_id, stored);
+        }
         self.notifier.committed(caller.tenant);
         Ok(CommandOutcome {
             stream_id: write.stream_id,
