@@ -102,6 +102,9 @@ struct Args {
     /// stream).
     #[arg(long, default_value_t = coursetrail::app::DEFAULT_STREAM_CACHE_CAPACITY)]
     stream_cache: usize,
+    /// GROUP_COMMIT of the server this generator starts (false: every write commits alone).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    group_commit: bool,
     /// Run the private cluster with the tests' settings (fsync off): not a durable measurement.
     #[arg(long)]
     unsafe_fast: bool,
@@ -216,6 +219,7 @@ impl Environment {
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_MAX_CONNECTIONS", args.server_pool.to_string())
             .env("STREAM_CACHE_CAPACITY", args.stream_cache.to_string())
+            .env("GROUP_COMMIT", args.group_commit.to_string())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
@@ -318,7 +322,8 @@ async fn serve_child() -> anyhow::Result<()> {
     let settings = config.jwt_settings(None).context("JWT_SECRET")?;
     let verifier = coursetrail::auth::TokenVerifier::new(&settings)?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
-    let app = coursetrail::app::App::with_stream_cache(pool, config.stream_cache_capacity);
+    let app = coursetrail::app::App::with_stream_cache(pool, config.stream_cache_capacity)
+        .with_group_commit(config.group_commit);
     let state = coursetrail::server::http_state(app, verifier);
     let (gone, parent_gone) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
@@ -860,9 +865,10 @@ async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<()> {
     if env.server.is_some() {
         println!(
             "  server: child process (as `coursetrail serve`), DATABASE_MAX_CONNECTIONS={}, \
-             STREAM_CACHE_CAPACITY={}, TOKIO_WORKER_THREADS={}",
+             STREAM_CACHE_CAPACITY={}, GROUP_COMMIT={}, TOKIO_WORKER_THREADS={}",
             args.server_pool,
             args.stream_cache,
+            args.group_commit,
             args.server_threads
                 .map_or_else(|| "one per core".to_owned(), |t| t.to_string()),
         );

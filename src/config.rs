@@ -32,6 +32,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Streams the server keeps to decide the next command on without reading (0: none).
     pub stream_cache_capacity: usize,
+    /// Whether one tenant's concurrent writes may share a transaction (group commit).
+    pub group_commit: bool,
     pub jwt_keys: JwtKeys,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -83,6 +85,7 @@ impl Config {
                 "STREAM_CACHE_CAPACITY",
                 crate::app::DEFAULT_STREAM_CACHE_CAPACITY,
             )?,
+            group_commit: parsed("GROUP_COMMIT", true)?,
             jwt_keys: keys.into_iter().next().unwrap_or(JwtKeys::Unset),
             jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "coursetrail".into()),
             jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "coursetrail".into()),

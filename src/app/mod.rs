@@ -9,6 +9,7 @@
 mod audit;
 mod commands;
 mod error;
+mod group;
 mod queries;
 mod recent;
 mod reports;
@@ -23,10 +24,11 @@ pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
 use crate::auth::{Principal, Role};
 use crate::domain::values::Score;
 use crate::domain::{CourseId, Event, StreamType, SubmissionId, TenantId};
+use crate::projections;
 use crate::projections::rows::{EventPlace, StreamRows};
-use crate::projections::{self, ProjectionWrite};
-use crate::store::{self, Append, CommandRecord, Metadata, Notifier, StoreError, StreamEvent};
+use crate::store::{self, CommandRecord, Metadata, Notifier, StoreError, StreamEvent};
 use chrono::{DateTime, SubsecRound, Utc};
+use group::{GroupCommit, PendingWrite};
 use recent::{Recent, Stream};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
@@ -45,6 +47,7 @@ pub struct App {
     live: store::live::Hub,
     notifier: Notifier,
     recent: Arc<Recent>,
+    group: Arc<GroupCommit>,
 }
 
 /// The caller of an operation: a verified person in one tenant. This is the tenant capability —
@@ -177,7 +180,21 @@ impl App {
             live,
             notifier,
             recent: Arc::new(Recent::new(capacity)),
+            group: Arc::new(GroupCommit::new(true)),
         }
+    }
+
+    /// Turns group commit ([`group`]) on (the default) or off (every write then commits on its
+    /// own, as in a server without it).
+    pub fn with_group_commit(mut self, enabled: bool) -> Self {
+        self.group = Arc::new(GroupCommit::new(enabled));
+        self
+    }
+
+    /// How many writes this server has committed as members of a batch of two or more
+    /// (group commit), since it started.
+    pub fn batched_writes(&self) -> u64 {
+        self.group.batched_writes()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -282,7 +299,7 @@ impl App {
     /// stream as now stored, then queues the wake-up.
     async fn commit(
         &self,
-        mut conn: Conn,
+        conn: Conn,
         caller: &Caller,
         options: &CommandOptions,
         command_type: &'static str,
@@ -327,40 +344,45 @@ impl App {
             correlation_id: options.correlation_id.unwrap_or_else(Uuid::now_v7),
             causation_id: options.command_id,
         };
-        let projection = ProjectionWrite::of(&rows, &touched_submissions, write.registration);
-        let position = store::append_with(
-            &mut conn,
-            caller.tenant,
-            Append {
-                stream_id: write.stream_id,
-                stream_type: write.stream_type,
-                expected_version,
-                events: &write.events,
-                recorded_at,
-                metadata: &metadata,
-                trainee_id: write.trainee_id,
-                course_id: write.course_id,
-                command: Some((command_type, &write.result)),
-            },
-            projection,
-        )
-        .await
-        .map_err(|error| match error {
-            StoreError::DuplicateCommand => AppError::internal(error),
-            // The course was retired after the decision: decide again on the new state.
-            StoreError::Refused => AppError::ConcurrencyConflict,
-            StoreError::Database(error) if store::violated_unique_constraint(&error).is_some() => {
-                projection_error(error)
-            }
-            other => AppError::from(other),
-        })?;
+        let pending = Arc::new(PendingWrite {
+            stream_id: write.stream_id,
+            stream_type: write.stream_type,
+            expected_version,
+            events: write.events,
+            recorded_at,
+            metadata,
+            trainee_id: write.trainee_id,
+            course_id: write.course_id,
+            command_type,
+            result: write.result,
+            rows,
+            touched_submissions,
+            registration: write.registration,
+        });
+        let position = self
+            .group
+            .write(conn, caller.tenant, pending.clone())
+            .await
+            .map_err(|error| match error {
+                StoreError::DuplicateCommand => AppError::internal(error),
+                // The course was retired after the decision: decide again on the new state.
+                StoreError::Refused => AppError::ConcurrencyConflict,
+                StoreError::Database(error)
+                    if store::violated_unique_constraint(&error).is_some() =>
+                {
+                    projection_error(error)
+                }
+                other => AppError::from(other),
+            })?;
+        // The batch that wrote it (if any) has let go of it by now, but need not have: then copy.
+        let pending = Arc::try_unwrap(pending).unwrap_or_else(|shared| (*shared).clone());
         if self.recent.enabled() {
             let stored: Stream = write
                 .prior
                 .iter()
                 .cloned()
                 .chain(
-                    write
+                    pending
                         .events
                         .into_iter()
                         .zip(new_versions)
@@ -378,9 +400,9 @@ impl App {
         Ok(CommandOutcome {
             stream_id: write.stream_id,
             position,
-            result: write.result,
+            result: pending.result,
             replayed: false,
-            rows: Some(rows),
+            rows: Some(pending.rows),
         })
     }
 }

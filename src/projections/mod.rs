@@ -61,7 +61,8 @@ impl<'q> ProjectionWrite<'q> {
     }
 }
 
-// The projection CTEs; parameters from $20 on ($1 is the tenant). Each defines `projected`.
+// The projection CTEs; parameters from $20 on ($1 is the tenant). Each defines `projected`, and
+// is followed either by the append's CTEs (one statement per command) or by `rows_only!` (a batch).
 macro_rules! enrollment_columns {
     () => {
         "enrollments (tenant_id, enrollment_id, course_id, trainee_id, status, registered_at, \
@@ -80,55 +81,75 @@ macro_rules! enrollment_conflict {
     };
 }
 
-const COURSE_STATEMENT: &str = concat!(
-    "WITH upserted AS (INSERT INTO courses (tenant_id, course_id, code, title, passing_score, \
-     retired, created_at, retired_at, version) VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27) \
-     ON CONFLICT (tenant_id, course_id) DO UPDATE SET code = EXCLUDED.code, \
-     title = EXCLUDED.title, passing_score = EXCLUDED.passing_score, \
-     retired = EXCLUDED.retired, retired_at = EXCLUDED.retired_at, version = EXCLUDED.version \
-     RETURNING 1), \
-     projected AS (SELECT count(*) = 1 AS ok FROM upserted), ",
-    crate::append_ctes!()
-);
+macro_rules! course_ctes {
+    () => {
+        concat!(
+            "WITH upserted AS (INSERT INTO courses (tenant_id, course_id, code, title, passing_score, \
+             retired, created_at, retired_at, version) VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27) \
+             ON CONFLICT (tenant_id, course_id) DO UPDATE SET code = EXCLUDED.code, \
+             title = EXCLUDED.title, passing_score = EXCLUDED.passing_score, \
+             retired = EXCLUDED.retired, retired_at = EXCLUDED.retired_at, version = EXCLUDED.version \
+             RETURNING 1), \
+             projected AS (SELECT count(*) = 1 AS ok FROM upserted)"
+        )
+    };
+}
+const COURSE_STATEMENT: &str = concat!(course_ctes!(), ", ", crate::append_ctes!());
+const COURSE_ROWS: &str = concat!(course_ctes!(), " ", crate::rows_only!());
 
-const TRAINEE_STATEMENT: &str = concat!(
-    "WITH upserted AS (INSERT INTO trainees (tenant_id, trainee_id, email, name, registered_at, \
-     version) VALUES ($1, $20, $21, $22, $23, $24) ON CONFLICT (tenant_id, trainee_id) DO UPDATE \
-     SET email = EXCLUDED.email, name = EXCLUDED.name, version = EXCLUDED.version RETURNING 1), \
-     projected AS (SELECT count(*) = 1 AS ok FROM upserted), ",
-    crate::append_ctes!()
-);
+macro_rules! trainee_ctes {
+    () => {
+        concat!(
+            "WITH upserted AS (INSERT INTO trainees (tenant_id, trainee_id, email, name, registered_at, \
+             version) VALUES ($1, $20, $21, $22, $23, $24) ON CONFLICT (tenant_id, trainee_id) DO UPDATE \
+             SET email = EXCLUDED.email, name = EXCLUDED.name, version = EXCLUDED.version RETURNING 1), \
+             projected AS (SELECT count(*) = 1 AS ok FROM upserted)"
+        )
+    };
+}
+const TRAINEE_STATEMENT: &str = concat!(trainee_ctes!(), ", ", crate::append_ctes!());
+const TRAINEE_ROWS: &str = concat!(trainee_ctes!(), " ", crate::rows_only!());
 
-const ENROLLMENT_STATEMENT: &str = concat!(
-    "WITH upserted AS (INSERT INTO ",
-    enrollment_columns!(),
-    " VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) ",
-    enrollment_conflict!(),
-    " RETURNING 1), \
-     submitted AS (INSERT INTO submissions (tenant_id, submission_id, enrollment_id, \
-     submitted_at, score, passed, graded_at) \
-     SELECT $1, s.id, $20, s.submitted_at, s.score, s.passed, s.graded_at \
-     FROM unnest($34::uuid[], $35::timestamptz[], $36::int2[], $37::bool[], \
-     $38::timestamptz[]) AS s(id, submitted_at, score, passed, graded_at) \
-     ON CONFLICT (tenant_id, submission_id) DO UPDATE SET score = EXCLUDED.score, \
-     passed = EXCLUDED.passed, graded_at = EXCLUDED.graded_at RETURNING 1), \
-     projected AS (SELECT (SELECT count(*) FROM upserted) = 1 \
-     AND (SELECT count(*) FROM submitted) >= 0 AS ok), ",
-    crate::append_ctes!()
-);
+macro_rules! enrollment_ctes {
+    () => {
+        concat!(
+            "WITH upserted AS (INSERT INTO ",
+            enrollment_columns!(),
+            " VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) ",
+            enrollment_conflict!(),
+            " RETURNING 1), \
+             submitted AS (INSERT INTO submissions (tenant_id, submission_id, enrollment_id, \
+             submitted_at, score, passed, graded_at) \
+             SELECT $1, s.id, $20, s.submitted_at, s.score, s.passed, s.graded_at \
+             FROM unnest($34::uuid[], $35::timestamptz[], $36::int2[], $37::bool[], \
+             $38::timestamptz[]) AS s(id, submitted_at, score, passed, graded_at) \
+             ON CONFLICT (tenant_id, submission_id) DO UPDATE SET score = EXCLUDED.score, \
+             passed = EXCLUDED.passed, graded_at = EXCLUDED.graded_at RETURNING 1), \
+             projected AS (SELECT (SELECT count(*) FROM upserted) = 1 \
+             AND (SELECT count(*) FROM submitted) >= 0 AS ok)"
+        )
+    };
+}
+const ENROLLMENT_STATEMENT: &str = concat!(enrollment_ctes!(), ", ", crate::append_ctes!());
+const ENROLLMENT_ROWS: &str = concat!(enrollment_ctes!(), " ", crate::rows_only!());
 
-const REGISTRATION_STATEMENT: &str = concat!(
-    "WITH course AS (SELECT 1 FROM courses WHERE tenant_id = $1 AND course_id = $21 \
-     AND NOT retired FOR SHARE), \
-     upserted AS (INSERT INTO ",
-    enrollment_columns!(),
-    " SELECT $1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33 \
-     WHERE EXISTS (SELECT 1 FROM course) ",
-    enrollment_conflict!(),
-    " RETURNING 1), \
-     projected AS (SELECT count(*) = 1 AS ok FROM upserted), ",
-    crate::append_ctes!()
-);
+macro_rules! registration_ctes {
+    () => {
+        concat!(
+            "WITH course AS (SELECT 1 FROM courses WHERE tenant_id = $1 AND course_id = $21 \
+             AND NOT retired FOR SHARE), \
+             upserted AS (INSERT INTO ",
+            enrollment_columns!(),
+            " SELECT $1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33 \
+             WHERE EXISTS (SELECT 1 FROM course) ",
+            enrollment_conflict!(),
+            " RETURNING 1), \
+             projected AS (SELECT count(*) = 1 AS ok FROM upserted)"
+        )
+    };
+}
+const REGISTRATION_STATEMENT: &str = concat!(registration_ctes!(), ", ", crate::append_ctes!());
+const REGISTRATION_ROWS: &str = concat!(registration_ctes!(), " ", crate::rows_only!());
 
 fn bind_enrollment<'q>(query: PgQuery<'q>, e: &'q EnrollmentRow) -> PgQuery<'q> {
     query
@@ -156,6 +177,16 @@ impl<'q> Alongside<'q> for ProjectionWrite<'q> {
             ProjectionWrite::Enrollment { .. } => ENROLLMENT_STATEMENT,
             ProjectionWrite::Registration(_) => REGISTRATION_STATEMENT,
             ProjectionWrite::Nothing => NothingAlongside.statement(),
+        }
+    }
+
+    fn rows_statement(&self) -> Option<&'static str> {
+        match self {
+            ProjectionWrite::Course(_) => Some(COURSE_ROWS),
+            ProjectionWrite::Trainee(_) => Some(TRAINEE_ROWS),
+            ProjectionWrite::Enrollment { .. } => Some(ENROLLMENT_ROWS),
+            ProjectionWrite::Registration(_) => Some(REGISTRATION_ROWS),
+            ProjectionWrite::Nothing => None,
         }
     }
 

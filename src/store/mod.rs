@@ -7,7 +7,9 @@
 //!   written by one statement, which commits by itself (no explicit transaction): the head row's
 //!   lock serialises one tenant's appends in commit order and is held only from the increment
 //!   to that statement's COMMIT, never across a round trip to the client.
-//! - Lock order: projection rows, then the head row (see [`append_ctes!`]).
+//! - Commands of one tenant that wait for each other may instead share one transaction
+//!   ([`append_batch`], group commit): every write's rows, then every append, then COMMIT.
+//! - Lock order: projection rows, then the head row (see [`append_ctes!`]), in both.
 //! - Every statement names exactly one tenant; wake-ups are sent after COMMIT ([`Notifier`]).
 
 pub mod live;
@@ -37,6 +39,10 @@ pub enum StoreError {
     /// registration was retired since the decision); nothing was written.
     #[error("a precondition of the write no longer holds")]
     Refused,
+    /// The batch this write was queued for was abandoned (a panic): whether it was written is
+    /// unknown.
+    #[error("the write's batch was abandoned")]
+    Abandoned,
     #[error("cannot read stored event: {0}")]
     Decode(#[from] DecodeError),
     #[error("database error: {0}")]
@@ -184,11 +190,23 @@ macro_rules! append_ctes {
     };
 }
 
+/// The end of a statement that writes only the rows alongside (see [`Alongside::rows_statement`]).
+#[macro_export]
+macro_rules! rows_only {
+    () => {
+        "SELECT (SELECT bool_and(ok) FROM projected) AS projected"
+    };
+}
+
 /// Rows of other tables (the projections) written by the same statement as an append, so a
 /// command commits in one statement. Implemented by the projections module, which owns that SQL.
 pub trait Alongside<'q> {
     /// The whole statement: `WITH <CTEs defining projected>, ` followed by [`append_ctes!`].
     fn statement(&self) -> &'static str;
+    /// The same rows written without the append (a batch appends after every write's rows,
+    /// see [`append_batch`]): the same CTEs followed by [`rows_only!`], the same parameters
+    /// (those of the append are bound but unused). `None` when there are no rows to write.
+    fn rows_statement(&self) -> Option<&'static str>;
     /// Binds the statement's parameters from `$20` on.
     fn bind(self, query: PgQuery<'q>) -> PgQuery<'q>;
 }
@@ -199,6 +217,9 @@ pub struct NothingAlongside;
 impl<'q> Alongside<'q> for NothingAlongside {
     fn statement(&self) -> &'static str {
         concat!("WITH projected AS (SELECT true AS ok), ", append_ctes!())
+    }
+    fn rows_statement(&self) -> Option<&'static str> {
+        None
     }
     fn bind(self, query: PgQuery<'q>) -> PgQuery<'q> {
         query
@@ -227,7 +248,22 @@ pub async fn append_with<'q>(
     append: Append<'q>,
     alongside: impl Alongside<'q>,
 ) -> Result<i64, StoreError> {
-    let count = append.events.len() as i64;
+    let query = bind_append(sqlx::query(alongside.statement()), tenant, &append);
+    let row = alongside
+        .bind(query)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let projected: Option<bool> = row.try_get("projected")?;
+    if projected != Some(true) {
+        return Err(StoreError::Refused);
+    }
+    let last_position: Option<i64> = row.try_get("last_position")?;
+    last_position.ok_or(StoreError::UnknownTenant)
+}
+
+/// Binds `$1`–`$19`, the parameters of [`append_ctes!`].
+fn bind_append<'q>(query: PgQuery<'q>, tenant: TenantId, append: &Append<'q>) -> PgQuery<'q> {
     let event_ids: Vec<Uuid> = append.events.iter().map(|_| Uuid::now_v7()).collect();
     let event_types: Vec<&str> = append
         .events
@@ -240,9 +276,9 @@ pub async fn append_with<'q>(
         Some((kind, result)) => (Some(kind), Some(result)),
         None => (None, None),
     };
-    let query = sqlx::query(alongside.statement())
+    query
         .bind(tenant.as_uuid())
-        .bind(count)
+        .bind(append.events.len() as i64)
         .bind(append.stream_id)
         .bind(append.expected_version)
         .bind(append.stream_type.as_str())
@@ -259,18 +295,56 @@ pub async fn append_with<'q>(
         .bind(schema_versions)
         .bind(data)
         .bind(command_type)
-        .bind(command_result);
-    let row = alongside
-        .bind(query)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(classify)?;
-    let projected: Option<bool> = row.try_get("projected")?;
-    if projected != Some(true) {
-        return Err(StoreError::Refused);
+        .bind(command_result)
+}
+
+/// What became of one write of a committed batch ([`append_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Written; the tenant position of its last event.
+    Appended(i64),
+    /// A guard of its rows refused it ([`StoreError::Refused`]); nothing of it was written.
+    Refused,
+}
+
+/// Writes several commands of one tenant in one transaction, so they share one commit (one WAL
+/// flush) instead of queueing on the head row for one flush each: first every write's
+/// projection rows, in order, then every append, each bumping the head, then COMMIT.
+///
+/// The lock order is the single append's: every projection row is written before the head row
+/// is locked, and the head is then held until COMMIT, so positions stay gap-free and in commit
+/// order. A write whose guard refuses is left out and nothing of it is written. Any error rolls
+/// the whole batch back (nothing of any write was written), and is returned as is: the caller
+/// then writes each on its own, which tells each its own outcome.
+pub async fn append_batch<'q, A: Alongside<'q>>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    writes: Vec<(Append<'q>, A)>,
+) -> Result<Vec<BatchOutcome>, StoreError> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let mut accepted = Vec::with_capacity(writes.len());
+    for (append, alongside) in writes {
+        let ok = match alongside.rows_statement() {
+            Some(sql) => {
+                let query = bind_append(sqlx::query(sql), tenant, &append);
+                let row = alongside.bind(query).fetch_one(&mut *tx).await?;
+                row.try_get::<Option<bool>, _>("projected")? == Some(true)
+            }
+            None => true,
+        };
+        accepted.push(ok.then_some(append));
     }
-    let last_position: Option<i64> = row.try_get("last_position")?;
-    last_position.ok_or(StoreError::UnknownTenant)
+    let mut outcomes = Vec::with_capacity(accepted.len());
+    for append in accepted {
+        outcomes.push(match append {
+            Some(append) => BatchOutcome::Appended(
+                append_with(&mut tx, tenant, append, NothingAlongside).await?,
+            ),
+            None => BatchOutcome::Refused,
+        });
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// Sends the new-event wake-ups (`pg_notify` on [`EVENTS_CHANNEL`], payload: the tenant id)

@@ -3,6 +3,7 @@
 
 mod audit;
 mod concurrency;
+mod group_commit;
 mod helpers;
 mod http_spec;
 mod input;

@@ -1,0 +1,305 @@
+//! Group commit: the writes of one tenant's commands that arrive while another write of that
+//! tenant is in flight are written together, in one transaction, by one of them.
+//!
+//! Why: one tenant's appends are serialised by its head row, whose lock is held until the
+//! commit record is flushed to disk (that is what keeps positions gap-free and in commit
+//! order). Written one by one, a busy tenant's commands therefore queue for one WAL flush each,
+//! however many cores and connections there are. Written as a batch, they share one flush
+//! ([`store::append_batch`]). A tenant with one write at a time is written exactly as before:
+//! one self-committing statement, no waiting.
+//!
+//! How: per tenant, the first write leads (writes at once); writes that arrive meanwhile queue.
+//! When the leader's transaction is over, leadership passes to the first queued write, which
+//! writes every queued write in one batch, and so on. A write whose request is dropped while
+//! it queues is not written. The batch runs in its own task, so the writes of other requests
+//! are finished (and everyone hears back) even if the leading request is dropped. If the batch
+//! fails (any error: it wrote nothing), each of its writes is written on its own, which gives
+//! each its own outcome (a conflict, a unique violation) exactly as without batching.
+//!
+//! Only this server's writes are grouped; several servers still write correctly side by side,
+//! since every guarantee is the database's (versions, unique indexes, the head row).
+
+use super::Conn;
+use crate::domain::{Event, StreamType, SubmissionId, TenantId};
+use crate::projections::ProjectionWrite;
+use crate::projections::rows::StreamRows;
+use crate::store::{self, Append, BatchOutcome, Metadata, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// The most writes in one batch: bounds the time the head row is held by one transaction.
+const MAX_BATCH: usize = 64;
+
+/// One command's write, owned, so that another command's task can write it in its batch.
+#[derive(Clone)]
+pub(super) struct PendingWrite {
+    pub stream_id: Uuid,
+    pub stream_type: StreamType,
+    /// The stream's version the decision was made on.
+    pub expected_version: i32,
+    pub events: Vec<Event>,
+    pub recorded_at: DateTime<Utc>,
+    pub metadata: Metadata,
+    pub trainee_id: Option<Uuid>,
+    pub course_id: Option<Uuid>,
+    pub command_type: &'static str,
+    pub result: serde_json::Value,
+    /// The stream's projection rows after the new events.
+    pub rows: StreamRows,
+    /// The submissions the new events added or graded.
+    pub touched_submissions: Vec<SubmissionId>,
+    /// The command opens an enrollment (written only while its course is not retired).
+    pub registration: bool,
+}
+
+impl PendingWrite {
+    fn append(&self) -> Append<'_> {
+        Append {
+            stream_id: self.stream_id,
+            stream_type: self.stream_type,
+            expected_version: self.expected_version,
+            events: &self.events,
+            recorded_at: self.recorded_at,
+            metadata: &self.metadata,
+            trainee_id: self.trainee_id,
+            course_id: self.course_id,
+            command: Some((self.command_type, &self.result)),
+        }
+    }
+
+    fn projection(&self) -> ProjectionWrite<'_> {
+        ProjectionWrite::of(&self.rows, &self.touched_submissions, self.registration)
+    }
+
+    /// The write in one self-committing statement.
+    async fn write_alone(&self, conn: &mut Conn, tenant: TenantId) -> Result<i64, StoreError> {
+        store::append_with(conn, tenant, self.append(), self.projection()).await
+    }
+}
+
+/// Per tenant, whether a write is in flight and which writes wait for it.
+pub(super) struct GroupCommit {
+    enabled: bool,
+    /// A tenant is present while one of its writes is in flight; the list is who waits.
+    waiting: Mutex<HashMap<TenantId, Vec<Waiter>>>,
+    /// Writes committed as members of a batch of two or more.
+    batched_writes: AtomicU64,
+}
+
+/// A queued write and how to tell it what to do.
+struct Waiter {
+    write: Arc<PendingWrite>,
+    /// Taken when the waiter is answered; a waiter dropped unanswered is told to write alone.
+    reply: Option<oneshot::Sender<Turn>>,
+}
+
+impl Waiter {
+    fn answer(mut self, turn: Turn) {
+        if let Some(reply) = self.reply.take() {
+            // The request is gone when this fails: nobody to tell.
+            let _ = reply.send(turn);
+        }
+    }
+
+    fn is_gone(&self) -> bool {
+        self.reply.as_ref().is_none_or(oneshot::Sender::is_closed)
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(Turn::Alone);
+        }
+    }
+}
+
+/// What a queued write is told.
+enum Turn {
+    /// Written in another write's batch.
+    Written(BatchOutcome),
+    /// Write yourself, on your own.
+    Alone,
+    /// Lead: write yourself and these, in one batch.
+    Lead(Leadership),
+}
+
+/// The right to write a tenant's batch; dropping it passes the right on to the writes queued
+/// meanwhile (or frees the tenant), whatever happened to the holder.
+struct Leadership {
+    group: Arc<GroupCommit>,
+    tenant: TenantId,
+    /// The queued writes this leader writes with its own.
+    others: Vec<Waiter>,
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        // Writes handed to this leader and not answered are told to write alone (`Waiter`'s
+        // drop) before the next leader starts: they were not written.
+        self.others.clear();
+        let mut waiting = self
+            .group
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(queue) = waiting.get_mut(&self.tenant) else {
+            return;
+        };
+        queue.retain(|waiter| !waiter.is_gone());
+        if queue.is_empty() {
+            waiting.remove(&self.tenant);
+            return;
+        }
+        let rest = queue.split_off(queue.len().min(MAX_BATCH));
+        let mut batch = std::mem::replace(queue, rest);
+        let next = batch.remove(0);
+        drop(waiting);
+        // If `next`'s request is dropped this instant, the leadership drops with the message
+        // and passes on from there.
+        next.answer(Turn::Lead(Leadership {
+            group: self.group.clone(),
+            tenant: self.tenant,
+            others: batch,
+        }));
+    }
+}
+
+impl GroupCommit {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            waiting: Mutex::new(HashMap::new()),
+            batched_writes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn batched_writes(&self) -> u64 {
+        self.batched_writes.load(Ordering::Relaxed)
+    }
+
+    /// Writes `write` for `tenant`: at once if no other write of the tenant is in flight, else
+    /// in a batch with the writes that queued meanwhile. Returns the tenant position of its last
+    /// event, or the error it would have had written on its own.
+    pub async fn write(
+        self: &Arc<Self>,
+        mut conn: Conn,
+        tenant: TenantId,
+        write: Arc<PendingWrite>,
+    ) -> Result<i64, StoreError> {
+        if !self.enabled {
+            return write.write_alone(&mut conn, tenant).await;
+        }
+        let leadership = match self.join(tenant, &write) {
+            Ok(leadership) => leadership,
+            Err(turn) => match turn.await {
+                Ok(Turn::Written(outcome)) => return written(outcome),
+                Ok(Turn::Alone) => return write.write_alone(&mut conn, tenant).await,
+                Ok(Turn::Lead(leadership)) => leadership,
+                // Every path answers a waiter (see `Waiter`'s drop), so only a panic gets here.
+                Err(_) => return Err(StoreError::Abandoned),
+            },
+        };
+        if leadership.others.is_empty() {
+            let outcome = write.write_alone(&mut conn, tenant).await;
+            drop(leadership);
+            return outcome;
+        }
+        // Its own task, so the others are written and answered even if this request is dropped.
+        tokio::spawn(write_batch(conn, write, leadership))
+            .await
+            .unwrap_or(Err(StoreError::Abandoned))
+    }
+
+    /// Leads when no write of the tenant is in flight; else queues and returns where the turn
+    /// will come.
+    fn join(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        write: &Arc<PendingWrite>,
+    ) -> Result<Leadership, oneshot::Receiver<Turn>> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        match waiting.get_mut(&tenant) {
+            None => {
+                waiting.insert(tenant, Vec::new());
+                Ok(Leadership {
+                    group: self.clone(),
+                    tenant,
+                    others: Vec::new(),
+                })
+            }
+            Some(queue) => {
+                let (reply, turn) = oneshot::channel();
+                queue.push(Waiter {
+                    write: write.clone(),
+                    reply: Some(reply),
+                });
+                Err(turn)
+            }
+        }
+    }
+}
+
+/// Writes the leader's own write and the others in one batch, answers the others, and passes
+/// the leadership on as soon as the batch's transaction is over.
+async fn write_batch(
+    mut conn: Conn,
+    own: Arc<PendingWrite>,
+    mut leadership: Leadership,
+) -> Result<i64, StoreError> {
+    let tenant = leadership.tenant;
+    let group = leadership.group.clone();
+    // A second write to a stream already in the batch was decided on the version the first
+    // one writes: it would fail the whole batch. It goes alone (and is refused and re-decided).
+    let mut streams = vec![own.stream_id];
+    let mut members = Vec::new();
+    for waiter in std::mem::take(&mut leadership.others) {
+        if waiter.is_gone() {
+            continue;
+        }
+        if streams.contains(&waiter.write.stream_id) {
+            waiter.answer(Turn::Alone);
+            continue;
+        }
+        streams.push(waiter.write.stream_id);
+        members.push(waiter);
+    }
+    if members.is_empty() {
+        let outcome = own.write_alone(&mut conn, tenant).await;
+        drop(leadership);
+        return outcome;
+    }
+    let writes = std::iter::once(&own)
+        .chain(members.iter().map(|waiter| &waiter.write))
+        .map(|write| (write.append(), write.projection()))
+        .collect();
+    let outcomes = store::append_batch(&mut conn, tenant, writes).await;
+    drop(leadership);
+    match outcomes {
+        Ok(outcomes) => {
+            group
+                .batched_writes
+                .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+            for (waiter, outcome) in members.into_iter().zip(&outcomes[1..]) {
+                waiter.answer(Turn::Written(*outcome));
+            }
+            written(outcomes[0])
+        }
+        Err(error) => {
+            tracing::debug!(%error, writes = members.len() + 1, "a batch failed; its writes are written one by one");
+            drop(members);
+            own.write_alone(&mut conn, tenant).await
+        }
+    }
+}
+
+fn written(outcome: BatchOutcome) -> Result<i64, StoreError> {
+    match outcome {
+        BatchOutcome::Appended(position) => Ok(position),
+        BatchOutcome::Refused => Err(StoreError::Refused),
+    }
+}
