@@ -9,8 +9,9 @@
 //! one self-committing statement, no waiting.
 //!
 //! How: per tenant, the first write leads (writes at once); writes that arrive meanwhile queue.
-//! When the leader's transaction is over, leadership passes to the first queued write, which
-//! writes every queued write in one batch, and so on. A write whose request is dropped while
+//! When the leader's write is over (for a batch: once its projection rows are written, see
+//! [`store::append_batch`]), leadership passes to the first queued write, which writes every
+//! queued write in one batch, and so on. A write whose request is dropped while
 //! it queues is not written. The batch runs in its own task, so the writes of other requests
 //! are finished (and everyone hears back) even if the leading request is dropped. If the batch
 //! fails (any error: it wrote nothing), each of its writes is written on its own, which gives
@@ -245,7 +246,7 @@ impl GroupCommit {
 }
 
 /// Writes the leader's own write and the others in one batch, answers the others, and passes
-/// the leadership on as soon as the batch's transaction is over.
+/// the leadership on as soon as the batch's projection rows are written.
 async fn write_batch(
     mut conn: Conn,
     own: Arc<PendingWrite>,
@@ -277,8 +278,9 @@ async fn write_batch(
         .chain(members.iter().map(|waiter| &waiter.write))
         .map(|write| (write.append(), write.projection()))
         .collect();
-    let outcomes = store::append_batch(&mut conn, tenant, writes).await;
-    drop(leadership);
+    // Once this batch's rows are written, the next batch may write its own: it then waits at
+    // the head row for this one's COMMIT (see `store::append_batch`).
+    let outcomes = store::append_batch(&mut conn, tenant, writes, move || drop(leadership)).await;
     match outcomes {
         Ok(outcomes) => {
             group

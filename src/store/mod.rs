@@ -309,17 +309,22 @@ pub enum BatchOutcome {
 
 /// Writes several commands of one tenant in one transaction, so they share one commit (one WAL
 /// flush) instead of queueing on the head row for one flush each: first every write's
-/// projection rows, in order, then every append, each bumping the head, then COMMIT.
+/// projection rows, in order, one statement each; then `rows_written` is called; then one
+/// statement bumps the head once for all and appends every event and command record
+/// ([`APPEND_MANY`]); then COMMIT.
 ///
 /// The lock order is the single append's: every projection row is written before the head row
 /// is locked, and the head is then held until COMMIT, so positions stay gap-free and in commit
-/// order. A write whose guard refuses is left out and nothing of it is written. Any error rolls
-/// the whole batch back (nothing of any write was written), and is returned as is: the caller
-/// then writes each on its own, which tells each its own outcome.
+/// order. That is also why `rows_written` may let the next batch start on its rows: it will
+/// wait for this one's COMMIT at the head. A write whose guard refuses is left out and nothing
+/// of it is written. Any error rolls the whole batch back (nothing of any write was written)
+/// and is returned as is: the caller then writes each on its own, which tells each its own
+/// outcome.
 pub async fn append_batch<'q, A: Alongside<'q>>(
     conn: &mut PgConnection,
     tenant: TenantId,
     writes: Vec<(Append<'q>, A)>,
+    rows_written: impl FnOnce(),
 ) -> Result<Vec<BatchOutcome>, StoreError> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let mut accepted = Vec::with_capacity(writes.len());
@@ -334,17 +339,144 @@ pub async fn append_batch<'q, A: Alongside<'q>>(
         };
         accepted.push(ok.then_some(append));
     }
-    let mut outcomes = Vec::with_capacity(accepted.len());
-    for append in accepted {
-        outcomes.push(match append {
-            Some(append) => BatchOutcome::Appended(
-                append_with(&mut tx, tenant, append, NothingAlongside).await?,
-            ),
-            None => BatchOutcome::Refused,
-        });
-    }
+    rows_written();
+    let appends: Vec<&Append<'q>> = accepted.iter().flatten().collect();
+    let mut positions = append_many(&mut tx, tenant, &appends).await?.into_iter();
+    let outcomes = accepted
+        .iter()
+        .map(|append| match (append, positions.next()) {
+            (Some(_), Some(position)) => BatchOutcome::Appended(position),
+            _ => BatchOutcome::Refused,
+        })
+        .collect();
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// [`append_ctes!`] for the events of several streams: one head increment for all of them,
+/// then the events and the command records, each row's values from arrays (one element per
+/// event, resp. per command). Positions run in the arrays' order.
+const APPEND_MANY: &str = "WITH head AS ( \
+         UPDATE tenant_heads SET last_position = last_position + $2 \
+         WHERE tenant_id = $1 RETURNING last_position \
+     ), appended AS ( \
+         INSERT INTO events (tenant_id, stream_id, version, position, event_id, stream_type, \
+             event_type, schema_version, data, recorded_at, actor_id, actor_role, command_id, \
+             correlation_id, causation_id, trainee_id, course_id) \
+         SELECT $1, e.stream_id, e.version, head.last_position - $2 + e.ord, e.event_id, \
+             e.stream_type, e.event_type, e.schema_version, e.data, e.recorded_at, e.actor_id, \
+             e.actor_role, e.command_id, e.correlation_id, e.causation_id, e.trainee_id, \
+             e.course_id \
+         FROM head, unnest($3::uuid[], $4::int4[], $5::uuid[], $6::text[], $7::text[], \
+             $8::int2[], $9::jsonb[], $10::timestamptz[], $11::uuid[], $12::text[], $13::uuid[], \
+             $14::uuid[], $15::uuid[], $16::uuid[], $17::uuid[]) \
+             WITH ORDINALITY AS e(stream_id, version, event_id, stream_type, event_type, \
+             schema_version, data, recorded_at, actor_id, actor_role, command_id, \
+             correlation_id, causation_id, trainee_id, course_id, ord) \
+     ), command AS ( \
+         INSERT INTO commands (tenant_id, command_id, command_type, stream_id, position, \
+             result, recorded_at) \
+         SELECT $1, c.command_id, c.command_type, c.stream_id, head.last_position - $2 + c.ord, \
+             c.result, c.recorded_at \
+         FROM head, unnest($18::uuid[], $19::text[], $20::uuid[], $21::int8[], $22::jsonb[], \
+             $23::timestamptz[]) AS c(command_id, command_type, stream_id, ord, result, \
+             recorded_at) \
+     ) \
+     SELECT last_position FROM head";
+
+/// Appends the events of several streams, in order, in one statement ([`APPEND_MANY`]), inside
+/// the caller's transaction. Returns the tenant position of each append's last event.
+async fn append_many(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    appends: &[&Append<'_>],
+) -> Result<Vec<i64>, StoreError> {
+    if appends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let events = appends.iter().map(|a| a.events.len()).sum();
+    let mut stream_ids = Vec::with_capacity(events);
+    let mut versions = Vec::with_capacity(events);
+    let mut event_ids = Vec::with_capacity(events);
+    let mut stream_types = Vec::with_capacity(events);
+    let mut event_types = Vec::with_capacity(events);
+    let mut data = Vec::with_capacity(events);
+    let mut recorded_ats = Vec::with_capacity(events);
+    let mut actor_ids = Vec::with_capacity(events);
+    let mut actor_roles = Vec::with_capacity(events);
+    let mut command_ids = Vec::with_capacity(events);
+    let mut correlation_ids = Vec::with_capacity(events);
+    let mut causation_ids = Vec::with_capacity(events);
+    let mut trainee_ids = Vec::with_capacity(events);
+    let mut course_ids = Vec::with_capacity(events);
+    let (mut record_ids, mut record_types, mut record_streams) = (vec![], vec![], vec![]);
+    let (mut record_ords, mut record_results, mut record_times) = (vec![], vec![], vec![]);
+    // Each append's last event, counted from 1 across the statement.
+    let mut last_ords = Vec::with_capacity(appends.len());
+    let mut ord = 0_i64;
+    for append in appends {
+        for (event, version) in append.events.iter().zip(append.expected_version + 1..) {
+            stream_ids.push(append.stream_id);
+            versions.push(version);
+            event_ids.push(Uuid::now_v7());
+            stream_types.push(append.stream_type.as_str());
+            event_types.push(event.event_type().as_str());
+            data.push(event.data());
+            recorded_ats.push(append.recorded_at);
+            actor_ids.push(append.metadata.actor_id);
+            actor_roles.push(append.metadata.actor_role.as_str());
+            command_ids.push(append.metadata.command_id);
+            correlation_ids.push(append.metadata.correlation_id);
+            causation_ids.push(append.metadata.causation_id);
+            trainee_ids.push(append.trainee_id);
+            course_ids.push(append.course_id);
+        }
+        ord += append.events.len() as i64;
+        last_ords.push(ord);
+        if let (Some(command_id), Some((kind, result))) =
+            (append.metadata.command_id, append.command)
+        {
+            record_ids.push(command_id);
+            record_types.push(kind);
+            record_streams.push(append.stream_id);
+            record_ords.push(ord);
+            record_results.push(result);
+            record_times.push(append.recorded_at);
+        }
+    }
+    let schema_versions = vec![Event::CURRENT_SCHEMA_VERSION; events];
+    let last_position: Option<i64> = sqlx::query_scalar(APPEND_MANY)
+        .bind(tenant.as_uuid())
+        .bind(ord)
+        .bind(stream_ids)
+        .bind(versions)
+        .bind(event_ids)
+        .bind(stream_types)
+        .bind(event_types)
+        .bind(schema_versions)
+        .bind(data)
+        .bind(recorded_ats)
+        .bind(actor_ids)
+        .bind(actor_roles)
+        .bind(command_ids)
+        .bind(correlation_ids)
+        .bind(causation_ids)
+        .bind(trainee_ids)
+        .bind(course_ids)
+        .bind(record_ids)
+        .bind(record_types)
+        .bind(record_streams)
+        .bind(record_ords)
+        .bind(record_results)
+        .bind(record_times)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let last_position = last_position.ok_or(StoreError::UnknownTenant)?;
+    Ok(last_ords
+        .into_iter()
+        .map(|last| last_position - ord + last)
+        .collect())
 }
 
 /// Sends the new-event wake-ups (`pg_notify` on [`EVENTS_CHANNEL`], payload: the tenant id)

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use uuid::Uuid;
 
-/// Registers `emails.len()` trainees at once through `app`; each outcome is the position or
-/// the error code.
+/// Registers `emails.len()` trainees at once through `app`, each with a command id; each
+/// outcome is the position or the error code.
 async fn register_at_once(
     app: &App,
     tenant: TenantId,
@@ -31,7 +31,10 @@ async fn register_at_once(
         tasks.spawn(async move {
             app.register_trainee(
                 &admin,
-                &CommandOptions::default(),
+                &CommandOptions {
+                    command_id: Some(Uuid::now_v7()),
+                    correlation_id: None,
+                },
                 Email::parse(&email).unwrap(),
                 PersonName::parse("Batched").unwrap(),
                 None,
@@ -102,6 +105,16 @@ async fn concurrent_writes_of_one_tenant_share_transactions_and_positions_stay_g
     assert_eq!(answered, expected, "each command's position, once each");
     assert_eq!(positions(&test, tenant).await, expected);
     assert_eq!(test.head(tenant).await, answered.len() as i64);
+    // Every command record points at its own command's event.
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM commands c JOIN events e ON e.tenant_id = c.tenant_id \
+         AND e.position = c.position AND e.stream_id = c.stream_id WHERE c.tenant_id = $1",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_one(&test.pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, answered.len() as i64);
 
     let live = snapshot(&test.pool, tenant).await;
     app.rebuild_projections(&caller(tenant, Role::Admin, Uuid::now_v7()), |_| {})
@@ -249,6 +262,7 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
         version: 1,
         updated_at: now,
     };
+    let mut rows_written = false;
     let outcomes = store::append_batch(
         &mut conn,
         tenant,
@@ -262,6 +276,7 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
                 ProjectionWrite::Registration(&registration),
             ),
         ],
+        || rows_written = true,
     )
     .await
     .unwrap();
@@ -298,6 +313,7 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
                 ProjectionWrite::Trainee(&stale_rows),
             ),
         ],
+        || {},
     )
     .await;
     assert!(
