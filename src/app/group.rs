@@ -14,8 +14,10 @@
 //! queued write in one batch, and so on. A write whose request is dropped while
 //! it queues is not written. The batch runs in its own task, so the writes of other requests
 //! are finished (and everyone hears back) even if the leading request is dropped. If the batch
-//! fails (any error: it wrote nothing), each of its writes is written on its own, which gives
-//! each its own outcome (a conflict, a unique violation) exactly as without batching.
+//! fails before its COMMIT (any error: it wrote nothing), each of its writes is written on its
+//! own, which gives each its own outcome (a conflict, a unique violation) exactly as without
+//! batching. If its COMMIT fails, nobody knows whether it was stored: every write of it gets
+//! [`StoreError::OutcomeUnknown`], as a single statement whose connection is lost does.
 //!
 //! Only this server's writes are grouped; several servers still write correctly side by side,
 //! since every guarantee is the database's (versions, unique indexes, the head row).
@@ -87,20 +89,41 @@ pub(super) struct GroupCommit {
     enabled: bool,
     /// A tenant is present while one of its writes is in flight; the list is who waits.
     waiting: Mutex<HashMap<TenantId, Vec<Waiter>>>,
-    /// Writes committed as members of a batch of two or more.
+    stats: Stats,
+}
+
+/// What group commit did since the server started (for tests and operators).
+#[derive(Default)]
+struct Stats {
+    /// Batches of two or more writes that committed.
+    batches: AtomicU64,
+    /// Writes appended by those batches.
     batched_writes: AtomicU64,
+    /// Batches that failed before COMMIT, whose writes were then written one by one.
+    failed_batches: AtomicU64,
+}
+
+/// A copy of [`GroupCommit`]'s counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    pub batches: u64,
+    pub batched_writes: u64,
+    pub failed_batches: u64,
 }
 
 /// A queued write and how to tell it what to do.
 struct Waiter {
     write: Arc<PendingWrite>,
-    /// Taken when the waiter is answered; a waiter dropped unanswered is told to write alone.
+    /// Taken when the waiter is answered; a waiter dropped unanswered is told to write alone
+    /// (it is only ever dropped so before its batch was tried).
     reply: Option<oneshot::Sender<Turn>>,
 }
 
 impl Waiter {
     fn answer(mut self, turn: Turn) {
         if let Some(reply) = self.reply.take() {
+            // Let go of the write first, so the waiter holds the only reference to it.
+            drop(self);
             // The request is gone when this fails: nobody to tell.
             let _ = reply.send(turn);
         }
@@ -125,6 +148,8 @@ enum Turn {
     Written(BatchOutcome),
     /// Write yourself, on your own.
     Alone,
+    /// Your batch's COMMIT failed: whether you were written is unknown.
+    Unknown(String),
     /// Lead: write yourself and these, in one batch.
     Lead(Leadership),
 }
@@ -175,12 +200,16 @@ impl GroupCommit {
         Self {
             enabled,
             waiting: Mutex::new(HashMap::new()),
-            batched_writes: AtomicU64::new(0),
+            stats: Stats::default(),
         }
     }
 
-    pub fn batched_writes(&self) -> u64 {
-        self.batched_writes.load(Ordering::Relaxed)
+    pub fn stats(&self) -> GroupCommitStats {
+        GroupCommitStats {
+            batches: self.stats.batches.load(Ordering::Relaxed),
+            batched_writes: self.stats.batched_writes.load(Ordering::Relaxed),
+            failed_batches: self.stats.failed_batches.load(Ordering::Relaxed),
+        }
     }
 
     /// Writes `write` for `tenant`: at once if no other write of the tenant is in flight, else
@@ -200,9 +229,10 @@ impl GroupCommit {
             Err(turn) => match turn.await {
                 Ok(Turn::Written(outcome)) => return written(outcome),
                 Ok(Turn::Alone) => return write.write_alone(&mut conn, tenant).await,
+                Ok(Turn::Unknown(error)) => return Err(StoreError::OutcomeUnknown(error)),
                 Ok(Turn::Lead(leadership)) => leadership,
                 // Every path answers a waiter (see `Waiter`'s drop), so only a panic gets here.
-                Err(_) => return Err(StoreError::Abandoned),
+                Err(_) => return Err(StoreError::OutcomeUnknown("the batch was abandoned".into())),
             },
         };
         if leadership.others.is_empty() {
@@ -213,7 +243,7 @@ impl GroupCommit {
         // Its own task, so the others are written and answered even if this request is dropped.
         tokio::spawn(write_batch(conn, write, leadership))
             .await
-            .unwrap_or(Err(StoreError::Abandoned))
+            .unwrap_or_else(|_| Err(StoreError::OutcomeUnknown("the batch was abandoned".into())))
     }
 
     /// Leads when no write of the tenant is in flight; else queues and returns where the turn
@@ -281,19 +311,35 @@ async fn write_batch(
     // Once this batch's rows are written, the next batch may write its own: it then waits at
     // the head row for this one's COMMIT (see `store::append_batch`).
     let outcomes = store::append_batch(&mut conn, tenant, writes, move || drop(leadership)).await;
+    // Everyone is answered at once, before anything else can go wrong.
     match outcomes {
         Ok(outcomes) => {
+            let appended = outcomes
+                .iter()
+                .filter(|o| matches!(o, BatchOutcome::Appended(_)))
+                .count();
+            group.stats.batches.fetch_add(1, Ordering::Relaxed);
             group
+                .stats
                 .batched_writes
-                .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+                .fetch_add(appended as u64, Ordering::Relaxed);
             for (waiter, outcome) in members.into_iter().zip(&outcomes[1..]) {
                 waiter.answer(Turn::Written(*outcome));
             }
             written(outcomes[0])
         }
+        Err(StoreError::OutcomeUnknown(error)) => {
+            for waiter in members {
+                waiter.answer(Turn::Unknown(error.clone()));
+            }
+            Err(StoreError::OutcomeUnknown(error))
+        }
         Err(error) => {
+            group.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%error, writes = members.len() + 1, "a batch failed; its writes are written one by one");
-            drop(members);
+            for waiter in members {
+                waiter.answer(Turn::Alone);
+            }
             own.write_alone(&mut conn, tenant).await
         }
     }

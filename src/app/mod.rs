@@ -18,6 +18,7 @@ pub use reports::ReportOutput;
 
 pub use audit::{AuditStream, EXPORT_PAGE_SIZE, FOLLOW_POLL_INTERVAL};
 pub use error::AppError;
+pub use group::GroupCommitStats;
 pub use queries::{may_see_trainee, visible_enrollment};
 pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
 
@@ -191,10 +192,9 @@ impl App {
         self
     }
 
-    /// How many writes this server has committed as members of a batch of two or more
-    /// (group commit), since it started.
-    pub fn batched_writes(&self) -> u64 {
-        self.group.batched_writes()
+    /// What group commit did since this server started.
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.group.stats()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -365,8 +365,9 @@ impl App {
             .await
             .map_err(|error| match error {
                 StoreError::DuplicateCommand => AppError::internal(error),
-                // The course was retired after the decision: decide again on the new state.
-                StoreError::Refused => AppError::ConcurrencyConflict,
+                // The course was retired after the decision, or the write lost a lock cycle
+                // (nothing written either way): decide again on the new state.
+                StoreError::Refused | StoreError::Deadlock => AppError::ConcurrencyConflict,
                 StoreError::Database(error)
                     if store::violated_unique_constraint(&error).is_some() =>
                 {

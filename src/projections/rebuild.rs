@@ -69,7 +69,10 @@ const MAX_ATTEMPTS: usize = 5;
 /// swap then deletes and re-inserts the tenant's rows and, as its last step, locks the head row
 /// and checks that no event was appended meanwhile; if one was, it rolls back and starts over.
 /// Locking the head only last keeps the lock order of every append (projection rows, then the
-/// head), so a rebuild and a command can never deadlock.
+/// head). A group-commit batch, though, locks several streams' rows one statement after
+/// another, in its own order, so it and the swap can form a lock cycle; PostgreSQL then cancels
+/// one of them, and the swap starts over like when the log moved (the batch's writes are
+/// written one by one).
 pub async fn rebuild_tenant(
     pool: &PgPool,
     tenant: TenantId,
@@ -85,28 +88,46 @@ pub async fn rebuild_tenant(
         let stats = replay::replay(pool, &query, &mut fold, &mut progress).await?;
 
         let mut tx = pool.begin().await?;
-        for table in ["submissions", "enrollments", "trainees", "courses"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
-                .bind(tenant.as_uuid())
-                .execute(&mut *tx)
-                .await?;
+        match swap(&mut tx, tenant, &fold, head).await {
+            Ok(Some(mut report)) => {
+                tx.commit().await?;
+                report.events = stats.events;
+                return Ok(report);
+            }
+            // The log moved, or a lock cycle: start over.
+            Ok(None) => tx.rollback().await?,
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some(crate::store::DEADLOCK_DETECTED) =>
+            {
+                tx.rollback().await?
+            }
+            Err(error) => return Err(error.into()),
         }
-        let mut report = write_rows(&mut tx, tenant, fold.streams.values()).await?;
-        let head_now: i64 = sqlx::query_scalar(
-            "SELECT last_position FROM tenant_heads WHERE tenant_id = $1 FOR UPDATE",
-        )
-        .bind(tenant.as_uuid())
-        .fetch_one(&mut *tx)
-        .await?;
-        if head_now != head {
-            tx.rollback().await?;
-            continue;
-        }
-        tx.commit().await?;
-        report.events = stats.events;
-        return Ok(report);
     }
     Err(RebuildError::KeptMoving)
+}
+
+/// Replaces the tenant's rows with the fold's, if the head is still at `head` (`None` if not).
+async fn swap(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    fold: &RowsFold,
+    head: i64,
+) -> Result<Option<RebuildReport>, sqlx::Error> {
+    for table in ["submissions", "enrollments", "trainees", "courses"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+            .bind(tenant.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+    }
+    let report = write_rows(&mut *tx, tenant, fold.streams.values()).await?;
+    let head_now: i64 = sqlx::query_scalar(
+        "SELECT last_position FROM tenant_heads WHERE tenant_id = $1 FOR UPDATE",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok((head_now == head).then_some(report))
 }
 
 async fn head_position(pool: &PgPool, tenant: TenantId) -> Result<i64, RebuildError> {

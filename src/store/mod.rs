@@ -39,10 +39,13 @@ pub enum StoreError {
     /// registration was retired since the decision); nothing was written.
     #[error("a precondition of the write no longer holds")]
     Refused,
-    /// The batch this write was queued for was abandoned (a panic): whether it was written is
-    /// unknown.
-    #[error("the write's batch was abandoned")]
-    Abandoned,
+    /// The write may or may not have been committed: its batch's COMMIT failed (the connection
+    /// was lost while committing), or its batch was abandoned. Never retried: it may be stored.
+    #[error("the outcome of the write is unknown: {0}")]
+    OutcomeUnknown(String),
+    /// PostgreSQL broke a lock cycle by cancelling this write; nothing of it was written.
+    #[error("the write was chosen as a deadlock victim")]
+    Deadlock,
     #[error("cannot read stored event: {0}")]
     Decode(#[from] DecodeError),
     #[error("database error: {0}")]
@@ -327,12 +330,41 @@ pub async fn append_batch<'q, A: Alongside<'q>>(
     rows_written: impl FnOnce(),
 ) -> Result<Vec<BatchOutcome>, StoreError> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let written = write_batch(&mut tx, tenant, writes, rows_written).await;
+    let outcomes = match written {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            // At once, not when the connection is next used: the next batch waits for these
+            // locks. If it fails the connection is broken, and the transaction ends with it.
+            let _ = tx.rollback().await;
+            return Err(error);
+        }
+    };
+    // The only step after which the outcome can be unknown: PostgreSQL may have committed
+    // and then lost the connection before saying so.
+    tx.commit().await.map_err(|error| {
+        tracing::error!(%error, "a batch's COMMIT failed: its writes may or may not be stored");
+        StoreError::OutcomeUnknown(error.to_string())
+    })?;
+    Ok(outcomes)
+}
+
+async fn write_batch<'q, A: Alongside<'q>>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    writes: Vec<(Append<'q>, A)>,
+    rows_written: impl FnOnce(),
+) -> Result<Vec<BatchOutcome>, StoreError> {
     let mut accepted = Vec::with_capacity(writes.len());
     for (append, alongside) in writes {
         let ok = match alongside.rows_statement() {
             Some(sql) => {
-                let query = bind_append(sqlx::query(sql), tenant, &append);
-                let row = alongside.bind(query).fetch_one(&mut *tx).await?;
+                let query = bind_unused_append(sqlx::query(sql), tenant);
+                let row = alongside
+                    .bind(query)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(classify)?;
                 row.try_get::<Option<bool>, _>("projected")? == Some(true)
             }
             None => true,
@@ -341,16 +373,25 @@ pub async fn append_batch<'q, A: Alongside<'q>>(
     }
     rows_written();
     let appends: Vec<&Append<'q>> = accepted.iter().flatten().collect();
-    let mut positions = append_many(&mut tx, tenant, &appends).await?.into_iter();
-    let outcomes = accepted
-        .iter()
-        .map(|append| match (append, positions.next()) {
-            (Some(_), Some(position)) => BatchOutcome::Appended(position),
-            _ => BatchOutcome::Refused,
-        })
-        .collect();
-    tx.commit().await?;
+    let mut positions = append_many(conn, tenant, &appends).await?.into_iter();
+    let mut outcomes = Vec::with_capacity(accepted.len());
+    for append in &accepted {
+        outcomes.push(match append {
+            Some(_) => BatchOutcome::Appended(positions.next().ok_or_else(|| {
+                StoreError::Database(sqlx::Error::Protocol("a position per append".into()))
+            })?),
+            None => BatchOutcome::Refused,
+        });
+    }
     Ok(outcomes)
+}
+
+/// Binds `$1` (the tenant) and typed NULLs for `$2`–`$19`, the append's parameters a
+/// [`Alongside::rows_statement`] does not use (so the events are not sent twice).
+fn bind_unused_append(query: PgQuery<'_>, tenant: TenantId) -> PgQuery<'_> {
+    (2..=19).fold(query.bind(tenant.as_uuid()), |query, _| {
+        query.bind(None::<i32>)
+    })
 }
 
 /// [`append_ctes!`] for the events of several streams: one head increment for all of them,
@@ -547,6 +588,9 @@ async fn send_notifications(
     }
 }
 
+/// SQLSTATE `deadlock_detected`.
+pub const DEADLOCK_DETECTED: &str = "40P01";
+
 /// Turns the write path's expected constraint violations into their meaning.
 /// On a partitioned table PostgreSQL names the partition's index (`events_p4_pkey`), so the
 /// events primary key is recognised by its table and suffix.
@@ -556,9 +600,11 @@ fn classify(error: sqlx::Error) -> StoreError {
         _ => (None, None),
     };
     let is_events = table.is_some_and(|t| t == "events" || t.starts_with("events_p"));
+    let deadlock = matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some(DEADLOCK_DETECTED));
     match constraint {
         Some(name) if is_events && name.ends_with("_pkey") => StoreError::VersionConflict,
         Some("commands_pkey") => StoreError::DuplicateCommand,
+        _ if deadlock => StoreError::Deadlock,
         _ => StoreError::Database(error),
     }
 }

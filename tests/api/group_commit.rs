@@ -4,7 +4,7 @@
 
 use crate::helpers::{TestApp, caller};
 use crate::replay::snapshot;
-use coursetrail::app::{App, CommandOptions};
+use coursetrail::app::{App, CommandOptions, GroupCommitStats};
 use coursetrail::auth::Role;
 use coursetrail::domain::enrollment::EnrollmentStatus;
 use coursetrail::domain::events::{CourseRegistered, TraineeRegistered};
@@ -91,13 +91,16 @@ async fn concurrent_writes_of_one_tenant_share_transactions_and_positions_stay_g
             .map(|i| format!("r{round}t{i}@example.com"))
             .collect();
         answered.extend(register_at_once(&app, tenant, &emails).await);
-        if app.batched_writes() > 0 {
+        if app.group_commit_stats().batched_writes > 0 {
             break;
         }
     }
     stop.store(true, Ordering::Relaxed);
     assert!(reader.await.unwrap() > 0);
-    assert!(app.batched_writes() > 0, "no write was ever batched");
+    assert!(
+        app.group_commit_stats().batched_writes > 0,
+        "no write was ever batched"
+    );
 
     let mut answered: Vec<i64> = answered.into_iter().map(Result::unwrap).collect();
     answered.sort_unstable();
@@ -131,7 +134,7 @@ async fn concurrent_writes_of_one_tenant_share_transactions_and_positions_stay_g
             .iter()
             .all(Result::is_ok)
     );
-    assert_eq!(alone.batched_writes(), 0);
+    assert_eq!(alone.group_commit_stats(), GroupCommitStats::default());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,39 +142,101 @@ async fn writes_of_a_batch_the_database_refuses_get_the_answers_they_would_get_a
     let test = TestApp::spawn().await;
     let tenant = test.tenant;
     let app = App::new(test.pool.clone());
-    // Every email twice: whichever batch holds both fails on trainees_email_key as a whole,
-    // and its writes are then written one by one.
-    let emails: Vec<String> = (0..48)
-        .map(|i| format!("twice{}@example.com", i / 2))
-        .collect();
-    let answered = register_at_once(&app, tenant, &emails).await;
-    let ok = answered.iter().filter(|a| a.is_ok()).count();
-    let exists = answered
-        .iter()
-        .filter(|a| {
-            a.as_ref()
-                .err()
-                .is_some_and(|code| code == "ALREADY_EXISTS")
-        })
-        .count();
-    assert_eq!((ok, exists), (24, 24), "{answered:?}");
+    // Every email twice: a batch that holds both fails on trainees_email_key as a whole, and
+    // its writes are then written one by one. A few rounds make sure one did.
+    let mut stored = 0;
+    for round in 0..10 {
+        let emails: Vec<String> = (0..48)
+            .map(|i| format!("r{round}twice{}@example.com", i / 2))
+            .collect();
+        let answered = register_at_once(&app, tenant, &emails).await;
+        let ok = answered.iter().filter(|a| a.is_ok()).count();
+        let exists = answered
+            .iter()
+            .filter(|a| {
+                a.as_ref()
+                    .err()
+                    .is_some_and(|code| code == "ALREADY_EXISTS")
+            })
+            .count();
+        assert_eq!((ok, exists), (24, 24), "round {round}: {answered:?}");
+        stored += 24;
+        if app.group_commit_stats().failed_batches > 0 {
+            break;
+        }
+    }
+    assert!(
+        app.group_commit_stats().failed_batches > 0,
+        "no batch ever failed"
+    );
     assert_eq!(
         positions(&test, tenant).await,
-        (1..=24).collect::<Vec<i64>>()
+        (1..=stored).collect::<Vec<i64>>()
     );
     let trainees: i64 = sqlx::query_scalar("SELECT count(*) FROM trainees WHERE tenant_id = $1")
         .bind(tenant.as_uuid())
         .fetch_one(&test.pool)
         .await
         .unwrap();
-    assert_eq!(trainees, 24);
+    assert_eq!(trainees, stored);
 }
 
-fn metadata() -> Metadata {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_requests_leave_no_tenant_waiting() {
+    let test = TestApp::spawn().await;
+    let tenant = test.tenant;
+    let app = App::new(test.pool.clone());
+    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
+    for round in 0..5 {
+        // Requests dropped while queued, while leading, and while their batch is written.
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let (app, admin) = (app.clone(), admin.clone());
+            tasks.push(tokio::spawn(async move {
+                app.register_trainee(
+                    &admin,
+                    &CommandOptions::default(),
+                    Email::parse(&format!("r{round}d{i}@example.com")).unwrap(),
+                    PersonName::parse("Dropped").unwrap(),
+                    None,
+                )
+                .await
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_micros(200 * round)).await;
+        for task in tasks.iter().step_by(2) {
+            task.abort();
+        }
+        for task in tasks {
+            if let Ok(outcome) = task.await {
+                outcome.unwrap();
+            }
+        }
+    }
+    // The tenant is not left "busy": a next write is written at once.
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        app.register_trainee(
+            &admin,
+            &CommandOptions::default(),
+            Email::parse("after@example.com").unwrap(),
+            PersonName::parse("After").unwrap(),
+            None,
+        ),
+    )
+    .await
+    .expect("a write after dropped requests was not stuck")
+    .unwrap();
+    let stored = positions(&test, tenant).await;
+    assert_eq!(stored, (1..=stored.len() as i64).collect::<Vec<i64>>());
+    assert_eq!(next.position, stored.len() as i64);
+}
+
+fn metadata(command_id: Option<Uuid>) -> Metadata {
     Metadata {
         actor_id: Uuid::now_v7(),
         actor_role: Role::Admin,
-        command_id: None,
+        command_id,
         correlation_id: Uuid::now_v7(),
         causation_id: None,
     }
@@ -209,8 +274,28 @@ fn append<'a>(
         metadata,
         trainee_id: None,
         course_id: None,
-        command: None,
+        command: metadata.command_id.map(|_| ("test", &NO_RESULT)),
     }
+}
+
+static NO_RESULT: serde_json::Value = serde_json::Value::Null;
+
+/// The tenant position recorded for each of `commands`.
+async fn recorded_positions(test: &TestApp, tenant: TenantId, commands: &[Uuid]) -> Vec<i64> {
+    let mut positions = Vec::new();
+    for command in commands {
+        positions.push(
+            sqlx::query_scalar(
+                "SELECT position FROM commands WHERE tenant_id = $1 AND command_id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(command)
+            .fetch_one(&test.pool)
+            .await
+            .unwrap(),
+        );
+    }
+    positions
 }
 
 #[tokio::test]
@@ -234,13 +319,13 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
     app.retire_course(&admin, &none, course).await.unwrap();
     let head = test.head(tenant).await;
     let mut conn = test.pool.acquire().await.unwrap();
-    let meta = metadata();
 
-    // A new trainee, and a registration for the retired course: the registration's guard
-    // refuses it, the trainee is written.
-    let (trainee, enrollment) = (Uuid::now_v7(), Uuid::now_v7());
-    let trainee_written = trainee_events("kept@example.com");
-    let trainee_rows = trainee_row(trainee, "kept@example.com");
+    // A registration for the retired course (its guard refuses it), a new trainee, and a
+    // stream of two events without rows: the first is left out, the others are written with
+    // consecutive positions, each command record at its write's last event.
+    let (trainee, enrollment, pair) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let commands = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    let metas = commands.map(|id| metadata(Some(id)));
     let registered = vec![Event::CourseRegistered(CourseRegistered {
         course_id: course,
         trainee_id: TraineeId::from_uuid(trainee),
@@ -262,29 +347,59 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
         version: 1,
         updated_at: now,
     };
+    let trainee_written = trainee_events("kept@example.com");
+    let trainee_rows = trainee_row(trainee, "kept@example.com");
+    let two = [
+        trainee_events("a@example.com"),
+        trainee_events("b@example.com"),
+    ]
+    .concat();
     let mut rows_written = false;
     let outcomes = store::append_batch(
         &mut conn,
         tenant,
         vec![
             (
-                append(trainee, StreamType::Trainee, &trainee_written, &meta),
+                append(enrollment, StreamType::Enrollment, &registered, &metas[0]),
+                ProjectionWrite::Registration(&registration),
+            ),
+            (
+                append(trainee, StreamType::Trainee, &trainee_written, &metas[1]),
                 ProjectionWrite::Trainee(&trainee_rows),
             ),
             (
-                append(enrollment, StreamType::Enrollment, &registered, &meta),
-                ProjectionWrite::Registration(&registration),
+                append(pair, StreamType::Trainee, &two, &metas[2]),
+                ProjectionWrite::Nothing,
             ),
         ],
         || rows_written = true,
     )
     .await
     .unwrap();
+    assert!(rows_written);
     assert_eq!(
         outcomes,
-        [BatchOutcome::Appended(head + 1), BatchOutcome::Refused]
+        [
+            BatchOutcome::Refused,
+            BatchOutcome::Appended(head + 1),
+            BatchOutcome::Appended(head + 3)
+        ]
     );
-    assert_eq!(test.head(tenant).await, head + 1);
+    assert_eq!(test.head(tenant).await, head + 3);
+    assert_eq!(
+        recorded_positions(&test, tenant, &commands[1..]).await,
+        [head + 1, head + 3]
+    );
+    let versions: Vec<(i64, i32)> = sqlx::query_as(
+        "SELECT position, version FROM events WHERE tenant_id = $1 AND stream_id = $2 \
+         ORDER BY position",
+    )
+    .bind(tenant.as_uuid())
+    .bind(pair)
+    .fetch_all(&test.pool)
+    .await
+    .unwrap();
+    assert_eq!(versions, [(head + 2, 1), (head + 3, 2)]);
     let enrollments: i64 =
         sqlx::query_scalar("SELECT count(*) FROM enrollments WHERE tenant_id = $1")
             .bind(tenant.as_uuid())
@@ -292,10 +407,12 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
             .await
             .unwrap();
     assert_eq!(enrollments, 0);
+    let head = head + 3;
 
     // A new trainee, then a second "first" event of the trainee above (a stale decision): the
     // whole batch is rolled back, the new trainee's row and event included.
     let other = Uuid::now_v7();
+    let meta = metadata(None);
     let other_written = trainee_events("rolled.back@example.com");
     let other_rows = trainee_row(other, "rolled.back@example.com");
     let stale_written = trainee_events("stale@example.com");
@@ -320,7 +437,7 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
         matches!(failed, Err(StoreError::VersionConflict)),
         "{failed:?}"
     );
-    assert_eq!(test.head(tenant).await, head + 1);
+    assert_eq!(test.head(tenant).await, head);
     let emails: Vec<String> =
         sqlx::query_scalar("SELECT email FROM trainees WHERE tenant_id = $1 ORDER BY email")
             .bind(tenant.as_uuid())
@@ -328,5 +445,19 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
             .await
             .unwrap();
     assert_eq!(emails, ["kept@example.com"]);
-    assert_eq!(positions(&test, tenant).await.len() as i64, head + 1);
+    assert_eq!(positions(&test, tenant).await.len() as i64, head);
+
+    // The failed batch was rolled back on its connection, which takes the next batch.
+    let again = store::append_batch(
+        &mut conn,
+        tenant,
+        vec![(
+            append(other, StreamType::Trainee, &other_written, &meta),
+            ProjectionWrite::Trainee(&other_rows),
+        )],
+        || {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, [BatchOutcome::Appended(head + 1)]);
 }
