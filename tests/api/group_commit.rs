@@ -6,12 +6,11 @@ use crate::helpers::{TestApp, caller};
 use crate::replay::snapshot;
 use coursetrail::app::{App, CommandOptions, GroupCommitStats};
 use coursetrail::auth::Role;
-use coursetrail::domain::enrollment::EnrollmentStatus;
 use coursetrail::domain::events::{CourseRegistered, TraineeRegistered};
 use coursetrail::domain::values::{CourseCode, CourseTitle, Email, PersonName, Score};
-use coursetrail::domain::{CourseId, EnrollmentId, Event, StreamType, TenantId, TraineeId};
+use coursetrail::domain::{CourseId, Event, StreamType, TenantId, TraineeId};
 use coursetrail::projections::ProjectionWrite;
-use coursetrail::projections::rows::{EnrollmentRow, TraineeRow};
+use coursetrail::projections::rows::{EventPlace, StreamRows, TraineeRow};
 use coursetrail::store::{self, Append, BatchOutcome, Metadata, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -330,23 +329,19 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
         course_id: course,
         trainee_id: TraineeId::from_uuid(trainee),
     })];
-    let now = chrono::Utc::now();
-    let registration = EnrollmentRow {
-        enrollment_id: EnrollmentId::from_uuid(enrollment),
-        course_id: course,
-        trainee_id: TraineeId::from_uuid(trainee),
-        status: EnrollmentStatus::Registered,
-        registered_at: now,
-        started_at: None,
-        completed_at: None,
-        withdrawn_at: None,
-        withdrawal_reason: None,
-        submission_count: 0,
-        best_score: None,
-        passed_at: None,
-        version: 1,
-        updated_at: now,
-    };
+    // The row the live path computes for it: the same fold.
+    let mut folded = StreamRows::default();
+    folded.apply(
+        EventPlace {
+            stream_id: enrollment,
+            version: 1,
+            recorded_at: chrono::Utc::now(),
+        },
+        &registered[0],
+    );
+    let registration = folded
+        .enrollment
+        .expect("a registration makes an enrollment row");
     let trainee_written = trainee_events("kept@example.com");
     let trainee_rows = trainee_row(trainee, "kept@example.com");
     let two = [
