@@ -9,15 +9,14 @@
 //! one self-committing statement, no waiting.
 //!
 //! How: per tenant, the first write leads (writes at once); writes that arrive meanwhile queue.
-//! When the leader's write is over (for a batch: once its projection rows are written, see
-//! [`store::append_batch`]), leadership passes to the first queued write, which writes every
-//! queued write in one batch, and so on. A write whose request is dropped while
+//! When the leader's write is over, leadership passes to the first queued write, which writes
+//! every queued write in one batch — one statement, [`store::append_batch`] — and so on. A write whose request is dropped while
 //! it queues is not written. The batch runs in its own task, so the writes of other requests
 //! are finished (and everyone hears back) even if the leading request is dropped. If the batch
-//! fails before its COMMIT (any error: it wrote nothing), each of its writes is written on its
+//! fails (an error from the database: it wrote nothing), each of its writes is written on its
 //! own, which gives each its own outcome (a conflict, a unique violation) exactly as without
-//! batching. If its COMMIT fails, nobody knows whether it was stored: every write of it gets
-//! [`StoreError::OutcomeUnknown`], as a single statement whose connection is lost does.
+//! batching. If the connection is lost while it runs, nobody knows whether it was stored: every
+//! write of it gets [`StoreError::OutcomeUnknown`], as a single statement's write does.
 //!
 //! Only this server's writes are grouped; several servers still write correctly side by side,
 //! since every guarantee is the database's (versions, unique indexes, the head row).
@@ -99,7 +98,7 @@ struct Stats {
     batches: AtomicU64,
     /// Writes appended by those batches.
     batched_writes: AtomicU64,
-    /// Batches that failed before COMMIT, whose writes were then written one by one.
+    /// Batches the database refused (nothing written), whose writes were then written one by one.
     failed_batches: AtomicU64,
 }
 
@@ -148,7 +147,7 @@ enum Turn {
     Written(BatchOutcome),
     /// Write yourself, on your own.
     Alone,
-    /// Your batch's COMMIT failed: whether you were written is unknown.
+    /// Your batch's connection was lost while it ran: whether you were written is unknown.
     Unknown(String),
     /// Lead: write yourself and these, in one batch.
     Lead(Leadership),
@@ -275,8 +274,8 @@ impl GroupCommit {
     }
 }
 
-/// Writes the leader's own write and the others in one batch, answers the others, and passes
-/// the leadership on as soon as the batch's projection rows are written.
+/// Writes the leader's own write and the others in one batch, passes the leadership on, and
+/// answers the others.
 async fn write_batch(
     mut conn: Conn,
     own: Arc<PendingWrite>,
@@ -284,19 +283,22 @@ async fn write_batch(
 ) -> Result<i64, StoreError> {
     let tenant = leadership.tenant;
     let group = leadership.group.clone();
-    // A second write to a stream already in the batch was decided on the version the first
-    // one writes: it would fail the whole batch. It goes alone (and is refused and re-decided).
-    let mut streams = vec![own.stream_id];
+    // Writes that cannot share the batch go alone: a second write to a stream already in it
+    // (decided on the version the first one writes: it would fail the whole batch, and is
+    // refused and re-decided alone), and a registration together with a change of its course
+    // (the registration's guard reads the course as it was before the statement).
+    let mut batch = Batch::default();
+    batch.add(&own);
     let mut members = Vec::new();
     for waiter in std::mem::take(&mut leadership.others) {
         if waiter.is_gone() {
             continue;
         }
-        if streams.contains(&waiter.write.stream_id) {
+        if batch.conflicts(&waiter.write) {
             waiter.answer(Turn::Alone);
             continue;
         }
-        streams.push(waiter.write.stream_id);
+        batch.add(&waiter.write);
         members.push(waiter);
     }
     if members.is_empty() {
@@ -308,9 +310,8 @@ async fn write_batch(
         .chain(members.iter().map(|waiter| &waiter.write))
         .map(|write| (write.append(), write.projection()))
         .collect();
-    // Once this batch's rows are written, the next batch may write its own: it then waits at
-    // the head row for this one's COMMIT (see `store::append_batch`).
-    let outcomes = store::append_batch(&mut conn, tenant, writes, move || drop(leadership)).await;
+    let outcomes = store::append_batch(&mut conn, tenant, writes).await;
+    drop(leadership);
     // Everyone is answered at once, before anything else can go wrong.
     match outcomes {
         Ok(outcomes) => {
@@ -342,6 +343,28 @@ async fn write_batch(
             }
             own.write_alone(&mut conn, tenant).await
         }
+    }
+}
+
+/// The streams of a batch, and the courses its registrations are for.
+#[derive(Default)]
+struct Batch {
+    streams: Vec<Uuid>,
+    registration_courses: Vec<Uuid>,
+}
+
+impl Batch {
+    fn add(&mut self, write: &PendingWrite) {
+        self.streams.push(write.stream_id);
+        if write.registration {
+            self.registration_courses.extend(write.course_id);
+        }
+    }
+
+    fn conflicts(&self, write: &PendingWrite) -> bool {
+        self.streams.contains(&write.stream_id)
+            || self.registration_courses.contains(&write.stream_id)
+            || (write.registration && write.course_id.is_some_and(|c| self.streams.contains(&c)))
     }
 }
 

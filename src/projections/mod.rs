@@ -9,7 +9,7 @@ pub mod rows;
 
 use crate::domain::enrollment::EnrollmentStatus;
 use crate::domain::{CourseId, EnrollmentId, SubmissionId, TenantId, TraineeId};
-use crate::store::{Alongside, NothingAlongside, PgQuery};
+use crate::store::{Alongside, AlongsideBatch, NothingAlongside, PgQuery};
 use rows::{CourseRow, EnrollmentRow, StreamRows, SubmissionRow, TraineeRow};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
@@ -61,8 +61,32 @@ impl<'q> ProjectionWrite<'q> {
     }
 }
 
-// The projection CTEs; parameters from $20 on ($1 is the tenant). Each defines `projected`, and
-// is followed either by the append's CTEs (one statement per command) or by `rows_only!` (a batch).
+// The projection CTEs of one command's statement; parameters from $20 on ($1 is the tenant).
+// Each defines `projected`. The conflict clauses are shared with the batch statement.
+macro_rules! course_columns {
+    () => {
+        "courses (tenant_id, course_id, code, title, passing_score, retired, created_at, \
+         retired_at, version)"
+    };
+}
+macro_rules! course_conflict {
+    () => {
+        "ON CONFLICT (tenant_id, course_id) DO UPDATE SET code = EXCLUDED.code, \
+         title = EXCLUDED.title, passing_score = EXCLUDED.passing_score, \
+         retired = EXCLUDED.retired, retired_at = EXCLUDED.retired_at, version = EXCLUDED.version"
+    };
+}
+macro_rules! trainee_columns {
+    () => {
+        "trainees (tenant_id, trainee_id, email, name, registered_at, version)"
+    };
+}
+macro_rules! trainee_conflict {
+    () => {
+        "ON CONFLICT (tenant_id, trainee_id) DO UPDATE SET email = EXCLUDED.email, \
+         name = EXCLUDED.name, version = EXCLUDED.version"
+    };
+}
 macro_rules! enrollment_columns {
     () => {
         "enrollments (tenant_id, enrollment_id, course_id, trainee_id, status, registered_at, \
@@ -80,76 +104,125 @@ macro_rules! enrollment_conflict {
          updated_at = EXCLUDED.updated_at"
     };
 }
-
-macro_rules! course_ctes {
+macro_rules! submission_columns {
     () => {
-        concat!(
-            "WITH upserted AS (INSERT INTO courses (tenant_id, course_id, code, title, passing_score, \
-             retired, created_at, retired_at, version) VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27) \
-             ON CONFLICT (tenant_id, course_id) DO UPDATE SET code = EXCLUDED.code, \
-             title = EXCLUDED.title, passing_score = EXCLUDED.passing_score, \
-             retired = EXCLUDED.retired, retired_at = EXCLUDED.retired_at, version = EXCLUDED.version \
-             RETURNING 1), \
-             projected AS (SELECT count(*) = 1 AS ok FROM upserted)"
-        )
+        "submissions (tenant_id, submission_id, enrollment_id, submitted_at, score, passed, \
+         graded_at)"
     };
 }
-const COURSE_STATEMENT: &str = concat!(course_ctes!(), ", ", crate::append_ctes!());
-const COURSE_ROWS: &str = concat!(course_ctes!(), " ", crate::rows_only!());
-
-macro_rules! trainee_ctes {
+macro_rules! submission_conflict {
     () => {
-        concat!(
-            "WITH upserted AS (INSERT INTO trainees (tenant_id, trainee_id, email, name, registered_at, \
-             version) VALUES ($1, $20, $21, $22, $23, $24) ON CONFLICT (tenant_id, trainee_id) DO UPDATE \
-             SET email = EXCLUDED.email, name = EXCLUDED.name, version = EXCLUDED.version RETURNING 1), \
-             projected AS (SELECT count(*) = 1 AS ok FROM upserted)"
-        )
+        "ON CONFLICT (tenant_id, submission_id) DO UPDATE SET score = EXCLUDED.score, \
+         passed = EXCLUDED.passed, graded_at = EXCLUDED.graded_at"
     };
 }
-const TRAINEE_STATEMENT: &str = concat!(trainee_ctes!(), ", ", crate::append_ctes!());
-const TRAINEE_ROWS: &str = concat!(trainee_ctes!(), " ", crate::rows_only!());
 
-macro_rules! enrollment_ctes {
-    () => {
-        concat!(
-            "WITH upserted AS (INSERT INTO ",
-            enrollment_columns!(),
-            " VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) ",
-            enrollment_conflict!(),
-            " RETURNING 1), \
-             submitted AS (INSERT INTO submissions (tenant_id, submission_id, enrollment_id, \
-             submitted_at, score, passed, graded_at) \
-             SELECT $1, s.id, $20, s.submitted_at, s.score, s.passed, s.graded_at \
-             FROM unnest($34::uuid[], $35::timestamptz[], $36::int2[], $37::bool[], \
-             $38::timestamptz[]) AS s(id, submitted_at, score, passed, graded_at) \
-             ON CONFLICT (tenant_id, submission_id) DO UPDATE SET score = EXCLUDED.score, \
-             passed = EXCLUDED.passed, graded_at = EXCLUDED.graded_at RETURNING 1), \
-             projected AS (SELECT (SELECT count(*) FROM upserted) = 1 \
-             AND (SELECT count(*) FROM submitted) >= 0 AS ok)"
-        )
-    };
-}
-const ENROLLMENT_STATEMENT: &str = concat!(enrollment_ctes!(), ", ", crate::append_ctes!());
-const ENROLLMENT_ROWS: &str = concat!(enrollment_ctes!(), " ", crate::rows_only!());
+const COURSE_STATEMENT: &str = concat!(
+    "WITH upserted AS (INSERT INTO ",
+    course_columns!(),
+    " VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27) ",
+    course_conflict!(),
+    " RETURNING 1), \
+     projected AS (SELECT count(*) = 1 AS ok FROM upserted), ",
+    crate::append_ctes!()
+);
 
-macro_rules! registration_ctes {
-    () => {
-        concat!(
-            "WITH course AS (SELECT 1 FROM courses WHERE tenant_id = $1 AND course_id = $21 \
-             AND NOT retired FOR SHARE), \
-             upserted AS (INSERT INTO ",
-            enrollment_columns!(),
-            " SELECT $1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33 \
-             WHERE EXISTS (SELECT 1 FROM course) ",
-            enrollment_conflict!(),
-            " RETURNING 1), \
-             projected AS (SELECT count(*) = 1 AS ok FROM upserted)"
-        )
-    };
-}
-const REGISTRATION_STATEMENT: &str = concat!(registration_ctes!(), ", ", crate::append_ctes!());
-const REGISTRATION_ROWS: &str = concat!(registration_ctes!(), " ", crate::rows_only!());
+const TRAINEE_STATEMENT: &str = concat!(
+    "WITH upserted AS (INSERT INTO ",
+    trainee_columns!(),
+    " VALUES ($1, $20, $21, $22, $23, $24) ",
+    trainee_conflict!(),
+    " RETURNING 1), \
+     projected AS (SELECT count(*) = 1 AS ok FROM upserted), ",
+    crate::append_ctes!()
+);
+
+const ENROLLMENT_STATEMENT: &str = concat!(
+    "WITH upserted AS (INSERT INTO ",
+    enrollment_columns!(),
+    " VALUES ($1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) ",
+    enrollment_conflict!(),
+    " RETURNING 1), \
+     submitted AS (INSERT INTO ",
+    submission_columns!(),
+    " SELECT $1, s.id, $20, s.submitted_at, s.score, s.passed, s.graded_at \
+     FROM unnest($34::uuid[], $35::timestamptz[], $36::int2[], $37::bool[], \
+     $38::timestamptz[]) AS s(id, submitted_at, score, passed, graded_at) ",
+    submission_conflict!(),
+    " RETURNING 1), \
+     projected AS (SELECT (SELECT count(*) FROM upserted) = 1 \
+     AND (SELECT count(*) FROM submitted) >= 0 AS ok), ",
+    crate::append_ctes!()
+);
+
+const REGISTRATION_STATEMENT: &str = concat!(
+    "WITH course AS (SELECT 1 FROM courses WHERE tenant_id = $1 AND course_id = $21 \
+     AND NOT retired FOR SHARE), \
+     upserted AS (INSERT INTO ",
+    enrollment_columns!(),
+    " SELECT $1, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33 \
+     WHERE EXISTS (SELECT 1 FROM course) ",
+    enrollment_conflict!(),
+    " RETURNING 1), \
+     projected AS (SELECT count(*) = 1 AS ok FROM upserted), ",
+    crate::append_ctes!()
+);
+
+/// The projection CTEs of a batch (group commit): every kind of row from arrays, one element
+/// per row, parameters from $24 on. A registration (guarded like the single one: its course must
+/// exist, not retired, and is locked `FOR SHARE`) carries its write's index, so `refused` can
+/// name the writes whose guard refused; `written` reads every row CTE, so the head row (whose
+/// `WHERE` reads it) is locked after all of them, as in the single statement.
+const BATCH_STATEMENT: &str = concat!(
+    "WITH courses_written AS (INSERT INTO ",
+    course_columns!(),
+    " SELECT $1, r.* FROM unnest($24::uuid[], $25::text[], $26::text[], $27::int2[], \
+     $28::bool[], $29::timestamptz[], $30::timestamptz[], $31::int4[]) AS r ",
+    course_conflict!(),
+    " RETURNING 1), \
+     trainees_written AS (INSERT INTO ",
+    trainee_columns!(),
+    " SELECT $1, r.* FROM unnest($32::uuid[], $33::text[], $34::text[], $35::timestamptz[], \
+     $36::int4[]) AS r ",
+    trainee_conflict!(),
+    " RETURNING 1), \
+     enrollments_written AS (INSERT INTO ",
+    enrollment_columns!(),
+    " SELECT $1, r.* FROM unnest($37::uuid[], $38::uuid[], $39::uuid[], $40::text[], \
+     $41::timestamptz[], $42::timestamptz[], $43::timestamptz[], $44::timestamptz[], \
+     $45::text[], $46::int4[], $47::int2[], $48::timestamptz[], $49::int4[], \
+     $50::timestamptz[]) AS r ",
+    enrollment_conflict!(),
+    " RETURNING 1), \
+     submissions_written AS (INSERT INTO ",
+    submission_columns!(),
+    " SELECT $1, r.* FROM unnest($51::uuid[], $52::uuid[], $53::timestamptz[], $54::int2[], \
+     $55::bool[], $56::timestamptz[]) AS r ",
+    submission_conflict!(),
+    " RETURNING 1), \
+     registrations AS (SELECT * FROM unnest($57::int4[], $58::uuid[], $59::uuid[], $60::uuid[], \
+     $61::text[], $62::timestamptz[], $63::timestamptz[], $64::timestamptz[], \
+     $65::timestamptz[], $66::text[], $67::int4[], $68::int2[], $69::timestamptz[], \
+     $70::int4[], $71::timestamptz[]) AS r(w, enrollment_id, course_id, trainee_id, status, \
+     registered_at, started_at, completed_at, withdrawn_at, withdrawal_reason, \
+     submission_count, best_score, passed_at, version, updated_at)), \
+     open_courses AS (SELECT course_id FROM courses WHERE tenant_id = $1 \
+     AND course_id IN (SELECT course_id FROM registrations) AND NOT retired FOR SHARE), \
+     registered AS (INSERT INTO ",
+    enrollment_columns!(),
+    " SELECT $1, r.enrollment_id, r.course_id, r.trainee_id, r.status, r.registered_at, \
+     r.started_at, r.completed_at, r.withdrawn_at, r.withdrawal_reason, r.submission_count, \
+     r.best_score, r.passed_at, r.version, r.updated_at FROM registrations r \
+     WHERE r.course_id IN (SELECT course_id FROM open_courses) ",
+    enrollment_conflict!(),
+    " RETURNING enrollment_id), \
+     refused AS (SELECT r.w FROM registrations r \
+     WHERE r.enrollment_id NOT IN (SELECT enrollment_id FROM registered)), \
+     written AS (SELECT (SELECT count(*) FROM courses_written) \
+     + (SELECT count(*) FROM trainees_written) + (SELECT count(*) FROM enrollments_written) \
+     + (SELECT count(*) FROM submissions_written) AS n), ",
+    crate::append_many_ctes!()
+);
 
 fn bind_enrollment<'q>(query: PgQuery<'q>, e: &'q EnrollmentRow) -> PgQuery<'q> {
     query
@@ -177,16 +250,6 @@ impl<'q> Alongside<'q> for ProjectionWrite<'q> {
             ProjectionWrite::Enrollment { .. } => ENROLLMENT_STATEMENT,
             ProjectionWrite::Registration(_) => REGISTRATION_STATEMENT,
             ProjectionWrite::Nothing => NothingAlongside.statement(),
-        }
-    }
-
-    fn rows_statement(&self) -> Option<&'static str> {
-        match self {
-            ProjectionWrite::Course(_) => Some(COURSE_ROWS),
-            ProjectionWrite::Trainee(_) => Some(TRAINEE_ROWS),
-            ProjectionWrite::Enrollment { .. } => Some(ENROLLMENT_ROWS),
-            ProjectionWrite::Registration(_) => Some(REGISTRATION_ROWS),
-            ProjectionWrite::Nothing => None,
         }
     }
 
@@ -226,6 +289,101 @@ impl<'q> Alongside<'q> for ProjectionWrite<'q> {
             ProjectionWrite::Registration(row) => bind_enrollment(query, row),
             ProjectionWrite::Nothing => query,
         }
+    }
+}
+
+/// The batch statement's row arrays ([`BATCH_STATEMENT`]), one element per row.
+#[derive(Default)]
+struct BatchRows<'q> {
+    courses: Vec<&'q CourseRow>,
+    trainees: Vec<&'q TraineeRow>,
+    enrollments: Vec<&'q EnrollmentRow>,
+    submissions: Vec<&'q SubmissionRow>,
+    /// With the index of their write in the batch.
+    registrations: Vec<(i32, &'q EnrollmentRow)>,
+}
+
+fn bind_enrollments<'q>(query: PgQuery<'q>, rows: &[&'q EnrollmentRow]) -> PgQuery<'q> {
+    fn column<'q, T>(rows: &[&'q EnrollmentRow], f: impl Fn(&'q EnrollmentRow) -> T) -> Vec<T> {
+        rows.iter().map(|r| f(r)).collect()
+    }
+    query
+        .bind(column(rows, |e| e.enrollment_id.as_uuid()))
+        .bind(column(rows, |e| e.course_id.as_uuid()))
+        .bind(column(rows, |e| e.trainee_id.as_uuid()))
+        .bind(column(rows, |e| e.status.as_str()))
+        .bind(column(rows, |e| e.registered_at))
+        .bind(column(rows, |e| e.started_at))
+        .bind(column(rows, |e| e.completed_at))
+        .bind(column(rows, |e| e.withdrawn_at))
+        .bind(column(rows, |e| e.withdrawal_reason.as_deref()))
+        .bind(column(rows, |e| e.submission_count))
+        .bind(column(rows, |e| e.best_score))
+        .bind(column(rows, |e| e.passed_at))
+        .bind(column(rows, |e| e.version))
+        .bind(column(rows, |e| e.updated_at))
+}
+
+impl<'q> AlongsideBatch<'q> for ProjectionWrite<'q> {
+    fn statement() -> &'static str {
+        BATCH_STATEMENT
+    }
+
+    fn bind(writes: Vec<Self>, query: PgQuery<'q>) -> PgQuery<'q> {
+        let mut rows = BatchRows::default();
+        for (w, write) in writes.into_iter().enumerate() {
+            match write {
+                ProjectionWrite::Course(course) => rows.courses.push(course),
+                ProjectionWrite::Trainee(trainee) => rows.trainees.push(trainee),
+                ProjectionWrite::Enrollment { row, submissions } => {
+                    rows.enrollments.push(row);
+                    rows.submissions.extend(submissions);
+                }
+                ProjectionWrite::Registration(row) => rows.registrations.push((w as i32, row)),
+                ProjectionWrite::Nothing => {}
+            }
+        }
+        let c = &rows.courses;
+        let t = &rows.trainees;
+        let s = &rows.submissions;
+        let query = query
+            .bind(c.iter().map(|r| r.course_id.as_uuid()).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.code.as_str()).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.passing_score).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.retired).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.retired_at).collect::<Vec<_>>())
+            .bind(c.iter().map(|r| r.version).collect::<Vec<_>>())
+            .bind(t.iter().map(|r| r.trainee_id.as_uuid()).collect::<Vec<_>>())
+            .bind(t.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
+            .bind(t.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+            .bind(t.iter().map(|r| r.registered_at).collect::<Vec<_>>())
+            .bind(t.iter().map(|r| r.version).collect::<Vec<_>>());
+        let query = bind_enrollments(query, &rows.enrollments)
+            .bind(
+                s.iter()
+                    .map(|r| r.submission_id.as_uuid())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                s.iter()
+                    .map(|r| r.enrollment_id.as_uuid())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(s.iter().map(|r| r.submitted_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|r| r.score).collect::<Vec<_>>())
+            .bind(s.iter().map(|r| r.passed).collect::<Vec<_>>())
+            .bind(s.iter().map(|r| r.graded_at).collect::<Vec<_>>())
+            .bind(
+                rows.registrations
+                    .iter()
+                    .map(|(w, _)| *w)
+                    .collect::<Vec<_>>(),
+            );
+        let registrations: Vec<&EnrollmentRow> =
+            rows.registrations.iter().map(|(_, row)| *row).collect();
+        bind_enrollments(query, &registrations)
     }
 }
 

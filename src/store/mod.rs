@@ -7,8 +7,8 @@
 //!   written by one statement, which commits by itself (no explicit transaction): the head row's
 //!   lock serialises one tenant's appends in commit order and is held only from the increment
 //!   to that statement's COMMIT, never across a round trip to the client.
-//! - Commands of one tenant that wait for each other may instead share one transaction
-//!   ([`append_batch`], group commit): every write's rows, then every append, then COMMIT.
+//! - Commands of one tenant that wait for each other may instead share one such statement
+//!   ([`append_batch`], group commit).
 //! - Lock order: projection rows, then the head row (see [`append_ctes!`]), in both.
 //! - Every statement names exactly one tenant; wake-ups are sent after COMMIT ([`Notifier`]).
 
@@ -39,8 +39,8 @@ pub enum StoreError {
     /// registration was retired since the decision); nothing was written.
     #[error("a precondition of the write no longer holds")]
     Refused,
-    /// The write may or may not have been committed: its batch's COMMIT failed (the connection
-    /// was lost while committing), or its batch was abandoned. Never retried: it may be stored.
+    /// The write may or may not have been committed: the connection was lost while its batch's
+    /// statement ran, or its batch was abandoned. Never retried: it may be stored.
     #[error("the outcome of the write is unknown: {0}")]
     OutcomeUnknown(String),
     /// PostgreSQL broke a lock cycle by cancelling this write; nothing of it was written.
@@ -193,23 +193,12 @@ macro_rules! append_ctes {
     };
 }
 
-/// The end of a statement that writes only the rows alongside (see [`Alongside::rows_statement`]).
-#[macro_export]
-macro_rules! rows_only {
-    () => {
-        "SELECT (SELECT bool_and(ok) FROM projected) AS projected"
-    };
-}
-
 /// Rows of other tables (the projections) written by the same statement as an append, so a
 /// command commits in one statement. Implemented by the projections module, which owns that SQL.
 pub trait Alongside<'q> {
     /// The whole statement: `WITH <CTEs defining projected>, ` followed by [`append_ctes!`].
     fn statement(&self) -> &'static str;
-    /// The same rows written without the append (a batch appends after every write's rows,
-    /// see [`append_batch`]): the same CTEs followed by [`rows_only!`], the same parameters
-    /// (those of the append are bound but unused). `None` when there are no rows to write.
-    fn rows_statement(&self) -> Option<&'static str>;
+
     /// Binds the statement's parameters from `$20` on.
     fn bind(self, query: PgQuery<'q>) -> PgQuery<'q>;
 }
@@ -221,9 +210,7 @@ impl<'q> Alongside<'q> for NothingAlongside {
     fn statement(&self) -> &'static str {
         concat!("WITH projected AS (SELECT true AS ok), ", append_ctes!())
     }
-    fn rows_statement(&self) -> Option<&'static str> {
-        None
-    }
+
     fn bind(self, query: PgQuery<'q>) -> PgQuery<'q> {
         query
     }
@@ -301,6 +288,65 @@ fn bind_append<'q>(query: PgQuery<'q>, tenant: TenantId, append: &Append<'q>) ->
         .bind(command_result)
 }
 
+/// The rows of a batch's writes ([`append_batch`]), written by the same statement as their
+/// events. Implemented by the projections module, which owns that SQL.
+pub trait AlongsideBatch<'q>: Sized {
+    /// The whole statement: `WITH <CTEs>, ` followed by [`append_many_ctes!`]. The CTEs must
+    /// define `refused(w int4)`, the writes (0-based, in batch order) a guard refused, and
+    /// `written(n bigint)`, one row that reads every other row CTE (so they all run before the
+    /// head row is locked).
+    fn statement() -> &'static str;
+    /// Binds the rows of every write, in batch order, from `$24` on.
+    fn bind(rows: Vec<Self>, query: PgQuery<'q>) -> PgQuery<'q>;
+}
+
+/// The CTEs every batch statement ends with, after the rows' CTEs (see [`AlongsideBatch`]):
+/// the accepted writes' events (values in arrays, one element per event, `$2`–`$17`), one head
+/// increment for all of them, the events, and the command records (one element per command,
+/// `$18`–`$23`). Positions run in batch order, over the accepted writes only.
+#[macro_export]
+macro_rules! append_many_ctes {
+    () => {
+        "accepted AS ( \
+             SELECT e.*, row_number() OVER (ORDER BY e.ord) AS n \
+             FROM unnest($2::int4[], $3::uuid[], $4::int4[], $5::uuid[], $6::text[], $7::text[], \
+                 $8::int2[], $9::jsonb[], $10::timestamptz[], $11::uuid[], $12::text[], \
+                 $13::uuid[], $14::uuid[], $15::uuid[], $16::uuid[], $17::uuid[]) \
+                 WITH ORDINALITY AS e(w, stream_id, version, event_id, stream_type, event_type, \
+                 schema_version, data, recorded_at, actor_id, actor_role, command_id, \
+                 correlation_id, causation_id, trainee_id, course_id, ord) \
+             WHERE e.w NOT IN (SELECT w FROM refused) \
+         ), total AS (SELECT count(*) AS n FROM accepted), \
+         head AS ( \
+             UPDATE tenant_heads SET last_position = last_position + (SELECT n FROM total) \
+             WHERE tenant_id = $1 AND (SELECT n FROM written) >= 0 \
+             RETURNING last_position \
+         ), appended AS ( \
+             INSERT INTO events (tenant_id, stream_id, version, position, event_id, stream_type, \
+                 event_type, schema_version, data, recorded_at, actor_id, actor_role, command_id, \
+                 correlation_id, causation_id, trainee_id, course_id) \
+             SELECT $1, a.stream_id, a.version, head.last_position - (SELECT n FROM total) + a.n, \
+                 a.event_id, a.stream_type, a.event_type, a.schema_version, a.data, \
+                 a.recorded_at, a.actor_id, a.actor_role, a.command_id, a.correlation_id, \
+                 a.causation_id, a.trainee_id, a.course_id \
+             FROM head, accepted a \
+         ), command AS ( \
+             INSERT INTO commands (tenant_id, command_id, command_type, stream_id, position, \
+                 result, recorded_at) \
+             SELECT $1, c.command_id, c.command_type, c.stream_id, \
+                 head.last_position - (SELECT n FROM total) \
+                     + (SELECT max(a.n) FROM accepted a WHERE a.w = c.w), \
+                 c.result, c.recorded_at \
+             FROM head, unnest($18::int4[], $19::uuid[], $20::text[], $21::uuid[], \
+                 $22::jsonb[], $23::timestamptz[]) \
+                 AS c(w, command_id, command_type, stream_id, result, recorded_at) \
+             WHERE c.w NOT IN (SELECT w FROM refused) \
+         ) \
+         SELECT (SELECT last_position FROM head) AS last_position, \
+             ARRAY(SELECT w FROM refused) AS refused"
+    };
+}
+
 /// What became of one write of a committed batch ([`append_batch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
@@ -310,132 +356,67 @@ pub enum BatchOutcome {
     Refused,
 }
 
-/// Writes several commands of one tenant in one transaction, so they share one commit (one WAL
-/// flush) instead of queueing on the head row for one flush each: first every write's
-/// projection rows, in order, one statement each; then `rows_written` is called; then one
-/// statement bumps the head once for all and appends every event and command record
-/// ([`APPEND_MANY`]); then COMMIT.
+/// Writes several commands of one tenant in one statement, which commits by itself: every
+/// write's projection rows, one head increment for all, every event and command record. They
+/// share one commit (one WAL flush) instead of queueing on the head row for one flush each.
 ///
-/// The lock order is the single append's: every projection row is written before the head row
-/// is locked, and the head is then held until COMMIT, so positions stay gap-free and in commit
-/// order. That is also why `rows_written` may let the next batch start on its rows: it will
-/// wait for this one's COMMIT at the head. A write whose guard refuses is left out and nothing
-/// of it is written. Any error rolls the whole batch back (nothing of any write was written)
-/// and is returned as is: the caller then writes each on its own, which tells each its own
-/// outcome.
-pub async fn append_batch<'q, A: Alongside<'q>>(
+/// As for a single append: every projection row is written before the head row is locked, the
+/// head is held only until this statement's COMMIT, and positions are gap-free and in commit
+/// order (in batch order within the batch). A write whose guard refuses is left out, nothing of
+/// it written. The writes must be of distinct streams, and a registration must not be for a
+/// course another write of the batch changes (its guard would not see that change).
+///
+/// An error the database reports means nothing was written; it is returned as is, and the
+/// caller writes each on its own, which tells each its own outcome. Any other error (the
+/// connection lost while the statement ran) leaves the outcome unknown:
+/// [`StoreError::OutcomeUnknown`].
+pub async fn append_batch<'q, A: AlongsideBatch<'q>>(
     conn: &mut PgConnection,
     tenant: TenantId,
     writes: Vec<(Append<'q>, A)>,
-    rows_written: impl FnOnce(),
 ) -> Result<Vec<BatchOutcome>, StoreError> {
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let written = write_batch(&mut tx, tenant, writes, rows_written).await;
-    let outcomes = match written {
-        Ok(outcomes) => outcomes,
-        Err(error) => {
-            // At once, not when the connection is next used: the next batch waits for these
-            // locks. If it fails the connection is broken, and the transaction ends with it.
-            let _ = tx.rollback().await;
-            return Err(error);
-        }
+    let (appends, rows): (Vec<Append<'q>>, Vec<A>) = writes.into_iter().unzip();
+    let query = bind_many(sqlx::query(A::statement()), tenant, &appends);
+    let row = match A::bind(rows, query).fetch_one(&mut *conn).await {
+        Ok(row) => row,
+        Err(error @ sqlx::Error::Database(_)) => return Err(classify(error)),
+        Err(error) => return Err(unknown(error)),
     };
-    // The only step after which the outcome can be unknown: PostgreSQL may have committed
-    // and then lost the connection before saying so.
-    tx.commit().await.map_err(|error| {
-        tracing::error!(%error, "a batch's COMMIT failed: its writes may or may not be stored");
-        StoreError::OutcomeUnknown(error.to_string())
-    })?;
-    Ok(outcomes)
-}
-
-async fn write_batch<'q, A: Alongside<'q>>(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    writes: Vec<(Append<'q>, A)>,
-    rows_written: impl FnOnce(),
-) -> Result<Vec<BatchOutcome>, StoreError> {
-    let mut accepted = Vec::with_capacity(writes.len());
-    for (append, alongside) in writes {
-        let ok = match alongside.rows_statement() {
-            Some(sql) => {
-                let query = bind_unused_append(sqlx::query(sql), tenant);
-                let row = alongside
-                    .bind(query)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(classify)?;
-                row.try_get::<Option<bool>, _>("projected")? == Some(true)
+    // From here on the batch is committed: nothing may send it down the "write alone" path.
+    let last_position: Option<i64> = row.try_get("last_position").map_err(unknown)?;
+    let refused: Vec<i32> = row.try_get("refused").map_err(unknown)?;
+    let last_position = last_position.ok_or(StoreError::UnknownTenant)?;
+    let accepted = |w: usize| !refused.iter().any(|r| *r as usize == w);
+    let total: i64 = appends
+        .iter()
+        .enumerate()
+        .filter(|(w, _)| accepted(*w))
+        .map(|(_, a)| a.events.len() as i64)
+        .sum();
+    let mut position = last_position - total;
+    Ok(appends
+        .iter()
+        .enumerate()
+        .map(|(w, append)| {
+            if accepted(w) {
+                position += append.events.len() as i64;
+                BatchOutcome::Appended(position)
+            } else {
+                BatchOutcome::Refused
             }
-            None => true,
-        };
-        accepted.push(ok.then_some(append));
-    }
-    rows_written();
-    let appends: Vec<&Append<'q>> = accepted.iter().flatten().collect();
-    let mut positions = append_many(conn, tenant, &appends).await?.into_iter();
-    let mut outcomes = Vec::with_capacity(accepted.len());
-    for append in &accepted {
-        outcomes.push(match append {
-            Some(_) => BatchOutcome::Appended(positions.next().ok_or_else(|| {
-                StoreError::Database(sqlx::Error::Protocol("a position per append".into()))
-            })?),
-            None => BatchOutcome::Refused,
-        });
-    }
-    Ok(outcomes)
+        })
+        .collect())
 }
 
-/// Binds `$1` (the tenant) and typed NULLs for `$2`–`$19`, the append's parameters a
-/// [`Alongside::rows_statement`] does not use (so the events are not sent twice).
-fn bind_unused_append(query: PgQuery<'_>, tenant: TenantId) -> PgQuery<'_> {
-    (2..=19).fold(query.bind(tenant.as_uuid()), |query, _| {
-        query.bind(None::<i32>)
-    })
+fn unknown(error: sqlx::Error) -> StoreError {
+    tracing::error!(%error, "a batch's statement failed outside the database: its writes may or may not be stored");
+    StoreError::OutcomeUnknown(error.to_string())
 }
 
-/// [`append_ctes!`] for the events of several streams: one head increment for all of them,
-/// then the events and the command records, each row's values from arrays (one element per
-/// event, resp. per command). Positions run in the arrays' order.
-const APPEND_MANY: &str = "WITH head AS ( \
-         UPDATE tenant_heads SET last_position = last_position + $2 \
-         WHERE tenant_id = $1 RETURNING last_position \
-     ), appended AS ( \
-         INSERT INTO events (tenant_id, stream_id, version, position, event_id, stream_type, \
-             event_type, schema_version, data, recorded_at, actor_id, actor_role, command_id, \
-             correlation_id, causation_id, trainee_id, course_id) \
-         SELECT $1, e.stream_id, e.version, head.last_position - $2 + e.ord, e.event_id, \
-             e.stream_type, e.event_type, e.schema_version, e.data, e.recorded_at, e.actor_id, \
-             e.actor_role, e.command_id, e.correlation_id, e.causation_id, e.trainee_id, \
-             e.course_id \
-         FROM head, unnest($3::uuid[], $4::int4[], $5::uuid[], $6::text[], $7::text[], \
-             $8::int2[], $9::jsonb[], $10::timestamptz[], $11::uuid[], $12::text[], $13::uuid[], \
-             $14::uuid[], $15::uuid[], $16::uuid[], $17::uuid[]) \
-             WITH ORDINALITY AS e(stream_id, version, event_id, stream_type, event_type, \
-             schema_version, data, recorded_at, actor_id, actor_role, command_id, \
-             correlation_id, causation_id, trainee_id, course_id, ord) \
-     ), command AS ( \
-         INSERT INTO commands (tenant_id, command_id, command_type, stream_id, position, \
-             result, recorded_at) \
-         SELECT $1, c.command_id, c.command_type, c.stream_id, head.last_position - $2 + c.ord, \
-             c.result, c.recorded_at \
-         FROM head, unnest($18::uuid[], $19::text[], $20::uuid[], $21::int8[], $22::jsonb[], \
-             $23::timestamptz[]) AS c(command_id, command_type, stream_id, ord, result, \
-             recorded_at) \
-     ) \
-     SELECT last_position FROM head";
-
-/// Appends the events of several streams, in order, in one statement ([`APPEND_MANY`]), inside
-/// the caller's transaction. Returns the tenant position of each append's last event.
-async fn append_many(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    appends: &[&Append<'_>],
-) -> Result<Vec<i64>, StoreError> {
-    if appends.is_empty() {
-        return Ok(Vec::new());
-    }
+/// Binds `$1`–`$23`, the parameters of [`append_many_ctes!`].
+fn bind_many<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]) -> PgQuery<'q> {
     let events = appends.iter().map(|a| a.events.len()).sum();
+    let mut writes = Vec::with_capacity(events);
     let mut stream_ids = Vec::with_capacity(events);
     let mut versions = Vec::with_capacity(events);
     let mut event_ids = Vec::with_capacity(events);
@@ -450,13 +431,12 @@ async fn append_many(
     let mut causation_ids = Vec::with_capacity(events);
     let mut trainee_ids = Vec::with_capacity(events);
     let mut course_ids = Vec::with_capacity(events);
-    let (mut record_ids, mut record_types, mut record_streams) = (vec![], vec![], vec![]);
-    let (mut record_ords, mut record_results, mut record_times) = (vec![], vec![], vec![]);
-    // Each append's last event, counted from 1 across the statement.
-    let mut last_ords = Vec::with_capacity(appends.len());
-    let mut ord = 0_i64;
-    for append in appends {
+    let (mut record_writes, mut record_ids, mut record_types) = (vec![], vec![], vec![]);
+    let (mut record_streams, mut record_results, mut record_times) = (vec![], vec![], vec![]);
+    for (w, append) in appends.iter().enumerate() {
+        let w = w as i32;
         for (event, version) in append.events.iter().zip(append.expected_version + 1..) {
+            writes.push(w);
             stream_ids.push(append.stream_id);
             versions.push(version);
             event_ids.push(Uuid::now_v7());
@@ -472,23 +452,21 @@ async fn append_many(
             trainee_ids.push(append.trainee_id);
             course_ids.push(append.course_id);
         }
-        ord += append.events.len() as i64;
-        last_ords.push(ord);
         if let (Some(command_id), Some((kind, result))) =
             (append.metadata.command_id, append.command)
         {
+            record_writes.push(w);
             record_ids.push(command_id);
             record_types.push(kind);
             record_streams.push(append.stream_id);
-            record_ords.push(ord);
             record_results.push(result);
             record_times.push(append.recorded_at);
         }
     }
     let schema_versions = vec![Event::CURRENT_SCHEMA_VERSION; events];
-    let last_position: Option<i64> = sqlx::query_scalar(APPEND_MANY)
+    query
         .bind(tenant.as_uuid())
-        .bind(ord)
+        .bind(writes)
         .bind(stream_ids)
         .bind(versions)
         .bind(event_ids)
@@ -504,20 +482,12 @@ async fn append_many(
         .bind(causation_ids)
         .bind(trainee_ids)
         .bind(course_ids)
+        .bind(record_writes)
         .bind(record_ids)
         .bind(record_types)
         .bind(record_streams)
-        .bind(record_ords)
         .bind(record_results)
         .bind(record_times)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(classify)?;
-    let last_position = last_position.ok_or(StoreError::UnknownTenant)?;
-    Ok(last_ords
-        .into_iter()
-        .map(|last| last_position - ord + last)
-        .collect())
 }
 
 /// Sends the new-event wake-ups (`pg_notify` on [`EVENTS_CHANNEL`], payload: the tenant id)
