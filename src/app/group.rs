@@ -1,17 +1,20 @@
-//! Group commit: the writes of one tenant's commands that arrive while another write of that
-//! tenant is in flight are written together, in one transaction, by one of them.
+//! Group commit: the writes of one tenant's commands that arrive while other writes of that
+//! tenant are in flight are written together, in one statement, by one of them.
 //!
 //! Why: one tenant's appends are serialised by its head row, whose lock is held until the
 //! commit record is flushed to disk (that is what keeps positions gap-free and in commit
 //! order). Written one by one, a busy tenant's commands therefore queue for one WAL flush each,
 //! however many cores and connections there are. Written as a batch, they share one flush
-//! ([`store::append_batch`]). A tenant with one write at a time is written exactly as before:
-//! one self-committing statement, no waiting.
+//! ([`store::append_batch`]). A tenant with few writes at a time is written exactly as before:
+//! one self-committing statement each, no waiting.
 //!
-//! How: per tenant, the first write leads (writes at once); writes that arrive meanwhile queue.
-//! When the leader's write is over, leadership passes to the first queued write, which writes
-//! every queued write in one batch — one statement, [`store::append_batch`] — and so on. A write whose request is dropped while
-//! it queues is not written. The batch runs in its own task, so the writes of other requests
+//! How: per tenant, up to [`MAX_IN_FLIGHT`] writes lead (are written at once); writes that
+//! arrive while that many are in flight queue. When a leader's write is over, its place passes
+//! to the first queued write, which writes every queued write in one batch — one statement,
+//! [`store::append_batch`] — and so on. Two in flight, not one: a second write (or batch) then
+//! writes its projection rows while the first one's commit is being flushed, and waits only
+//! at the head row, as without group commit; with one, a pair of overlapping writes would run
+//! one after the other. A write whose request is dropped while it queues is not written. The batch runs in its own task, so the writes of other requests
 //! are finished (and everyone hears back) even if the leading request is dropped. If the batch
 //! fails (an error from the database: it wrote nothing), each of its writes is written on its
 //! own, which gives each its own outcome (a conflict, a unique violation) exactly as without
@@ -35,6 +38,10 @@ use uuid::Uuid;
 
 /// The most writes in one batch: bounds the time the head row is held by one transaction.
 const MAX_BATCH: usize = 64;
+
+/// Writes (or batches) of one tenant written at the same time by this server before the next
+/// ones queue (see the module documentation).
+const MAX_IN_FLIGHT: usize = 2;
 
 /// One command's write, owned, so that another command's task can write it in its batch.
 #[derive(Clone)]
@@ -83,12 +90,19 @@ impl PendingWrite {
     }
 }
 
-/// Per tenant, whether a write is in flight and which writes wait for it.
+/// Per tenant, how many writes are in flight and which writes wait for them.
 pub(super) struct GroupCommit {
     enabled: bool,
-    /// A tenant is present while one of its writes is in flight; the list is who waits.
-    waiting: Mutex<HashMap<TenantId, Vec<Waiter>>>,
+    /// A tenant is present while any of its writes is in flight.
+    tenants: Mutex<HashMap<TenantId, InFlight>>,
     stats: Stats,
+}
+
+/// One tenant's writes in flight (each holds a [`Leadership`]) and who waits for them.
+#[derive(Default)]
+struct InFlight {
+    leaders: usize,
+    queue: Vec<Waiter>,
 }
 
 /// What group commit did since the server started (for tests and operators).
@@ -167,23 +181,27 @@ impl Drop for Leadership {
         // Writes handed to this leader and not answered are told to write alone (`Waiter`'s
         // drop) before the next leader starts: they were not written.
         self.others.clear();
-        let mut waiting = self
+        let mut tenants = self
             .group
-            .waiting
+            .tenants
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let Some(queue) = waiting.get_mut(&self.tenant) else {
+        let Some(tenant) = tenants.get_mut(&self.tenant) else {
             return;
         };
-        queue.retain(|waiter| !waiter.is_gone());
-        if queue.is_empty() {
-            waiting.remove(&self.tenant);
+        tenant.queue.retain(|waiter| !waiter.is_gone());
+        if tenant.queue.is_empty() {
+            tenant.leaders -= 1;
+            if tenant.leaders == 0 {
+                tenants.remove(&self.tenant);
+            }
             return;
         }
-        let rest = queue.split_off(queue.len().min(MAX_BATCH));
-        let mut batch = std::mem::replace(queue, rest);
+        // This leader's place passes on with the queue.
+        let rest = tenant.queue.split_off(tenant.queue.len().min(MAX_BATCH));
+        let mut batch = std::mem::replace(&mut tenant.queue, rest);
         let next = batch.remove(0);
-        drop(waiting);
+        drop(tenants);
         // If `next`'s request is dropped this instant, the leadership drops with the message
         // and passes on from there.
         next.answer(Turn::Lead(Leadership {
@@ -198,7 +216,7 @@ impl GroupCommit {
     pub fn new(enabled: bool) -> Self {
         Self {
             enabled,
-            waiting: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
             stats: Stats::default(),
         }
     }
@@ -211,9 +229,9 @@ impl GroupCommit {
         }
     }
 
-    /// Writes `write` for `tenant`: at once if no other write of the tenant is in flight, else
-    /// in a batch with the writes that queued meanwhile. Returns the tenant position of its last
-    /// event, or the error it would have had written on its own.
+    /// Writes `write` for `tenant`: at once if fewer than [`MAX_IN_FLIGHT`] writes of the tenant
+    /// are in flight, else in a batch with the writes that queued meanwhile. Returns the tenant
+    /// position of its last event, or the error it would have had written on its own.
     pub async fn write(
         self: &Arc<Self>,
         mut conn: Conn,
@@ -245,32 +263,29 @@ impl GroupCommit {
             .unwrap_or_else(|_| Err(StoreError::OutcomeUnknown("the batch was abandoned".into())))
     }
 
-    /// Leads when no write of the tenant is in flight; else queues and returns where the turn
-    /// will come.
+    /// Leads when fewer than [`MAX_IN_FLIGHT`] writes of the tenant are in flight; else
+    /// queues and returns where the turn will come.
     fn join(
         self: &Arc<Self>,
         tenant: TenantId,
         write: &Arc<PendingWrite>,
     ) -> Result<Leadership, oneshot::Receiver<Turn>> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        match waiting.get_mut(&tenant) {
-            None => {
-                waiting.insert(tenant, Vec::new());
-                Ok(Leadership {
-                    group: self.clone(),
-                    tenant,
-                    others: Vec::new(),
-                })
-            }
-            Some(queue) => {
-                let (reply, turn) = oneshot::channel();
-                queue.push(Waiter {
-                    write: write.clone(),
-                    reply: Some(reply),
-                });
-                Err(turn)
-            }
+        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        let in_flight = tenants.entry(tenant).or_default();
+        if in_flight.leaders < MAX_IN_FLIGHT {
+            in_flight.leaders += 1;
+            return Ok(Leadership {
+                group: self.clone(),
+                tenant,
+                others: Vec::new(),
+            });
         }
+        let (reply, turn) = oneshot::channel();
+        in_flight.queue.push(Waiter {
+            write: write.clone(),
+            reply: Some(reply),
+        });
+        Err(turn)
     }
 }
 
