@@ -173,8 +173,9 @@ enum Turn {
     Lead(Leadership),
 }
 
-/// The right to write a tenant's batch; dropping it passes the right on to the writes queued
-/// meanwhile (or frees the tenant), whatever happened to the holder.
+/// One of a tenant's places in flight: the right to write (a write or a batch) now. Dropping
+/// it passes the place on to the writes queued meanwhile (or gives it back), whatever happened
+/// to the holder.
 struct Leadership {
     group: Arc<GroupCommit>,
     tenant: TenantId,
