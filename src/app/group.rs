@@ -163,7 +163,7 @@ impl Drop for Waiter {
 
 /// What a queued write is told.
 enum Turn {
-    /// Written in another write's batch.
+    /// The outcome of another write's batch for this write: written, or refused (nothing written).
     Written(BatchOutcome),
     /// Write yourself, on your own.
     Alone,
@@ -305,15 +305,20 @@ async fn write_batch(
 ) -> Result<i64, StoreError> {
     let tenant = leadership.tenant;
     let group = leadership.group.clone();
-    // Writes that cannot share the batch go alone: a second write to a stream already in it
-    // (decided on the version the first one writes: it would fail the whole batch, and is
-    // refused and re-decided alone), and a registration together with a change of its course
-    // (the registration's guard reads the course as it was before the statement).
+    // Writes that cannot share the batch: a second write to a stream already in it, decided on
+    // the version the first one writes, is refused (and decided again, like a version
+    // conflict; written alone at once it could commit first and fail the whole batch); a
+    // registration together with a change of its course goes alone (the registration's guard
+    // reads the course as it was before the statement, so the two cannot share it).
     let mut batch = Batch::default();
     batch.add(&own);
     let mut members = Vec::new();
     for waiter in std::mem::take(&mut leadership.others) {
         if waiter.is_gone() {
+            continue;
+        }
+        if batch.streams.contains(&waiter.write.stream_id) {
+            waiter.answer(Turn::Written(BatchOutcome::Refused));
             continue;
         }
         if batch.conflicts(&waiter.write) {
@@ -383,9 +388,9 @@ impl Batch {
         }
     }
 
+    /// A registration and a change of its course (same-stream writes are handled apart).
     fn conflicts(&self, write: &PendingWrite) -> bool {
-        self.streams.contains(&write.stream_id)
-            || self.registration_courses.contains(&write.stream_id)
+        self.registration_courses.contains(&write.stream_id)
             || (write.registration && write.course_id.is_some_and(|c| self.streams.contains(&c)))
     }
 }

@@ -169,7 +169,8 @@ const REGISTRATION_STATEMENT: &str = concat!(
 );
 
 /// The projection CTEs of a batch (group commit): every kind of row from arrays, one element
-/// per row, parameters from $24 on. A registration (guarded like the single one: its course must
+/// per row, parameters from $24 on, each kind inserted in key order (so two batches in flight
+/// lock the rows of one table in the same order). A registration (guarded like the single one: its course must
 /// exist, not retired, and is locked `FOR SHARE`) carries its write's index, so `refused` can
 /// name the writes whose guard refused; `written` reads every row CTE, so the head row (whose
 /// `WHERE` reads it) is locked after all of them, as in the single statement.
@@ -177,13 +178,14 @@ const BATCH_STATEMENT: &str = concat!(
     "WITH courses_written AS (INSERT INTO ",
     course_columns!(),
     " SELECT $1, r.* FROM unnest($24::uuid[], $25::text[], $26::text[], $27::int2[], \
-     $28::bool[], $29::timestamptz[], $30::timestamptz[], $31::int4[]) AS r ",
+     $28::bool[], $29::timestamptz[], $30::timestamptz[], $31::int4[]) \
+     AS r(course_id) ORDER BY r.course_id ",
     course_conflict!(),
     " RETURNING 1), \
      trainees_written AS (INSERT INTO ",
     trainee_columns!(),
     " SELECT $1, r.* FROM unnest($32::uuid[], $33::text[], $34::text[], $35::timestamptz[], \
-     $36::int4[]) AS r ",
+     $36::int4[]) AS r(trainee_id) ORDER BY r.trainee_id ",
     trainee_conflict!(),
     " RETURNING 1), \
      enrollments_written AS (INSERT INTO ",
@@ -191,13 +193,13 @@ const BATCH_STATEMENT: &str = concat!(
     " SELECT $1, r.* FROM unnest($37::uuid[], $38::uuid[], $39::uuid[], $40::text[], \
      $41::timestamptz[], $42::timestamptz[], $43::timestamptz[], $44::timestamptz[], \
      $45::text[], $46::int4[], $47::int2[], $48::timestamptz[], $49::int4[], \
-     $50::timestamptz[]) AS r ",
+     $50::timestamptz[]) AS r(enrollment_id) ORDER BY r.enrollment_id ",
     enrollment_conflict!(),
     " RETURNING 1), \
      submissions_written AS (INSERT INTO ",
     submission_columns!(),
     " SELECT $1, r.* FROM unnest($51::uuid[], $52::uuid[], $53::timestamptz[], $54::int2[], \
-     $55::bool[], $56::timestamptz[]) AS r ",
+     $55::bool[], $56::timestamptz[]) AS r(submission_id) ORDER BY r.submission_id ",
     submission_conflict!(),
     " RETURNING 1), \
      registrations AS (SELECT * FROM unnest($57::int4[], $58::uuid[], $59::uuid[], $60::uuid[], \
@@ -207,20 +209,21 @@ const BATCH_STATEMENT: &str = concat!(
      registered_at, started_at, completed_at, withdrawn_at, withdrawal_reason, \
      submission_count, best_score, passed_at, version, updated_at)), \
      open_courses AS (SELECT course_id FROM courses WHERE tenant_id = $1 \
-     AND course_id IN (SELECT course_id FROM registrations) AND NOT retired FOR SHARE), \
+     AND course_id IN (SELECT course_id FROM registrations) AND NOT retired \
+     ORDER BY course_id FOR SHARE), \
      registered AS (INSERT INTO ",
     enrollment_columns!(),
     " SELECT $1, r.enrollment_id, r.course_id, r.trainee_id, r.status, r.registered_at, \
      r.started_at, r.completed_at, r.withdrawn_at, r.withdrawal_reason, r.submission_count, \
      r.best_score, r.passed_at, r.version, r.updated_at FROM registrations r \
-     WHERE r.course_id IN (SELECT course_id FROM open_courses) ",
+     WHERE r.course_id IN (SELECT course_id FROM open_courses) ORDER BY r.enrollment_id ",
     enrollment_conflict!(),
     " RETURNING enrollment_id), \
      refused AS (SELECT r.w FROM registrations r \
      WHERE r.enrollment_id NOT IN (SELECT enrollment_id FROM registered)), \
      written AS (SELECT (SELECT count(*) FROM courses_written) \
      + (SELECT count(*) FROM trainees_written) + (SELECT count(*) FROM enrollments_written) \
-     + (SELECT count(*) FROM submissions_written) AS n), ",
+     + (SELECT count(*) FROM submissions_written) + (SELECT count(*) FROM registered) AS n), ",
     crate::append_many_ctes!()
 );
 

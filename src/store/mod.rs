@@ -303,7 +303,9 @@ pub trait AlongsideBatch<'q>: Sized {
 /// The CTEs every batch statement ends with, after the rows' CTEs (see [`AlongsideBatch`]):
 /// the accepted writes' events (values in arrays, one element per event, `$2`–`$17`), one head
 /// increment for all of them, the events, and the command records (one element per command,
-/// `$18`–`$23`). Positions run in batch order, over the accepted writes only.
+/// `$18`–`$23`). Positions run in batch order, over the accepted writes only. Without a head
+/// row (an unknown tenant) the positions are NULL and the statement fails as a whole, rows
+/// included.
 #[macro_export]
 macro_rules! append_many_ctes {
     () => {
@@ -329,7 +331,7 @@ macro_rules! append_many_ctes {
                  a.event_id, a.stream_type, a.event_type, a.schema_version, a.data, \
                  a.recorded_at, a.actor_id, a.actor_role, a.command_id, a.correlation_id, \
                  a.causation_id, a.trainee_id, a.course_id \
-             FROM head, accepted a \
+             FROM accepted a LEFT JOIN head ON true \
          ), command AS ( \
              INSERT INTO commands (tenant_id, command_id, command_type, stream_id, position, \
                  result, recorded_at) \
@@ -337,9 +339,10 @@ macro_rules! append_many_ctes {
                  head.last_position - (SELECT n FROM total) \
                      + (SELECT max(a.n) FROM accepted a WHERE a.w = c.w), \
                  c.result, c.recorded_at \
-             FROM head, unnest($18::int4[], $19::uuid[], $20::text[], $21::uuid[], \
+             FROM unnest($18::int4[], $19::uuid[], $20::text[], $21::uuid[], \
                  $22::jsonb[], $23::timestamptz[]) \
                  AS c(w, command_id, command_type, stream_id, result, recorded_at) \
+                 LEFT JOIN head ON true \
              WHERE c.w NOT IN (SELECT w FROM refused) \
          ) \
          SELECT (SELECT last_position FROM head) AS last_position, \
