@@ -306,10 +306,36 @@ struct BatchRows<'q> {
     registrations: Vec<(i32, &'q EnrollmentRow)>,
 }
 
-fn bind_enrollments<'q>(query: PgQuery<'q>, rows: &[&'q EnrollmentRow]) -> PgQuery<'q> {
-    fn column<'q, T>(rows: &[&'q EnrollmentRow], f: impl Fn(&'q EnrollmentRow) -> T) -> Vec<T> {
-        rows.iter().map(|r| f(r)).collect()
-    }
+// Rows of one kind bound as one array per column, in the tables' column order after
+// `tenant_id`: the batch statement and the rebuild's bulk inserts both use them.
+
+/// One column of `rows`, as an array parameter.
+fn column<'q, R, T>(rows: &[&'q R], value: impl Fn(&'q R) -> T) -> Vec<T> {
+    rows.iter().map(|row| value(row)).collect()
+}
+
+pub(crate) fn bind_courses<'q>(query: PgQuery<'q>, rows: &[&'q CourseRow]) -> PgQuery<'q> {
+    query
+        .bind(column(rows, |r| r.course_id.as_uuid()))
+        .bind(column(rows, |r| r.code.as_str()))
+        .bind(column(rows, |r| r.title.as_str()))
+        .bind(column(rows, |r| r.passing_score))
+        .bind(column(rows, |r| r.retired))
+        .bind(column(rows, |r| r.created_at))
+        .bind(column(rows, |r| r.retired_at))
+        .bind(column(rows, |r| r.version))
+}
+
+pub(crate) fn bind_trainees<'q>(query: PgQuery<'q>, rows: &[&'q TraineeRow]) -> PgQuery<'q> {
+    query
+        .bind(column(rows, |r| r.trainee_id.as_uuid()))
+        .bind(column(rows, |r| r.email.as_str()))
+        .bind(column(rows, |r| r.name.as_str()))
+        .bind(column(rows, |r| r.registered_at))
+        .bind(column(rows, |r| r.version))
+}
+
+pub(crate) fn bind_enrollments<'q>(query: PgQuery<'q>, rows: &[&'q EnrollmentRow]) -> PgQuery<'q> {
     query
         .bind(column(rows, |e| e.enrollment_id.as_uuid()))
         .bind(column(rows, |e| e.course_id.as_uuid()))
@@ -325,6 +351,16 @@ fn bind_enrollments<'q>(query: PgQuery<'q>, rows: &[&'q EnrollmentRow]) -> PgQue
         .bind(column(rows, |e| e.passed_at))
         .bind(column(rows, |e| e.version))
         .bind(column(rows, |e| e.updated_at))
+}
+
+pub(crate) fn bind_submissions<'q>(query: PgQuery<'q>, rows: &[&'q SubmissionRow]) -> PgQuery<'q> {
+    query
+        .bind(column(rows, |r| r.submission_id.as_uuid()))
+        .bind(column(rows, |r| r.enrollment_id.as_uuid()))
+        .bind(column(rows, |r| r.submitted_at))
+        .bind(column(rows, |r| r.score))
+        .bind(column(rows, |r| r.passed))
+        .bind(column(rows, |r| r.graded_at))
 }
 
 impl<'q> AlongsideBatch<'q> for ProjectionWrite<'q> {
@@ -346,44 +382,15 @@ impl<'q> AlongsideBatch<'q> for ProjectionWrite<'q> {
                 ProjectionWrite::Nothing => {}
             }
         }
-        let c = &rows.courses;
-        let t = &rows.trainees;
-        let s = &rows.submissions;
-        let query = query
-            .bind(c.iter().map(|r| r.course_id.as_uuid()).collect::<Vec<_>>())
-            .bind(c.iter().map(|r| r.code.as_str()).collect::<Vec<_>>())
-            .bind(c.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-            .bind(c.iter().map(|r| r.passing_score).collect::<Vec<_>>())
-            .bind(c.iter().map(|r| r.retired).collect::<Vec<_>>())
-            .bind(c.iter().map(|r| r.created_at).collect::<Vec<_>>())
-            .bind(c.iter().map(|r| r.retired_at).collect::<Vec<_>>())
-            .bind(c.iter().map(|r| r.version).collect::<Vec<_>>())
-            .bind(t.iter().map(|r| r.trainee_id.as_uuid()).collect::<Vec<_>>())
-            .bind(t.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
-            .bind(t.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
-            .bind(t.iter().map(|r| r.registered_at).collect::<Vec<_>>())
-            .bind(t.iter().map(|r| r.version).collect::<Vec<_>>());
-        let query = bind_enrollments(query, &rows.enrollments)
-            .bind(
-                s.iter()
-                    .map(|r| r.submission_id.as_uuid())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                s.iter()
-                    .map(|r| r.enrollment_id.as_uuid())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(s.iter().map(|r| r.submitted_at).collect::<Vec<_>>())
-            .bind(s.iter().map(|r| r.score).collect::<Vec<_>>())
-            .bind(s.iter().map(|r| r.passed).collect::<Vec<_>>())
-            .bind(s.iter().map(|r| r.graded_at).collect::<Vec<_>>())
-            .bind(
-                rows.registrations
-                    .iter()
-                    .map(|(w, _)| *w)
-                    .collect::<Vec<_>>(),
-            );
+        let query = bind_courses(query, &rows.courses);
+        let query = bind_trainees(query, &rows.trainees);
+        let query = bind_enrollments(query, &rows.enrollments);
+        let query = bind_submissions(query, &rows.submissions).bind(
+            rows.registrations
+                .iter()
+                .map(|(w, _)| *w)
+                .collect::<Vec<_>>(),
+        );
         let registrations: Vec<&EnrollmentRow> =
             rows.registrations.iter().map(|(_, row)| *row).collect();
         bind_enrollments(query, &registrations)

@@ -157,96 +157,48 @@ async fn write_rows<'a>(
     }
     let t = tenant.as_uuid();
     for chunk in courses.chunks(CHUNK) {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO courses (tenant_id, course_id, code, title, passing_score, retired, \
              created_at, retired_at, version) \
              SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int2[], $6::bool[], \
              $7::timestamptz[], $8::timestamptz[], $9::int4[])",
-        )
-        .bind(t)
-        .bind(
-            chunk
-                .iter()
-                .map(|r| r.course_id.as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(chunk.iter().map(|r| r.code.as_str()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.title.as_str()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.passing_score).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.retired).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.retired_at).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.version).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
+        );
+        super::bind_courses(query.bind(t), chunk)
+            .execute(&mut *conn)
+            .await?;
     }
     for chunk in trainees.chunks(CHUNK) {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO trainees (tenant_id, trainee_id, email, name, registered_at, version) \
              SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int4[])",
-        )
-        .bind(t)
-        .bind(chunk.iter().map(|r| r.trainee_id.as_uuid()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.email.as_str()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.registered_at).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.version).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
+        );
+        super::bind_trainees(query.bind(t), chunk)
+            .execute(&mut *conn)
+            .await?;
     }
     for chunk in enrollments.chunks(CHUNK) {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO enrollments (tenant_id, enrollment_id, course_id, trainee_id, status, \
              registered_at, started_at, completed_at, withdrawn_at, withdrawal_reason, \
              submission_count, best_score, passed_at, version, updated_at) \
              SELECT $1, * FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
              $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], \
              $11::int4[], $12::int2[], $13::timestamptz[], $14::int4[], $15::timestamptz[])",
-        )
-        .bind(t)
-        .bind(chunk.iter().map(|r| r.enrollment_id.as_uuid()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.course_id.as_uuid()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.trainee_id.as_uuid()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.registered_at).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.started_at).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.completed_at).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.withdrawn_at).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.withdrawal_reason.as_deref()).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.submission_count).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.best_score).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.passed_at).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.version).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.updated_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
+        );
+        super::bind_enrollments(query.bind(t), chunk)
+            .execute(&mut *conn)
+            .await?;
     }
     for chunk in submissions.chunks(CHUNK) {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO submissions (tenant_id, submission_id, enrollment_id, submitted_at, \
              score, passed, graded_at) \
              SELECT $1, * FROM unnest($2::uuid[], $3::uuid[], $4::timestamptz[], $5::int2[], \
              $6::bool[], $7::timestamptz[])",
-        )
-        .bind(t)
-        .bind(
-            chunk
-                .iter()
-                .map(|r| r.submission_id.as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            chunk
-                .iter()
-                .map(|r| r.enrollment_id.as_uuid())
-                .collect::<Vec<_>>(),
-        )
-        .bind(chunk.iter().map(|r| r.submitted_at).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.score).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.passed).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.graded_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
+        );
+        super::bind_submissions(query.bind(t), chunk)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(RebuildReport {
         events: 0,
