@@ -295,8 +295,9 @@ impl App {
         Ok(Some(score))
     }
 
-    /// Projects and appends a command's events in one self-committing statement, remembers the
-    /// stream as now stored, then queues the wake-up.
+    /// Projects and appends a command's events — in one self-committing statement, or in a batch
+    /// with other writes of the tenant ([`group`]) —, remembers the stream as now stored, then
+    /// queues the wake-up.
     async fn commit(
         &self,
         conn: Conn,

@@ -2,15 +2,13 @@
 //! transaction. Positions must stay gap-free and visible in order, every command must get the
 //! answer it would get written alone, and a failed batch must leave nothing behind.
 
-use crate::helpers::{TestApp, caller};
+use crate::helpers::{TestApp, caller, course_through};
 use crate::replay::snapshot;
 use coursetrail::app::{App, CommandOptions, GroupCommitStats};
 use coursetrail::auth::Role;
 use coursetrail::domain::events::{CourseRegistered, TraineeRegistered};
-use coursetrail::domain::values::{Answers, CourseCode, CourseTitle, Email, PersonName, Score};
-use coursetrail::domain::{
-    CourseId, EnrollmentId, Event, StreamType, SubmissionId, TenantId, TraineeId,
-};
+use coursetrail::domain::values::{Answers, Email, PersonName, Score};
+use coursetrail::domain::{EnrollmentId, Event, StreamType, SubmissionId, TenantId, TraineeId};
 use coursetrail::projections::ProjectionWrite;
 use coursetrail::projections::rows::{EventPlace, StreamRows, TraineeRow};
 use coursetrail::store::{self, Append, BatchOutcome, Metadata, StoreError};
@@ -306,17 +304,7 @@ async fn a_batch_leaves_out_a_write_its_guard_refuses_and_any_error_rolls_all_of
     let app = App::new(test.pool.clone());
     let admin = caller(tenant, Role::Admin, Uuid::now_v7());
     let none = CommandOptions::default();
-    let course = app
-        .create_course(
-            &admin,
-            &none,
-            CourseCode::parse("GONE").unwrap(),
-            CourseTitle::parse("Retired").unwrap(),
-            Score::parse("p", 50).unwrap(),
-        )
-        .await
-        .unwrap();
-    let course = CourseId::from_uuid(course.stream_id);
+    let course = course_through(&app, &admin, "GONE").await;
     app.retire_course(&admin, &none, course).await.unwrap();
     let head = test.head(tenant).await;
     let mut conn = test.pool.acquire().await.unwrap();
@@ -461,23 +449,8 @@ async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() 
     let app = App::new(test.pool.clone());
     let admin = caller(tenant, Role::Admin, Uuid::now_v7());
     let none = CommandOptions::default();
-    let create = |code: &'static str| {
-        let (app, admin) = (app.clone(), admin.clone());
-        async move {
-            let created = app
-                .create_course(
-                    &admin,
-                    &CommandOptions::default(),
-                    CourseCode::parse(code).unwrap(),
-                    CourseTitle::parse("Batched").unwrap(),
-                    Score::parse("p", 50).unwrap(),
-                )
-                .await
-                .unwrap();
-            CourseId::from_uuid(created.stream_id)
-        }
-    };
-    let (kept, retired) = (create("KEPT").await, create("LEAVING").await);
+    let kept = course_through(&app, &admin, "KEPT").await;
+    let retired = course_through(&app, &admin, "LEAVING").await;
     let mut trainees = Vec::new();
     for i in 0..24 {
         let trainee = TraineeId::from_uuid(Uuid::now_v7());
@@ -554,7 +527,7 @@ async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() 
                 .position
         })
     };
-    create("NEW").await;
+    course_through(&app, &admin, "NEW").await;
     let registrations = tasks.join_all().await;
     let retired_at = retirement.await.unwrap();
 

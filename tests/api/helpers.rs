@@ -1,10 +1,12 @@
 //! The test harness: one private PostgreSQL cluster per test process, a migrated template
 //! database, and per test a fresh database cloned from it with a server on a free port.
 
-use coursetrail::app::{App, Caller};
+use coursetrail::app::{App, Caller, CommandOptions};
 use coursetrail::auth::{JwtSettings, KeySource, Principal, Role, TokenIssuer, TokenVerifier};
 use coursetrail::db;
+use coursetrail::domain::CourseId;
 use coursetrail::domain::TenantId;
+use coursetrail::domain::values::{CourseCode, CourseTitle, Score};
 use coursetrail::http as server_state;
 use coursetrail::pgcluster::PrivateCluster;
 use coursetrail::server;
@@ -338,6 +340,21 @@ impl TestApp {
         )
         .await
     }
+}
+
+/// A course created through the application layer (passing score 50), by `admin`.
+pub async fn course_through(app: &App, admin: &Caller, code: &str) -> CourseId {
+    let created = app
+        .create_course(
+            admin,
+            &CommandOptions::default(),
+            CourseCode::parse(code).unwrap(),
+            CourseTitle::parse("Through the application").unwrap(),
+            Score::parse("passingScore", 50).unwrap(),
+        )
+        .await
+        .unwrap();
+    CourseId::from_uuid(created.stream_id)
 }
 
 /// A verified caller of the application layer, as a token would make it.

@@ -2,12 +2,12 @@
 //! server last saw it. Several servers on one database each hold outdated streams; these tests
 //! drive two `App`s (two servers) and check every outcome is the one the stored stream gives.
 
-use crate::helpers::{TestApp, caller};
+use crate::helpers::{TestApp, caller, course_through};
 use crate::replay::{random_history_on, snapshot};
 use coursetrail::app::{App, AppError, CommandOptions};
 use coursetrail::auth::Role;
-use coursetrail::domain::values::{Answers, CourseCode, CourseTitle, Email, PersonName, Score};
-use coursetrail::domain::{CourseId, EnrollmentId, SubmissionId, TenantId, TraineeId};
+use coursetrail::domain::values::{Answers, Email, PersonName, Score};
+use coursetrail::domain::{EnrollmentId, SubmissionId, TenantId, TraineeId};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -32,16 +32,7 @@ fn answers() -> Answers {
 async fn enrolled(app: &App, tenant: TenantId, code: &str) -> EnrollmentId {
     let admin = caller(tenant, Role::Admin, Uuid::now_v7());
     let none = CommandOptions::default();
-    let course = app
-        .create_course(
-            &admin,
-            &none,
-            CourseCode::parse(code).unwrap(),
-            CourseTitle::parse("Caching").unwrap(),
-            Score::parse("p", 50).unwrap(),
-        )
-        .await
-        .unwrap();
+    let course = course_through(app, &admin, code).await;
     let trainee = TraineeId::from_uuid(Uuid::now_v7());
     app.register_trainee(
         &admin,
@@ -53,12 +44,7 @@ async fn enrolled(app: &App, tenant: TenantId, code: &str) -> EnrollmentId {
     .await
     .unwrap();
     let registered = app
-        .register_for_course(
-            &admin,
-            &none,
-            CourseId::from_uuid(course.stream_id),
-            Some(trainee),
-        )
+        .register_for_course(&admin, &none, course, Some(trainee))
         .await
         .unwrap();
     EnrollmentId::from_uuid(registered.stream_id)
