@@ -34,7 +34,7 @@ use super::Conn;
 use crate::domain::{Event, StreamType, SubmissionId, TenantId};
 use crate::projections::ProjectionWrite;
 use crate::projections::rows::StreamRows;
-use crate::store::{self, Append, BatchOutcome, Metadata, StoreError};
+use crate::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,7 +118,10 @@ struct Stats {
     batches: AtomicU64,
     /// Writes appended by those batches.
     batched_writes: AtomicU64,
-    /// Batches the database refused (nothing written), whose writes were then written one by one.
+    /// Writes those batches refused (a conflict, a unique rule), each answered as if alone.
+    refused_writes: AtomicU64,
+    /// Batches that failed with an error (nothing written), whose writes were then written one
+    /// by one.
     failed_batches: AtomicU64,
 }
 
@@ -127,6 +130,7 @@ struct Stats {
 pub struct GroupCommitStats {
     pub batches: u64,
     pub batched_writes: u64,
+    pub refused_writes: u64,
     pub failed_batches: u64,
 }
 
@@ -232,6 +236,7 @@ impl GroupCommit {
         GroupCommitStats {
             batches: self.stats.batches.load(Ordering::Relaxed),
             batched_writes: self.stats.batched_writes.load(Ordering::Relaxed),
+            refused_writes: self.stats.refused_writes.load(Ordering::Relaxed),
             failed_batches: self.stats.failed_batches.load(Ordering::Relaxed),
         }
     }
@@ -318,7 +323,9 @@ async fn write_batch(
             continue;
         }
         if batch.streams.contains(&waiter.write.stream_id) {
-            waiter.answer(Turn::Written(BatchOutcome::Refused));
+            waiter.answer(Turn::Written(BatchOutcome::Refused(
+                Refusal::VersionConflict,
+            )));
             continue;
         }
         if batch.conflicts(&waiter.write) {
@@ -351,6 +358,10 @@ async fn write_batch(
                 .stats
                 .batched_writes
                 .fetch_add(appended as u64, Ordering::Relaxed);
+            group
+                .stats
+                .refused_writes
+                .fetch_add((outcomes.len() - appended) as u64, Ordering::Relaxed);
             for (waiter, outcome) in members.into_iter().zip(&outcomes[1..]) {
                 waiter.answer(Turn::Written(*outcome));
             }
@@ -398,6 +409,6 @@ impl Batch {
 fn written(outcome: BatchOutcome) -> Result<i64, StoreError> {
     match outcome {
         BatchOutcome::Appended(position) => Ok(position),
-        BatchOutcome::Refused => Err(StoreError::Refused),
+        BatchOutcome::Refused(refusal) => Err(refusal.into()),
     }
 }

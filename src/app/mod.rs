@@ -27,7 +27,7 @@ use crate::domain::values::Score;
 use crate::domain::{CourseId, Event, StreamType, SubmissionId, TenantId};
 use crate::projections;
 use crate::projections::rows::{EventPlace, StreamRows};
-use crate::store::{self, CommandRecord, Metadata, Notifier, StoreError, StreamEvent};
+use crate::store::{self, CommandRecord, Metadata, Notifier, StoreError, StreamEvent, UniqueRule};
 use chrono::{DateTime, SubsecRound, Utc};
 use group::{GroupCommit, PendingWrite};
 use recent::{Recent, Stream};
@@ -369,11 +369,14 @@ impl App {
                 // The course was retired after the decision, or the write lost a lock cycle
                 // (nothing written either way): decide again on the new state.
                 StoreError::Refused | StoreError::Deadlock => AppError::ConcurrencyConflict,
-                StoreError::Database(error)
-                    if store::violated_unique_constraint(&error).is_some() =>
-                {
-                    projection_error(error)
+                // A cross-stream rule, possibly for a concurrent command that committed first.
+                StoreError::Taken(UniqueRule::CourseCode) => {
+                    AppError::AlreadyExists("a course with this code exists already".into())
                 }
+                StoreError::Taken(UniqueRule::TraineeEmail) => {
+                    AppError::AlreadyExists("a trainee with this email exists already".into())
+                }
+                StoreError::Taken(UniqueRule::ActiveEnrollment) => AppError::AlreadyRegistered,
                 other => AppError::from(other),
             })?;
         // The batch that wrote it (if any) has let go of it by now, but need not have: then copy.
@@ -423,21 +426,6 @@ fn replayed(record: CommandRecord, command_type: &str) -> Result<CommandOutcome,
         replayed: true,
         rows: None,
     })
-}
-
-/// A projection's unique index refused the write: a cross-stream rule was broken, possibly by a
-/// concurrent command that committed first.
-fn projection_error(error: sqlx::Error) -> AppError {
-    match store::violated_unique_constraint(&error) {
-        Some("courses_code_key") => {
-            AppError::AlreadyExists("a course with this code exists already".into())
-        }
-        Some("trainees_email_key") => {
-            AppError::AlreadyExists("a trainee with this email exists already".into())
-        }
-        Some("enrollments_active_key") => AppError::AlreadyRegistered,
-        _ => AppError::internal(error),
-    }
 }
 
 /// Server time at PostgreSQL's precision, so the value stored is exactly the value projected.

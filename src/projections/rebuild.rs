@@ -1,19 +1,17 @@
 //! Rebuilding a tenant's projections from its log: replay every event through the same row
-//! folds the live path uses, then swap the tenant's rows in one transaction.
+//! folds the live path uses, then swap the tenant's rows in one transaction (one call of the
+//! database function `coursetrail_replace_projections`).
 //!
 //! The swap is atomic for readers (MVCC: they see the old rows until COMMIT), and a failure
-//! changes nothing (ROLLBACK).
+//! changes nothing.
 
 use super::rows::{EventPlace, StreamRows};
 use crate::domain::TenantId;
 use crate::domain::events::DecodeError;
 use crate::replay::{self, Fold, ReplayError, ReplayEvent, ReplayQuery};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgPool, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// Rows written per INSERT statement.
-const CHUNK: usize = 5_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RebuildReport {
@@ -66,13 +64,14 @@ const MAX_ATTEMPTS: usize = 5;
 /// Rebuilds one tenant's projections; `progress` gets the number of events replayed so far.
 ///
 /// The replay runs up to the head position read at the start, without blocking writers. The
-/// swap then deletes and re-inserts the tenant's rows and, as its last step, locks the head row
-/// and checks that no event was appended meanwhile; if one was, it rolls back and starts over.
-/// Locking the head only last keeps the lock order of every append (projection rows, then the
-/// head). A group-commit batch, though, locks several streams' rows one statement after
-/// another, in its own order, so it and the swap can form a lock cycle; PostgreSQL then cancels
-/// one of them, and the swap starts over like when the log moved (the batch's writes are
-/// written one by one).
+/// swap is then one call of the database function `coursetrail_replace_projections` (migration
+/// `…0006`; on Citus it runs on the tenant's worker): it deletes and re-inserts the tenant's
+/// rows and, as its last step, locks the head row and checks that no event was appended
+/// meanwhile; if one was, it undoes the swap and the rebuild starts over. Locking the head only
+/// last keeps the lock order of every append (projection rows, then the head). A group-commit
+/// batch, though, locks several streams' rows one after another, in its own order, so it and
+/// the swap can form a lock cycle; PostgreSQL then cancels one of them, and the swap starts
+/// over like when the log moved (a cancelled batch's writes are written one by one).
 pub async fn rebuild_tenant(
     pool: &PgPool,
     tenant: TenantId,
@@ -86,48 +85,58 @@ pub async fn rebuild_tenant(
             ..ReplayQuery::everything(tenant)
         };
         let stats = replay::replay(pool, &query, &mut fold, &mut progress).await?;
-
-        let mut tx = pool.begin().await?;
-        match swap(&mut tx, tenant, &fold, head).await {
+        match swap(pool, tenant, &fold, head).await {
             Ok(Some(mut report)) => {
-                tx.commit().await?;
                 report.events = stats.events;
                 return Ok(report);
             }
             // The log moved, or a lock cycle: start over.
-            Ok(None) => tx.rollback().await?,
+            Ok(None) => {}
             Err(sqlx::Error::Database(db))
-                if db.code().as_deref() == Some(crate::store::DEADLOCK_DETECTED) =>
-            {
-                tx.rollback().await?
-            }
+                if db.code().as_deref() == Some(crate::store::DEADLOCK_DETECTED) => {}
             Err(error) => return Err(error.into()),
         }
     }
     Err(RebuildError::KeptMoving)
 }
 
-/// Replaces the tenant's rows with the fold's, if the head is still at `head` (`None` if not).
+/// Replaces the tenant's rows with the fold's, if the head is still at `head` (`None` if not):
+/// one self-committing call.
 async fn swap(
-    tx: &mut PgConnection,
+    pool: &PgPool,
     tenant: TenantId,
     fold: &RowsFold,
     head: i64,
 ) -> Result<Option<RebuildReport>, sqlx::Error> {
-    for table in ["submissions", "enrollments", "trainees", "courses"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
-            .bind(tenant.as_uuid())
-            .execute(&mut *tx)
-            .await?;
+    let mut courses = Vec::new();
+    let mut trainees = Vec::new();
+    let mut enrollments = Vec::new();
+    let mut submissions = Vec::new();
+    for rows in fold.streams.values() {
+        courses.extend(rows.course.iter());
+        trainees.extend(rows.trainee.iter());
+        enrollments.extend(rows.enrollment.iter());
+        submissions.extend(rows.submissions.iter());
     }
-    let report = write_rows(&mut *tx, tenant, fold.streams.values()).await?;
-    let head_now: i64 = sqlx::query_scalar(
-        "SELECT last_position FROM tenant_heads WHERE tenant_id = $1 FOR UPDATE",
+    let query = sqlx::query(
+        "SELECT coursetrail_replace_projections($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
+         $29, $30, $31, $32, $33, $34, $35)",
     )
     .bind(tenant.as_uuid())
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok((head_now == head).then_some(report))
+    .bind(head);
+    let query = super::bind_courses(query, &courses);
+    let query = super::bind_trainees(query, &trainees);
+    let query = super::bind_enrollments(query, &enrollments);
+    let query = super::bind_submissions(query, &submissions);
+    let swapped: bool = query.fetch_one(pool).await?.try_get(0)?;
+    Ok(swapped.then_some(RebuildReport {
+        events: 0,
+        courses: courses.len() as u64,
+        trainees: trainees.len() as u64,
+        enrollments: enrollments.len() as u64,
+        submissions: submissions.len() as u64,
+    }))
 }
 
 async fn head_position(pool: &PgPool, tenant: TenantId) -> Result<i64, RebuildError> {
@@ -137,74 +146,4 @@ async fn head_position(pool: &PgPool, tenant: TenantId) -> Result<i64, RebuildEr
             .fetch_optional(pool)
             .await?;
     head.ok_or(RebuildError::UnknownTenant)
-}
-
-/// Bulk-inserts rows, in chunks of array-bound multi-row INSERTs.
-async fn write_rows<'a>(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    streams: impl Iterator<Item = &'a StreamRows>,
-) -> Result<RebuildReport, sqlx::Error> {
-    let mut courses = Vec::new();
-    let mut trainees = Vec::new();
-    let mut enrollments = Vec::new();
-    let mut submissions = Vec::new();
-    for rows in streams {
-        courses.extend(rows.course.iter());
-        trainees.extend(rows.trainee.iter());
-        enrollments.extend(rows.enrollment.iter());
-        submissions.extend(rows.submissions.iter());
-    }
-    let t = tenant.as_uuid();
-    for chunk in courses.chunks(CHUNK) {
-        let query = sqlx::query(
-            "INSERT INTO courses (tenant_id, course_id, code, title, passing_score, retired, \
-             created_at, retired_at, version) \
-             SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int2[], $6::bool[], \
-             $7::timestamptz[], $8::timestamptz[], $9::int4[])",
-        );
-        super::bind_courses(query.bind(t), chunk)
-            .execute(&mut *conn)
-            .await?;
-    }
-    for chunk in trainees.chunks(CHUNK) {
-        let query = sqlx::query(
-            "INSERT INTO trainees (tenant_id, trainee_id, email, name, registered_at, version) \
-             SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int4[])",
-        );
-        super::bind_trainees(query.bind(t), chunk)
-            .execute(&mut *conn)
-            .await?;
-    }
-    for chunk in enrollments.chunks(CHUNK) {
-        let query = sqlx::query(
-            "INSERT INTO enrollments (tenant_id, enrollment_id, course_id, trainee_id, status, \
-             registered_at, started_at, completed_at, withdrawn_at, withdrawal_reason, \
-             submission_count, best_score, passed_at, version, updated_at) \
-             SELECT $1, * FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
-             $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], \
-             $11::int4[], $12::int2[], $13::timestamptz[], $14::int4[], $15::timestamptz[])",
-        );
-        super::bind_enrollments(query.bind(t), chunk)
-            .execute(&mut *conn)
-            .await?;
-    }
-    for chunk in submissions.chunks(CHUNK) {
-        let query = sqlx::query(
-            "INSERT INTO submissions (tenant_id, submission_id, enrollment_id, submitted_at, \
-             score, passed, graded_at) \
-             SELECT $1, * FROM unnest($2::uuid[], $3::uuid[], $4::timestamptz[], $5::int2[], \
-             $6::bool[], $7::timestamptz[])",
-        );
-        super::bind_submissions(query.bind(t), chunk)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(RebuildReport {
-        events: 0,
-        courses: courses.len() as u64,
-        trainees: trainees.len() as u64,
-        enrollments: enrollments.len() as u64,
-        submissions: submissions.len() as u64,
-    })
 }

@@ -1,15 +1,19 @@
 //! The event store: loading a stream and appending to it, with optimistic concurrency, gap-free
 //! per-tenant positions in commit order, and the command-dedupe record. All SQL on `events`,
-//! `tenant_heads` and `commands` for the write path lives here.
+//! `tenant_heads` and `commands` for the write path lives here; the write itself is the
+//! database function `coursetrail_append` (migration `…0005`), which this module calls.
 //!
 //! Invariants:
 //! - A command's projection rows, the head-row increment, the events and the command record are
-//!   written by one statement, which commits by itself (no explicit transaction): the head row's
+//!   written by one call, which commits by itself (no explicit transaction): the head row's
 //!   lock serialises one tenant's appends in commit order and is held only from the increment
-//!   to that statement's COMMIT, never across a round trip to the client.
-//! - Commands of one tenant that wait for each other may instead share one such statement
+//!   to that call's COMMIT, never across a round trip to the client. On Citus the call runs on
+//!   the tenant's worker alone, as a local transaction.
+//! - Commands of one tenant that wait for each other may instead share one such call
 //!   ([`append_batch`], group commit).
-//! - Lock order: projection rows, then the head row (see [`append_ctes!`]), in both.
+//! - Lock order: projection rows, then the head row, in both.
+//! - A refused write is reported by the write ([`Refusal`]), never read from an error's
+//!   constraint name or SQLSTATE (Citus workers' errors lose both).
 //! - Every statement names exactly one tenant; wake-ups are sent after COMMIT ([`Notifier`]).
 
 pub mod live;
@@ -39,6 +43,10 @@ pub enum StoreError {
     /// registration was retired since the decision); nothing was written.
     #[error("a precondition of the write no longer holds")]
     Refused,
+    /// A cross-stream rule refused the write, possibly for a concurrent command that committed
+    /// first; nothing was written.
+    #[error("a unique rule refused the write: {0:?}")]
+    Taken(UniqueRule),
     /// The write may or may not have been committed: the connection was lost while its batch's
     /// statement ran, or its batch was abandoned. Never retried: it may be stored.
     #[error("the outcome of the write is unknown: {0}")]
@@ -155,342 +163,215 @@ pub struct Append<'a> {
 /// A query of the write path, with its bound arguments.
 pub type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-/// The CTEs every append statement ends with, after the CTEs of the rows written alongside
-/// (see [`Alongside`]), which must define `projected(ok boolean)`: one row, `ok` false when a
-/// guard refused the write. Parameters `$1`–`$19` are the append's ([`append_with`] binds them).
-///
-/// Order of work inside the statement, and why:
-/// - the head row's `WHERE` reads `projected`, so every projection row is written (and every
-///   wait on a projection's unique index or row lock happens) *before* the head row is locked:
-///   the lock order of every writer is "projection rows, then the head" (the rebuild relies on
-///   it), and the head lock is held for the shortest time;
-/// - the head increment hands out the positions; the events and the command record follow it
-///   because they need them; the statement is the transaction's last (or only) one, so the
-///   head lock is released at COMMIT without another round trip (Citus rule 7).
-#[macro_export]
-macro_rules! append_ctes {
-    () => {
-        "head AS ( \
-             UPDATE tenant_heads SET last_position = last_position + $2 \
-             WHERE tenant_id = $1 AND (SELECT bool_and(ok) FROM projected) \
-             RETURNING last_position \
-         ), appended AS ( \
-             INSERT INTO events (tenant_id, stream_id, version, position, event_id, stream_type, \
-                 event_type, schema_version, data, recorded_at, actor_id, actor_role, command_id, \
-                 correlation_id, causation_id, trainee_id, course_id) \
-             SELECT $1, $3, $4 + e.ord, head.last_position - $2 + e.ord, e.event_id, $5, \
-                 e.event_type, e.schema_version, e.data, $6, $7, $8, $9, $10, $11, $12, $13 \
-             FROM head, unnest($14::uuid[], $15::text[], $16::int2[], $17::jsonb[]) \
-                 WITH ORDINALITY AS e(event_id, event_type, schema_version, data, ord) \
-         ), command AS ( \
-             INSERT INTO commands (tenant_id, command_id, command_type, stream_id, position, \
-                 result, recorded_at) \
-             SELECT $1, $9, $18, $3, head.last_position, $19, $6 FROM head \
-             WHERE $9::uuid IS NOT NULL AND $18::text IS NOT NULL \
-         ) \
-         SELECT (SELECT last_position FROM head) AS last_position, \
-             (SELECT bool_and(ok) FROM projected) AS projected"
-    };
+/// Why the store refused a write. Nothing of a refused write is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The stream is not at the version the decision was made on (or, for a new stream,
+    /// exists already).
+    VersionConflict,
+    /// The command id is recorded already (by an earlier or a concurrent request).
+    DuplicateCommand,
+    /// A registration's course is gone or retired since the decision.
+    CourseClosed,
+    /// A cross-stream rule of the projections.
+    Taken(UniqueRule),
+    UnknownTenant,
 }
 
-/// Rows of other tables (the projections) written by the same statement as an append, so a
-/// command commits in one statement. Implemented by the projections module, which owns that SQL.
-pub trait Alongside<'q> {
-    /// The whole statement: `WITH <CTEs defining projected>, ` followed by [`append_ctes!`].
-    fn statement(&self) -> &'static str;
-
-    /// Binds the statement's parameters from `$20` on.
-    fn bind(self, query: PgQuery<'q>) -> PgQuery<'q>;
+/// The cross-stream rules the projections' unique indexes keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueRule {
+    /// One course code per tenant.
+    CourseCode,
+    /// One e-mail address per tenant.
+    TraineeEmail,
+    /// One active enrollment per trainee and course.
+    ActiveEnrollment,
 }
 
-/// Nothing written alongside: a bare append.
-pub struct NothingAlongside;
-
-impl<'q> Alongside<'q> for NothingAlongside {
-    fn statement(&self) -> &'static str {
-        concat!("WITH projected AS (SELECT true AS ok), ", append_ctes!())
-    }
-
-    fn bind(self, query: PgQuery<'q>) -> PgQuery<'q> {
-        query
+impl Refusal {
+    /// The reason `coursetrail_append` reports (migration `…0005`).
+    fn parse(reason: &str) -> Option<Self> {
+        Some(match reason {
+            "version_conflict" => Refusal::VersionConflict,
+            "duplicate_command" => Refusal::DuplicateCommand,
+            "course_closed" => Refusal::CourseClosed,
+            "course_code_taken" => Refusal::Taken(UniqueRule::CourseCode),
+            "email_taken" => Refusal::Taken(UniqueRule::TraineeEmail),
+            "already_registered" => Refusal::Taken(UniqueRule::ActiveEnrollment),
+            "unknown_tenant" => Refusal::UnknownTenant,
+            _ => return None,
+        })
     }
 }
 
-/// Appends the events, records the command and bumps the tenant head — one statement.
-/// Returns the tenant position of the last event.
-pub async fn append(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    append: Append<'_>,
-) -> Result<i64, StoreError> {
-    append_with(conn, tenant, append, NothingAlongside).await
-}
-
-/// Writes `alongside` (the projection rows), appends the events, records the command and bumps
-/// the tenant head, in one statement. Run outside an explicit transaction, it commits by itself:
-/// the whole command's write is then one round trip, and the head lock is never held while the
-/// client is waited for. Returns the tenant position of the last event.
-///
-/// The new-event wake-up is not sent here: see [`Notifier`].
-pub async fn append_with<'q>(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    append: Append<'q>,
-    alongside: impl Alongside<'q>,
-) -> Result<i64, StoreError> {
-    let query = bind_append(sqlx::query(alongside.statement()), tenant, &append);
-    let row = alongside
-        .bind(query)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(classify)?;
-    let projected: Option<bool> = row.try_get("projected")?;
-    if projected != Some(true) {
-        return Err(StoreError::Refused);
+impl From<Refusal> for StoreError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::VersionConflict => StoreError::VersionConflict,
+            Refusal::DuplicateCommand => StoreError::DuplicateCommand,
+            Refusal::CourseClosed => StoreError::Refused,
+            Refusal::Taken(rule) => StoreError::Taken(rule),
+            Refusal::UnknownTenant => StoreError::UnknownTenant,
+        }
     }
-    let last_position: Option<i64> = row.try_get("last_position")?;
-    last_position.ok_or(StoreError::UnknownTenant)
 }
 
-/// Binds `$1`–`$19`, the parameters of [`append_ctes!`].
-fn bind_append<'q>(query: PgQuery<'q>, tenant: TenantId, append: &Append<'q>) -> PgQuery<'q> {
-    let event_ids: Vec<Uuid> = append.events.iter().map(|_| Uuid::now_v7()).collect();
-    let event_types: Vec<&str> = append
-        .events
-        .iter()
-        .map(|e| e.event_type().as_str())
-        .collect();
-    let schema_versions: Vec<i16> = vec![Event::CURRENT_SCHEMA_VERSION; append.events.len()];
-    let data: Vec<serde_json::Value> = append.events.iter().map(Event::data).collect();
-    let (command_type, command_result) = match append.command {
-        Some((kind, result)) => (Some(kind), Some(result)),
-        None => (None, None),
-    };
-    query
-        .bind(tenant.as_uuid())
-        .bind(append.events.len() as i64)
-        .bind(append.stream_id)
-        .bind(append.expected_version)
-        .bind(append.stream_type.as_str())
-        .bind(append.recorded_at)
-        .bind(append.metadata.actor_id)
-        .bind(append.metadata.actor_role.as_str())
-        .bind(append.metadata.command_id)
-        .bind(append.metadata.correlation_id)
-        .bind(append.metadata.causation_id)
-        .bind(append.trainee_id)
-        .bind(append.course_id)
-        .bind(event_ids)
-        .bind(event_types)
-        .bind(schema_versions)
-        .bind(data)
-        .bind(command_type)
-        .bind(command_result)
-}
-
-/// The rows of a batch's writes ([`append_batch`]), written by the same statement as their
-/// events. Implemented by the projections module, which owns that SQL.
-pub trait AlongsideBatch<'q>: Sized {
-    /// The whole statement: `WITH <CTEs>, ` followed by [`append_many_ctes!`]. The CTEs must
-    /// define `refused(w int4)`, the writes (0-based, in batch order) a guard refused, and
-    /// `written(n bigint)`, one row that reads every other row CTE (so they all run before the
-    /// head row is locked).
-    fn statement() -> &'static str;
-    /// Binds the rows of every write, in batch order, from `$24` on.
-    fn bind(rows: Vec<Self>, query: PgQuery<'q>) -> PgQuery<'q>;
-}
-
-/// The CTEs every batch statement ends with, after the rows' CTEs (see [`AlongsideBatch`]):
-/// the accepted writes' events (values in arrays, one element per event, `$2`–`$17`), one head
-/// increment for all of them, the events, and the command records (one element per command,
-/// `$18`–`$23`). Positions run in batch order, over the accepted writes only. Without a head
-/// row (an unknown tenant) the positions are NULL and the statement fails as a whole, rows
-/// included.
-#[macro_export]
-macro_rules! append_many_ctes {
-    () => {
-        "accepted AS ( \
-             SELECT e.*, row_number() OVER (ORDER BY e.ord) AS n \
-             FROM unnest($2::int4[], $3::uuid[], $4::int4[], $5::uuid[], $6::text[], $7::text[], \
-                 $8::int2[], $9::jsonb[], $10::timestamptz[], $11::uuid[], $12::text[], \
-                 $13::uuid[], $14::uuid[], $15::uuid[], $16::uuid[], $17::uuid[]) \
-                 WITH ORDINALITY AS e(w, stream_id, version, event_id, stream_type, event_type, \
-                 schema_version, data, recorded_at, actor_id, actor_role, command_id, \
-                 correlation_id, causation_id, trainee_id, course_id, ord) \
-             WHERE e.w NOT IN (SELECT w FROM refused) \
-         ), total AS (SELECT count(*) AS n FROM accepted), \
-         head AS ( \
-             UPDATE tenant_heads SET last_position = last_position + (SELECT n FROM total) \
-             WHERE tenant_id = $1 AND (SELECT n FROM written) >= 0 \
-             RETURNING last_position \
-         ), appended AS ( \
-             INSERT INTO events (tenant_id, stream_id, version, position, event_id, stream_type, \
-                 event_type, schema_version, data, recorded_at, actor_id, actor_role, command_id, \
-                 correlation_id, causation_id, trainee_id, course_id) \
-             SELECT $1, a.stream_id, a.version, head.last_position - (SELECT n FROM total) + a.n, \
-                 a.event_id, a.stream_type, a.event_type, a.schema_version, a.data, \
-                 a.recorded_at, a.actor_id, a.actor_role, a.command_id, a.correlation_id, \
-                 a.causation_id, a.trainee_id, a.course_id \
-             FROM accepted a LEFT JOIN head ON true \
-         ), command AS ( \
-             INSERT INTO commands (tenant_id, command_id, command_type, stream_id, position, \
-                 result, recorded_at) \
-             SELECT $1, c.command_id, c.command_type, c.stream_id, \
-                 head.last_position - (SELECT n FROM total) \
-                     + (SELECT max(a.n) FROM accepted a WHERE a.w = c.w), \
-                 c.result, c.recorded_at \
-             FROM unnest($18::int4[], $19::uuid[], $20::text[], $21::uuid[], \
-                 $22::jsonb[], $23::timestamptz[]) \
-                 AS c(w, command_id, command_type, stream_id, result, recorded_at) \
-                 LEFT JOIN head ON true \
-             WHERE c.w NOT IN (SELECT w FROM refused) \
-         ) \
-         SELECT (SELECT last_position FROM head) AS last_position, \
-             ARRAY(SELECT w FROM refused) AS refused"
-    };
-}
-
-/// What became of one write of a committed batch ([`append_batch`]).
+/// What became of one write of a batch ([`append_batch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
     /// Written; the tenant position of its last event.
     Appended(i64),
-    /// A guard of its rows refused it ([`StoreError::Refused`]); nothing of it was written.
-    Refused,
+    /// Refused; nothing of it was written.
+    Refused(Refusal),
 }
 
-/// Writes several commands of one tenant in one statement, which commits by itself: every
-/// write's projection rows, one head increment for all, every event and command record. They
-/// share one commit (one WAL flush) instead of queueing on the head row for one flush each.
+/// The projection rows written with each write of an append (migration `…0005`'s parameters
+/// from `$20` on: per write the kind of its row and where it is, its number of submissions,
+/// then the rows of every kind, one array per column). Implemented by the projections module,
+/// which owns those tables.
+pub trait ProjectionRows<'q>: Sized {
+    /// Binds the rows of every write, in batch order.
+    fn bind(rows: Vec<Self>, query: PgQuery<'q>) -> PgQuery<'q>;
+}
+
+/// The whole write path in one call: the function `coursetrail_append` (migration `…0005`).
+/// Called alone, it is one transaction; on Citus the coordinator delegates it to the worker
+/// holding the tenant (a distributed function, CITUS.md rule 18).
+const APPEND_STATEMENT: &str = "SELECT coursetrail_append($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
+     $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, \
+     $46, $47, $48, $49, $50, $51, $52, $53, $54, $55)";
+
+/// Writes one command: its projection rows, events, command record and the head increment,
+/// in one self-committing call. Returns the tenant position of its last event.
 ///
-/// As for a single append: every projection row is written before the head row is locked, the
-/// head is held only until this statement's COMMIT, and positions are gap-free and in commit
-/// order (in batch order within the batch). A write whose guard refuses is left out, nothing of
-/// it written. The writes must be of distinct streams, and a registration must not be for a
-/// course another write of the batch changes (its guard would not see that change).
-///
-/// An error the database reports means nothing was written; it is returned as is, and the
-/// caller writes each on its own, which tells each its own outcome. Any other error (the
-/// connection lost while the statement ran) leaves the outcome unknown:
-/// [`StoreError::OutcomeUnknown`].
-pub async fn append_batch<'q, A: AlongsideBatch<'q>>(
+/// The new-event wake-up is not sent here: see [`Notifier`].
+pub async fn append_with<'q, P: ProjectionRows<'q>>(
     conn: &mut PgConnection,
     tenant: TenantId,
-    writes: Vec<(Append<'q>, A)>,
+    append: Append<'q>,
+    rows: P,
+) -> Result<i64, StoreError> {
+    let outcomes = append_batch(conn, tenant, vec![(append, rows)]).await?;
+    match outcomes.first() {
+        Some(BatchOutcome::Appended(position)) => Ok(*position),
+        Some(BatchOutcome::Refused(refusal)) => Err((*refusal).into()),
+        None => Err(StoreError::OutcomeUnknown(
+            "no outcome for the write".into(),
+        )),
+    }
+}
+
+/// Writes several commands of one tenant in one call, which commits by itself: every write's
+/// projection rows, one head increment for all, every event and command record. They share one
+/// commit (one WAL flush) instead of queueing on the head row for one flush each.
+///
+/// Each write is accepted or refused on its own ([`BatchOutcome`]); positions are gap-free and
+/// in commit order, in batch order within the batch, over the accepted writes. The head row is
+/// locked after every projection row and held only until this call's COMMIT. The writes must
+/// be of distinct streams.
+///
+/// An error the database reports means nothing was written; it is returned as is. Any other
+/// error (the connection lost while the call ran) leaves the outcome unknown:
+/// [`StoreError::OutcomeUnknown`].
+pub async fn append_batch<'q, P: ProjectionRows<'q>>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    writes: Vec<(Append<'q>, P)>,
 ) -> Result<Vec<BatchOutcome>, StoreError> {
-    let (appends, rows): (Vec<Append<'q>>, Vec<A>) = writes.into_iter().unzip();
-    let query = bind_many(sqlx::query(A::statement()), tenant, &appends);
-    let row = match A::bind(rows, query).fetch_one(&mut *conn).await {
+    let (appends, rows): (Vec<Append<'q>>, Vec<P>) = writes.into_iter().unzip();
+    let query = bind_appends(sqlx::query(APPEND_STATEMENT), tenant, &appends);
+    let row = match P::bind(rows, query).fetch_one(&mut *conn).await {
         Ok(row) => row,
         Err(error @ sqlx::Error::Database(_)) => return Err(classify(error)),
         Err(error) => return Err(unknown(error)),
     };
-    // From here on the batch is committed: nothing may send it down the "write alone" path.
-    let last_position: Option<i64> = row.try_get("last_position").map_err(unknown)?;
-    let refused: Vec<i32> = row.try_get("refused").map_err(unknown)?;
-    let last_position = last_position.ok_or(StoreError::UnknownTenant)?;
-    let accepted = |w: usize| !refused.iter().any(|r| *r as usize == w);
+    // From here on the call has committed: nothing may send its writes to be written again.
+    let (last_position, refusals): (Option<i64>, Vec<Option<String>>) =
+        row.try_get(0).map_err(unknown)?;
+    let refusals = refusals
+        .iter()
+        .map(|reason| {
+            reason
+                .as_deref()
+                .map(|r| Refusal::parse(r).ok_or_else(|| format!("unknown refusal {r:?}")))
+                .transpose()
+        })
+        .collect::<Result<Vec<Option<Refusal>>, String>>()
+        .map_err(StoreError::OutcomeUnknown)?;
+    if refusals.len() != appends.len() {
+        return Err(StoreError::OutcomeUnknown(
+            "one outcome per write expected".into(),
+        ));
+    }
     let total: i64 = appends
         .iter()
-        .enumerate()
-        .filter(|(w, _)| accepted(*w))
-        .map(|(_, a)| a.events.len() as i64)
+        .zip(&refusals)
+        .filter(|(_, refusal)| refusal.is_none())
+        .map(|(append, _)| append.events.len() as i64)
         .sum();
-    let mut position = last_position - total;
+    let mut position = last_position.unwrap_or(0) - total;
     Ok(appends
         .iter()
-        .enumerate()
-        .map(|(w, append)| {
-            if accepted(w) {
+        .zip(refusals)
+        .map(|(append, refusal)| match refusal {
+            Some(refusal) => BatchOutcome::Refused(refusal),
+            None => {
                 position += append.events.len() as i64;
                 BatchOutcome::Appended(position)
-            } else {
-                BatchOutcome::Refused
             }
         })
         .collect())
 }
 
 fn unknown(error: sqlx::Error) -> StoreError {
-    tracing::error!(%error, "a batch's statement failed outside the database: its writes may or may not be stored");
+    tracing::error!(%error, "a write failed outside the database: it may or may not be stored");
     StoreError::OutcomeUnknown(error.to_string())
 }
 
-/// Binds `$1`–`$23`, the parameters of [`append_many_ctes!`].
-fn bind_many<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]) -> PgQuery<'q> {
-    let events = appends.iter().map(|a| a.events.len()).sum();
-    let mut writes = Vec::with_capacity(events);
-    let mut stream_ids = Vec::with_capacity(events);
-    let mut versions = Vec::with_capacity(events);
-    let mut event_ids = Vec::with_capacity(events);
-    let mut stream_types = Vec::with_capacity(events);
-    let mut event_types = Vec::with_capacity(events);
-    let mut data = Vec::with_capacity(events);
-    let mut recorded_ats = Vec::with_capacity(events);
-    let mut actor_ids = Vec::with_capacity(events);
-    let mut actor_roles = Vec::with_capacity(events);
-    let mut command_ids = Vec::with_capacity(events);
-    let mut correlation_ids = Vec::with_capacity(events);
-    let mut causation_ids = Vec::with_capacity(events);
-    let mut trainee_ids = Vec::with_capacity(events);
-    let mut course_ids = Vec::with_capacity(events);
-    let (mut record_writes, mut record_ids, mut record_types) = (vec![], vec![], vec![]);
-    let (mut record_streams, mut record_results, mut record_times) = (vec![], vec![], vec![]);
-    for (w, append) in appends.iter().enumerate() {
-        let w = w as i32;
-        for (event, version) in append.events.iter().zip(append.expected_version + 1..) {
-            writes.push(w);
-            stream_ids.push(append.stream_id);
-            versions.push(version);
-            event_ids.push(Uuid::now_v7());
-            stream_types.push(append.stream_type.as_str());
-            event_types.push(event.event_type().as_str());
-            data.push(event.data());
-            recorded_ats.push(append.recorded_at);
-            actor_ids.push(append.metadata.actor_id);
-            actor_roles.push(append.metadata.actor_role.as_str());
-            command_ids.push(append.metadata.command_id);
-            correlation_ids.push(append.metadata.correlation_id);
-            causation_ids.push(append.metadata.causation_id);
-            trainee_ids.push(append.trainee_id);
-            course_ids.push(append.course_id);
-        }
-        if let (Some(command_id), Some((kind, result))) =
-            (append.metadata.command_id, append.command)
-        {
-            record_writes.push(w);
-            record_ids.push(command_id);
-            record_types.push(kind);
-            record_streams.push(append.stream_id);
-            record_results.push(result);
-            record_times.push(append.recorded_at);
-        }
-    }
-    let schema_versions = vec![Event::CURRENT_SCHEMA_VERSION; events];
+/// One value per write, as an array parameter.
+fn per_write<'q, T>(appends: &[Append<'q>], value: impl Fn(&Append<'q>) -> T) -> Vec<T> {
+    appends.iter().map(value).collect()
+}
+
+/// Binds `$1`–`$19`: the tenant, the writes (one element each) and their events (one element
+/// each, in write order).
+fn bind_appends<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]) -> PgQuery<'q> {
+    let events = || appends.iter().flat_map(|a| a.events.iter());
     query
         .bind(tenant.as_uuid())
-        .bind(writes)
-        .bind(stream_ids)
-        .bind(versions)
-        .bind(event_ids)
-        .bind(stream_types)
-        .bind(event_types)
-        .bind(schema_versions)
-        .bind(data)
-        .bind(recorded_ats)
-        .bind(actor_ids)
-        .bind(actor_roles)
-        .bind(command_ids)
-        .bind(correlation_ids)
-        .bind(causation_ids)
-        .bind(trainee_ids)
-        .bind(course_ids)
-        .bind(record_writes)
-        .bind(record_ids)
-        .bind(record_types)
-        .bind(record_streams)
-        .bind(record_results)
-        .bind(record_times)
+        .bind(per_write(appends, |a| a.stream_id))
+        .bind(per_write(appends, |a| a.stream_type.as_str()))
+        .bind(per_write(appends, |a| a.expected_version))
+        .bind(per_write(appends, |a| a.recorded_at))
+        .bind(per_write(appends, |a| a.metadata.actor_id))
+        .bind(per_write(appends, |a| a.metadata.actor_role.as_str()))
+        .bind(per_write(appends, |a| a.metadata.command_id))
+        .bind(per_write(appends, |a| a.metadata.correlation_id))
+        .bind(per_write(appends, |a| a.metadata.causation_id))
+        .bind(per_write(appends, |a| a.trainee_id))
+        .bind(per_write(appends, |a| a.course_id))
+        // A command record is written when the command has an id and something to record.
+        .bind(per_write(appends, |a| {
+            a.command
+                .filter(|_| a.metadata.command_id.is_some())
+                .map(|(kind, _)| kind)
+        }))
+        .bind(per_write(appends, |a| a.command.map(|(_, result)| result)))
+        .bind(per_write(appends, |a| a.events.len() as i32))
+        .bind(events().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+        .bind(
+            events()
+                .map(|e| e.event_type().as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events()
+                .map(|_| Event::CURRENT_SCHEMA_VERSION)
+                .collect::<Vec<_>>(),
+        )
+        .bind(events().map(Event::data).collect::<Vec<_>>())
 }
 
 /// Sends the new-event wake-ups (`pg_notify` on [`EVENTS_CHANNEL`], payload: the tenant id)
@@ -564,30 +445,14 @@ async fn send_notifications(
 /// SQLSTATE `deadlock_detected`.
 pub const DEADLOCK_DETECTED: &str = "40P01";
 
-/// Turns the write path's expected constraint violations into their meaning.
-/// On a partitioned table PostgreSQL names the partition's index (`events_p4_pkey`), so the
-/// events primary key is recognised by its table and suffix.
+/// A write the database cancelled to break a lock cycle is [`StoreError::Deadlock`]; conflicts
+/// are never read from errors (they are reported by the write itself, see [`Refusal`]).
 fn classify(error: sqlx::Error) -> StoreError {
-    let (table, constraint) = match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => (db.table(), db.constraint()),
-        _ => (None, None),
-    };
-    let is_events = table.is_some_and(|t| t == "events" || t.starts_with("events_p"));
-    let deadlock = matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some(DEADLOCK_DETECTED));
-    match constraint {
-        Some(name) if is_events && name.ends_with("_pkey") => StoreError::VersionConflict,
-        Some("commands_pkey") => StoreError::DuplicateCommand,
-        _ if deadlock => StoreError::Deadlock,
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(DEADLOCK_DETECTED) => {
+            StoreError::Deadlock
+        }
         _ => StoreError::Database(error),
-    }
-}
-
-/// The name of the unique constraint (or unique index) a statement violated, if that is what
-/// failed.
-pub fn violated_unique_constraint(error: &sqlx::Error) -> Option<&str> {
-    match error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => db.constraint(),
-        _ => None,
     }
 }
 

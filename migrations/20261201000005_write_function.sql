@@ -1,0 +1,225 @@
+-- The write path as one function: a command's (or a group-commit batch's) projection rows,
+-- head increment, events and command records, written by single-row statements that each name
+-- the tenant. Called alone (`SELECT … FROM coursetrail_append($1, …)`, autocommit), it is one
+-- transaction; on Citus it is a distributed function (migration …0006) whose calls the
+-- coordinator delegates to the tenant's worker, which runs it as a local transaction: no
+-- statement pulled through the coordinator, no two-phase commit, no other worker involved
+-- (../shared/CITUS.md rules 17 and 18).
+--
+-- A refusal is reported, never raised: each write gets NULL (written) or the reason it was
+-- refused, in `refusals`, and nothing of a refused write is stored. Errors from Citus workers
+-- lose their constraint names and SQLSTATE (rule 20), so conflicts are detected from what each
+-- statement did (ON CONFLICT DO NOTHING, versioned UPDATE, FOUND), not from error fields.
+--
+-- Per write, in batch order, the steps that can refuse come first and nothing after them can:
+--   1. a registration's course guard: the course exists and is not retired, locked FOR SHARE
+--      so a concurrent retirement waits for this transaction (or this for it);
+--   2. the command record (if the command has an id), inserted at once with position 0: a
+--      command id recorded before, or by a concurrent transaction, refuses the write here;
+--   3. the stream's projection row: a new stream's row is inserted ON CONFLICT DO NOTHING (its
+--      stream exists already, or a unique rule — course code, e-mail, one active enrollment per
+--      trainee and course — refuses it); an existing stream's row is updated only at the
+--      version the decision was made on (optimistic concurrency: the row's version is the
+--      stream's). Refused here, the write's command record is deleted again;
+--   4. the submissions it added or graded.
+-- Then, as the last writes, one head increment for every accepted event (the head row is locked
+-- after all projection rows: the lock order of every writer), the events with their positions
+-- (gap-free, in batch order), and the command records' positions.
+--
+-- A write has a command record when p_command_type is set (its p_command_id then is too).
+-- Parameters: the tenant; one element per write (p_stream … p_event_count); one per event, in
+-- write order (p_event_id … p_data); per write the kind of its projection row and its 1-based
+-- index in that kind's arrays, and its number of submissions; then the rows, one array per
+-- column, in the tables' column order after tenant_id (registrations are enrollment rows).
+CREATE FUNCTION coursetrail_append(
+    p_tenant uuid,
+    p_stream uuid[], p_stream_type text[], p_expected int4[], p_recorded_at timestamptz[],
+    p_actor_id uuid[], p_actor_role text[], p_command_id uuid[], p_correlation_id uuid[],
+    p_causation_id uuid[], p_trainee_id uuid[], p_course_id uuid[], p_command_type text[],
+    p_result jsonb[], p_event_count int4[],
+    p_event_id uuid[], p_event_type text[], p_schema_version int2[], p_data jsonb[],
+    p_row_kind text[], p_row int4[], p_submission_count int4[],
+    c_course_id uuid[], c_code text[], c_title text[], c_passing_score int2[], c_retired bool[],
+    c_created_at timestamptz[], c_retired_at timestamptz[], c_version int4[],
+    t_trainee_id uuid[], t_email text[], t_name text[], t_registered_at timestamptz[],
+    t_version int4[],
+    n_enrollment_id uuid[], n_course_id uuid[], n_trainee_id uuid[], n_status text[],
+    n_registered_at timestamptz[], n_started_at timestamptz[], n_completed_at timestamptz[],
+    n_withdrawn_at timestamptz[], n_withdrawal_reason text[], n_submission_count int4[],
+    n_best_score int2[], n_passed_at timestamptz[], n_version int4[], n_updated_at timestamptz[],
+    s_submission_id uuid[], s_enrollment_id uuid[], s_submitted_at timestamptz[], s_score int2[],
+    s_passed bool[], s_graded_at timestamptz[],
+    OUT last_position bigint, OUT refusals text[]
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+    writes  int := coalesce(array_length(p_stream, 1), 0);
+    w       int;
+    r       int;
+    refusal text;
+    sub     int := 0;   -- submissions consumed so far (they come in write order)
+    ev      int := 0;   -- events consumed so far (they come in write order)
+    total   bigint := 0;
+    pos     bigint;
+BEGIN
+    refusals := array_fill(NULL::text, ARRAY[writes]);
+    PERFORM 1 FROM tenant_heads WHERE tenant_id = p_tenant;
+    IF NOT FOUND THEN
+        refusals := array_fill('unknown_tenant'::text, ARRAY[writes]);
+        RETURN;
+    END IF;
+
+    FOR w IN 1 .. writes LOOP
+        refusal := NULL;
+        r := p_row[w];
+
+        IF p_row_kind[w] = 'registration' THEN
+            PERFORM 1 FROM courses
+             WHERE tenant_id = p_tenant AND course_id = n_course_id[r] AND NOT retired
+               FOR SHARE;
+            IF NOT FOUND THEN
+                refusal := 'course_closed';
+            END IF;
+        END IF;
+
+        IF refusal IS NULL AND p_command_type[w] IS NOT NULL THEN
+            INSERT INTO commands (tenant_id, command_id, command_type, stream_id, position,
+                                  result, recorded_at)
+            VALUES (p_tenant, p_command_id[w], p_command_type[w], p_stream[w], 0, p_result[w],
+                    p_recorded_at[w])
+            ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                refusal := 'duplicate_command';
+            END IF;
+        END IF;
+
+        IF refusal IS NULL THEN
+            CASE p_row_kind[w]
+            WHEN 'course' THEN
+                IF p_expected[w] = 0 THEN
+                    INSERT INTO courses (tenant_id, course_id, code, title, passing_score,
+                                         retired, created_at, retired_at, version)
+                    VALUES (p_tenant, c_course_id[r], c_code[r], c_title[r], c_passing_score[r],
+                            c_retired[r], c_created_at[r], c_retired_at[r], c_version[r])
+                    ON CONFLICT DO NOTHING;
+                    IF NOT FOUND THEN
+                        PERFORM 1 FROM courses WHERE tenant_id = p_tenant AND course_id = c_course_id[r];
+                        refusal := CASE WHEN FOUND THEN 'version_conflict' ELSE 'course_code_taken' END;
+                    END IF;
+                ELSE
+                    UPDATE courses SET code = c_code[r], title = c_title[r],
+                           passing_score = c_passing_score[r], retired = c_retired[r],
+                           retired_at = c_retired_at[r], version = c_version[r]
+                     WHERE tenant_id = p_tenant AND course_id = c_course_id[r]
+                       AND version = p_expected[w];
+                    IF NOT FOUND THEN
+                        refusal := 'version_conflict';
+                    END IF;
+                END IF;
+            WHEN 'trainee' THEN
+                IF p_expected[w] = 0 THEN
+                    INSERT INTO trainees (tenant_id, trainee_id, email, name, registered_at, version)
+                    VALUES (p_tenant, t_trainee_id[r], t_email[r], t_name[r], t_registered_at[r],
+                            t_version[r])
+                    ON CONFLICT DO NOTHING;
+                    IF NOT FOUND THEN
+                        PERFORM 1 FROM trainees WHERE tenant_id = p_tenant AND trainee_id = t_trainee_id[r];
+                        refusal := CASE WHEN FOUND THEN 'version_conflict' ELSE 'email_taken' END;
+                    END IF;
+                ELSE
+                    UPDATE trainees SET email = t_email[r], name = t_name[r], version = t_version[r]
+                     WHERE tenant_id = p_tenant AND trainee_id = t_trainee_id[r]
+                       AND version = p_expected[w];
+                    IF NOT FOUND THEN
+                        refusal := 'version_conflict';
+                    END IF;
+                END IF;
+            WHEN 'enrollment', 'registration' THEN
+                IF p_expected[w] = 0 THEN
+                    INSERT INTO enrollments (tenant_id, enrollment_id, course_id, trainee_id,
+                           status, registered_at, started_at, completed_at, withdrawn_at,
+                           withdrawal_reason, submission_count, best_score, passed_at, version,
+                           updated_at)
+                    VALUES (p_tenant, n_enrollment_id[r], n_course_id[r], n_trainee_id[r],
+                            n_status[r], n_registered_at[r], n_started_at[r], n_completed_at[r],
+                            n_withdrawn_at[r], n_withdrawal_reason[r], n_submission_count[r],
+                            n_best_score[r], n_passed_at[r], n_version[r], n_updated_at[r])
+                    ON CONFLICT DO NOTHING;
+                    IF NOT FOUND THEN
+                        PERFORM 1 FROM enrollments
+                         WHERE tenant_id = p_tenant AND enrollment_id = n_enrollment_id[r];
+                        refusal := CASE WHEN FOUND THEN 'version_conflict' ELSE 'already_registered' END;
+                    END IF;
+                ELSE
+                    UPDATE enrollments SET status = n_status[r], started_at = n_started_at[r],
+                           completed_at = n_completed_at[r], withdrawn_at = n_withdrawn_at[r],
+                           withdrawal_reason = n_withdrawal_reason[r],
+                           submission_count = n_submission_count[r], best_score = n_best_score[r],
+                           passed_at = n_passed_at[r], version = n_version[r],
+                           updated_at = n_updated_at[r]
+                     WHERE tenant_id = p_tenant AND enrollment_id = n_enrollment_id[r]
+                       AND version = p_expected[w];
+                    IF NOT FOUND THEN
+                        refusal := 'version_conflict';
+                    END IF;
+                END IF;
+            ELSE
+                -- A stream without projection rows: only the log guards its version.
+                PERFORM 1 FROM events
+                 WHERE tenant_id = p_tenant AND stream_id = p_stream[w] AND version > p_expected[w];
+                IF FOUND THEN
+                    refusal := 'version_conflict';
+                END IF;
+            END CASE;
+
+            IF refusal IS NOT NULL AND p_command_type[w] IS NOT NULL THEN
+                DELETE FROM commands WHERE tenant_id = p_tenant AND command_id = p_command_id[w];
+            END IF;
+        END IF;
+
+        IF refusal IS NULL THEN
+            FOR r IN sub + 1 .. sub + p_submission_count[w] LOOP
+                INSERT INTO submissions (tenant_id, submission_id, enrollment_id, submitted_at,
+                                         score, passed, graded_at)
+                VALUES (p_tenant, s_submission_id[r], s_enrollment_id[r], s_submitted_at[r],
+                        s_score[r], s_passed[r], s_graded_at[r])
+                ON CONFLICT (tenant_id, submission_id) DO UPDATE
+                   SET score = EXCLUDED.score, passed = EXCLUDED.passed,
+                       graded_at = EXCLUDED.graded_at;
+            END LOOP;
+            total := total + p_event_count[w];
+        END IF;
+        sub := sub + p_submission_count[w];
+        refusals[w] := refusal;
+    END LOOP;
+
+    IF total = 0 THEN
+        RETURN;
+    END IF;
+    UPDATE tenant_heads SET last_position = tenant_heads.last_position + total
+     WHERE tenant_id = p_tenant
+    RETURNING tenant_heads.last_position INTO last_position;
+    pos := last_position - total;
+
+    FOR w IN 1 .. writes LOOP
+        IF refusals[w] IS NULL THEN
+            FOR r IN 1 .. p_event_count[w] LOOP
+                pos := pos + 1;
+                INSERT INTO events (tenant_id, stream_id, version, position, event_id,
+                       stream_type, event_type, schema_version, data, recorded_at, actor_id,
+                       actor_role, command_id, correlation_id, causation_id, trainee_id,
+                       course_id)
+                VALUES (p_tenant, p_stream[w], p_expected[w] + r, pos, p_event_id[ev + r],
+                        p_stream_type[w], p_event_type[ev + r], p_schema_version[ev + r],
+                        p_data[ev + r], p_recorded_at[w], p_actor_id[w], p_actor_role[w],
+                        p_command_id[w], p_correlation_id[w], p_causation_id[w],
+                        p_trainee_id[w], p_course_id[w]);
+            END LOOP;
+            IF p_command_type[w] IS NOT NULL THEN
+                UPDATE commands SET position = pos
+                 WHERE tenant_id = p_tenant AND command_id = p_command_id[w];
+            END IF;
+        END IF;
+        ev := ev + p_event_count[w];
+    END LOOP;
+END
+$fn$;
