@@ -60,6 +60,15 @@ DECLARE
     ev      int := 0;   -- events consumed so far (they come in write order)
     total   bigint := 0;
     pos     bigint;
+    -- The row being written. Statements read its fields, never array elements: Citus 13.2
+    -- crashes planning an UPDATE that sets a text column from an array element, and its local
+    -- execution writes every parameter into the statement it runs, whole arrays included.
+    cmd     commands%ROWTYPE;
+    e       events%ROWTYPE;
+    sb      submissions%ROWTYPE;
+    c       courses%ROWTYPE;
+    t       trainees%ROWTYPE;
+    n       enrollments%ROWTYPE;
 BEGIN
     refusals := array_fill(NULL::text, ARRAY[writes]);
     PERFORM 1 FROM tenant_heads WHERE tenant_id = p_tenant;
@@ -73,19 +82,22 @@ BEGIN
         r := p_row[w];
 
         IF p_row_kind[w] = 'registration' THEN
+            n.course_id := n_course_id[r];
             PERFORM 1 FROM courses
-             WHERE tenant_id = p_tenant AND course_id = n_course_id[r] AND NOT retired
+             WHERE tenant_id = p_tenant AND course_id = n.course_id AND NOT retired
                FOR SHARE;
             IF NOT FOUND THEN
                 refusal := 'course_closed';
             END IF;
         END IF;
 
-        IF refusal IS NULL AND p_command_type[w] IS NOT NULL THEN
+        cmd := ROW(p_tenant, p_command_id[w], p_command_type[w], p_stream[w], 0, p_result[w],
+                   p_recorded_at[w]);
+        IF refusal IS NULL AND cmd.command_type IS NOT NULL THEN
             INSERT INTO commands (tenant_id, command_id, command_type, stream_id, position,
                                   result, recorded_at)
-            VALUES (p_tenant, p_command_id[w], p_command_type[w], p_stream[w], 0, p_result[w],
-                    p_recorded_at[w])
+            VALUES (p_tenant, cmd.command_id, cmd.command_type, cmd.stream_id, 0, cmd.result,
+                    cmd.recorded_at)
             ON CONFLICT DO NOTHING;
             IF NOT FOUND THEN
                 refusal := 'duplicate_command';
@@ -95,68 +107,75 @@ BEGIN
         IF refusal IS NULL THEN
             CASE p_row_kind[w]
             WHEN 'course' THEN
+                c := ROW(p_tenant, c_course_id[r], c_code[r], c_title[r], c_passing_score[r],
+                         c_retired[r], c_created_at[r], c_retired_at[r], c_version[r]);
                 IF p_expected[w] = 0 THEN
                     INSERT INTO courses (tenant_id, course_id, code, title, passing_score,
                                          retired, created_at, retired_at, version)
-                    VALUES (p_tenant, c_course_id[r], c_code[r], c_title[r], c_passing_score[r],
-                            c_retired[r], c_created_at[r], c_retired_at[r], c_version[r])
+                    VALUES (p_tenant, c.course_id, c.code, c.title, c.passing_score, c.retired,
+                            c.created_at, c.retired_at, c.version)
                     ON CONFLICT DO NOTHING;
                     IF NOT FOUND THEN
-                        PERFORM 1 FROM courses WHERE tenant_id = p_tenant AND course_id = c_course_id[r];
+                        PERFORM 1 FROM courses WHERE tenant_id = p_tenant AND course_id = c.course_id;
                         refusal := CASE WHEN FOUND THEN 'version_conflict' ELSE 'course_code_taken' END;
                     END IF;
                 ELSE
-                    UPDATE courses SET code = c_code[r], title = c_title[r],
-                           passing_score = c_passing_score[r], retired = c_retired[r],
-                           retired_at = c_retired_at[r], version = c_version[r]
-                     WHERE tenant_id = p_tenant AND course_id = c_course_id[r]
+                    UPDATE courses SET code = c.code, title = c.title,
+                           passing_score = c.passing_score, retired = c.retired,
+                           retired_at = c.retired_at, version = c.version
+                     WHERE tenant_id = p_tenant AND course_id = c.course_id
                        AND version = p_expected[w];
                     IF NOT FOUND THEN
                         refusal := 'version_conflict';
                     END IF;
                 END IF;
             WHEN 'trainee' THEN
+                t := ROW(p_tenant, t_trainee_id[r], t_email[r], t_name[r], t_registered_at[r],
+                         t_version[r]);
                 IF p_expected[w] = 0 THEN
                     INSERT INTO trainees (tenant_id, trainee_id, email, name, registered_at, version)
-                    VALUES (p_tenant, t_trainee_id[r], t_email[r], t_name[r], t_registered_at[r],
-                            t_version[r])
+                    VALUES (p_tenant, t.trainee_id, t.email, t.name, t.registered_at, t.version)
                     ON CONFLICT DO NOTHING;
                     IF NOT FOUND THEN
-                        PERFORM 1 FROM trainees WHERE tenant_id = p_tenant AND trainee_id = t_trainee_id[r];
+                        PERFORM 1 FROM trainees WHERE tenant_id = p_tenant AND trainee_id = t.trainee_id;
                         refusal := CASE WHEN FOUND THEN 'version_conflict' ELSE 'email_taken' END;
                     END IF;
                 ELSE
-                    UPDATE trainees SET email = t_email[r], name = t_name[r], version = t_version[r]
-                     WHERE tenant_id = p_tenant AND trainee_id = t_trainee_id[r]
+                    UPDATE trainees SET email = t.email, name = t.name, version = t.version
+                     WHERE tenant_id = p_tenant AND trainee_id = t.trainee_id
                        AND version = p_expected[w];
                     IF NOT FOUND THEN
                         refusal := 'version_conflict';
                     END IF;
                 END IF;
             WHEN 'enrollment', 'registration' THEN
+                n := ROW(p_tenant, n_enrollment_id[r], n_course_id[r], n_trainee_id[r],
+                         n_status[r], n_registered_at[r], n_started_at[r], n_completed_at[r],
+                         n_withdrawn_at[r], n_withdrawal_reason[r], n_submission_count[r],
+                         n_best_score[r], n_passed_at[r], n_version[r], n_updated_at[r]);
                 IF p_expected[w] = 0 THEN
                     INSERT INTO enrollments (tenant_id, enrollment_id, course_id, trainee_id,
                            status, registered_at, started_at, completed_at, withdrawn_at,
                            withdrawal_reason, submission_count, best_score, passed_at, version,
                            updated_at)
-                    VALUES (p_tenant, n_enrollment_id[r], n_course_id[r], n_trainee_id[r],
-                            n_status[r], n_registered_at[r], n_started_at[r], n_completed_at[r],
-                            n_withdrawn_at[r], n_withdrawal_reason[r], n_submission_count[r],
-                            n_best_score[r], n_passed_at[r], n_version[r], n_updated_at[r])
+                    VALUES (p_tenant, n.enrollment_id, n.course_id, n.trainee_id, n.status,
+                            n.registered_at, n.started_at, n.completed_at, n.withdrawn_at,
+                            n.withdrawal_reason, n.submission_count, n.best_score, n.passed_at,
+                            n.version, n.updated_at)
                     ON CONFLICT DO NOTHING;
                     IF NOT FOUND THEN
                         PERFORM 1 FROM enrollments
-                         WHERE tenant_id = p_tenant AND enrollment_id = n_enrollment_id[r];
+                         WHERE tenant_id = p_tenant AND enrollment_id = n.enrollment_id;
                         refusal := CASE WHEN FOUND THEN 'version_conflict' ELSE 'already_registered' END;
                     END IF;
                 ELSE
-                    UPDATE enrollments SET status = n_status[r], started_at = n_started_at[r],
-                           completed_at = n_completed_at[r], withdrawn_at = n_withdrawn_at[r],
-                           withdrawal_reason = n_withdrawal_reason[r],
-                           submission_count = n_submission_count[r], best_score = n_best_score[r],
-                           passed_at = n_passed_at[r], version = n_version[r],
-                           updated_at = n_updated_at[r]
-                     WHERE tenant_id = p_tenant AND enrollment_id = n_enrollment_id[r]
+                    UPDATE enrollments SET status = n.status, started_at = n.started_at,
+                           completed_at = n.completed_at, withdrawn_at = n.withdrawn_at,
+                           withdrawal_reason = n.withdrawal_reason,
+                           submission_count = n.submission_count, best_score = n.best_score,
+                           passed_at = n.passed_at, version = n.version,
+                           updated_at = n.updated_at
+                     WHERE tenant_id = p_tenant AND enrollment_id = n.enrollment_id
                        AND version = p_expected[w];
                     IF NOT FOUND THEN
                         refusal := 'version_conflict';
@@ -165,23 +184,26 @@ BEGIN
             ELSE
                 -- A stream without projection rows: only the log guards its version.
                 PERFORM 1 FROM events
-                 WHERE tenant_id = p_tenant AND stream_id = p_stream[w] AND version > p_expected[w];
+                 WHERE tenant_id = p_tenant AND stream_id = cmd.stream_id
+                   AND version > p_expected[w];
                 IF FOUND THEN
                     refusal := 'version_conflict';
                 END IF;
             END CASE;
 
-            IF refusal IS NOT NULL AND p_command_type[w] IS NOT NULL THEN
-                DELETE FROM commands WHERE tenant_id = p_tenant AND command_id = p_command_id[w];
+            IF refusal IS NOT NULL AND cmd.command_type IS NOT NULL THEN
+                DELETE FROM commands WHERE tenant_id = p_tenant AND command_id = cmd.command_id;
             END IF;
         END IF;
 
         IF refusal IS NULL THEN
             FOR r IN sub + 1 .. sub + p_submission_count[w] LOOP
+                sb := ROW(p_tenant, s_submission_id[r], s_enrollment_id[r], s_submitted_at[r],
+                          s_score[r], s_passed[r], s_graded_at[r]);
                 INSERT INTO submissions (tenant_id, submission_id, enrollment_id, submitted_at,
                                          score, passed, graded_at)
-                VALUES (p_tenant, s_submission_id[r], s_enrollment_id[r], s_submitted_at[r],
-                        s_score[r], s_passed[r], s_graded_at[r])
+                VALUES (p_tenant, sb.submission_id, sb.enrollment_id, sb.submitted_at, sb.score,
+                        sb.passed, sb.graded_at)
                 ON CONFLICT (tenant_id, submission_id) DO UPDATE
                    SET score = EXCLUDED.score, passed = EXCLUDED.passed,
                        graded_at = EXCLUDED.graded_at;
@@ -204,15 +226,19 @@ BEGIN
         IF refusals[w] IS NULL THEN
             FOR r IN 1 .. p_event_count[w] LOOP
                 pos := pos + 1;
+                e := ROW(p_tenant, p_stream[w], p_expected[w] + r, pos, p_event_id[ev + r],
+                         p_stream_type[w], p_event_type[ev + r], p_schema_version[ev + r],
+                         p_data[ev + r], p_recorded_at[w], p_actor_id[w], p_actor_role[w],
+                         p_command_id[w], p_correlation_id[w], p_causation_id[w],
+                         p_trainee_id[w], p_course_id[w]);
                 INSERT INTO events (tenant_id, stream_id, version, position, event_id,
                        stream_type, event_type, schema_version, data, recorded_at, actor_id,
                        actor_role, command_id, correlation_id, causation_id, trainee_id,
                        course_id)
-                VALUES (p_tenant, p_stream[w], p_expected[w] + r, pos, p_event_id[ev + r],
-                        p_stream_type[w], p_event_type[ev + r], p_schema_version[ev + r],
-                        p_data[ev + r], p_recorded_at[w], p_actor_id[w], p_actor_role[w],
-                        p_command_id[w], p_correlation_id[w], p_causation_id[w],
-                        p_trainee_id[w], p_course_id[w]);
+                VALUES (p_tenant, e.stream_id, e.version, e.position, e.event_id, e.stream_type,
+                        e.event_type, e.schema_version, e.data, e.recorded_at, e.actor_id,
+                        e.actor_role, e.command_id, e.correlation_id, e.causation_id,
+                        e.trainee_id, e.course_id);
             END LOOP;
             IF p_command_type[w] IS NOT NULL THEN
                 UPDATE commands SET position = pos

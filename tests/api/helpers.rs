@@ -1,5 +1,10 @@
-//! The test harness: one private PostgreSQL cluster per test process, a migrated template
-//! database, and per test a fresh database cloned from it with a server on a free port.
+//! The test harness: real PostgreSQL, a migrated template database, and per test a fresh
+//! database cloned from it with a server on a free port.
+//!
+//! The engine: by default one private PostgreSQL cluster per test process. With
+//! `COURSETRAIL_TEST_CITUS=1`, the local Citus cluster of `scripts/citus` (a coordinator and
+//! two workers, started if it is not running): each test database is then a distributed
+//! database of its own, cloned from a distributed template on every node.
 
 use coursetrail::app::{App, Caller, CommandOptions};
 use coursetrail::auth::{JwtSettings, KeySource, Principal, Role, TokenIssuer, TokenVerifier};
@@ -22,17 +27,53 @@ pub const ISSUER: &str = "coursetrail";
 pub const AUDIENCE: &str = "coursetrail";
 const TEMPLATE: &str = "coursetrail_template";
 
-struct SharedCluster {
-    cluster: PrivateCluster,
+/// Where the tests' databases live.
+enum Engine {
+    Plain(PrivateCluster),
+    Citus(CitusNodes),
+}
+
+/// The nodes of the local Citus cluster, by their `postgres` database URLs.
+pub struct CitusNodes {
+    pub coordinator: String,
+    pub workers: Vec<String>,
+}
+
+impl CitusNodes {
+    /// Every node, workers first (a clone must exist on the workers before the coordinator's
+    /// copy of the metadata is used).
+    fn nodes(&self) -> impl Iterator<Item = &String> {
+        self.workers
+            .iter()
+            .chain(std::iter::once(&self.coordinator))
+    }
+}
+
+/// A node's URL for another database (`…/postgres` → `…/name`).
+pub fn database_url(postgres_url: &str, database: &str) -> String {
+    let base = postgres_url
+        .strip_suffix("/postgres")
+        .expect("a node URL ends with /postgres");
+    format!("{base}/{database}")
+}
+
+struct SharedEngine {
+    engine: Engine,
     // Kept alive for the whole process: the cluster's supervisor pipe belongs to it.
     _runtime: tokio::runtime::Runtime,
 }
 
-/// The process-wide cluster, started and templated on first use. It is never dropped: when the
-/// test process exits, its supervisor pipe closes and PostgreSQL shuts itself down.
-fn cluster() -> &'static PrivateCluster {
-    static CLUSTER: OnceLock<SharedCluster> = OnceLock::new();
-    &CLUSTER
+/// Whether the suite runs on Citus (`COURSETRAIL_TEST_CITUS=1`).
+pub fn on_citus() -> bool {
+    std::env::var("COURSETRAIL_TEST_CITUS").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// The process-wide engine, started and templated on first use. It is never dropped: when the
+/// test process exits, a private cluster's supervisor pipe closes and PostgreSQL shuts itself
+/// down; the Citus cluster keeps running (`scripts/citus stop` stops it).
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<SharedEngine> = OnceLock::new();
+    &ENGINE
         .get_or_init(|| {
             std::thread::spawn(|| {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -40,52 +81,251 @@ fn cluster() -> &'static PrivateCluster {
                     .enable_all()
                     .build()
                     .expect("a runtime for the cluster");
-                let cluster = runtime.block_on(async {
-                    let cluster = PrivateCluster::start_ephemeral()
-                        .await
-                        .expect("start a private PostgreSQL cluster for the tests");
-                    let admin = db::connect(&cluster.url("postgres"), 1)
-                        .await
-                        .expect("connect");
-                    db::create_database_if_missing(&admin, TEMPLATE)
-                        .await
-                        .expect("template");
-                    admin.close().await;
-                    let template = db::connect(&cluster.url(TEMPLATE), 1)
-                        .await
-                        .expect("connect");
-                    db::migrate(&template).await.expect("migrate the template");
-                    template.close().await;
-                    cluster
+                let engine = runtime.block_on(async {
+                    if on_citus() {
+                        Engine::Citus(citus_template().await)
+                    } else {
+                        Engine::Plain(plain_template().await)
+                    }
                 });
-                SharedCluster {
-                    cluster,
+                SharedEngine {
+                    engine,
                     _runtime: runtime,
                 }
             })
             .join()
             .expect("cluster start-up thread")
         })
-        .cluster
+        .engine
+}
+
+async fn plain_template() -> PrivateCluster {
+    let cluster = PrivateCluster::start_ephemeral()
+        .await
+        .expect("start a private PostgreSQL cluster for the tests");
+    let admin = db::connect(&cluster.url("postgres"), 1)
+        .await
+        .expect("connect");
+    db::create_database_if_missing(&admin, TEMPLATE)
+        .await
+        .expect("template");
+    admin.close().await;
+    let template = db::connect(&cluster.url(TEMPLATE), 1)
+        .await
+        .expect("connect");
+    db::migrate(&template).await.expect("migrate the template");
+    template.close().await;
+    cluster
+}
+
+/// Runs `scripts/citus` with `args`; returns its standard output.
+fn citus_script(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/citus");
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .env("CITUS_FAST", "1")
+        .output()
+        .expect("run scripts/citus");
+    assert!(
+        output.status.success(),
+        "scripts/citus {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// The local Citus cluster, started if need be, holding a fresh distributed template.
+async fn citus_template() -> CitusNodes {
+    citus_script(&["start"]);
+    let nodes = CitusNodes {
+        coordinator: citus_script(&["url"]).trim().to_owned(),
+        workers: citus_script(&["worker-urls"])
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    };
+    // Databases of earlier runs go first: they hold background workers on every node.
+    for node in nodes.nodes() {
+        let admin = db::connect(node, 1).await.expect("connect to a Citus node");
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%' OR datname = $1",
+        )
+        .bind(TEMPLATE)
+        .fetch_all(&admin)
+        .await
+        .expect("list databases");
+        for name in stale {
+            sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+                .execute(&admin)
+                .await
+                .expect("drop a database of an earlier run");
+        }
+        sqlx::query(&format!("CREATE DATABASE {TEMPLATE}"))
+            .execute(&admin)
+            .await
+            .expect("create the template");
+        admin.close().await;
+        let template = db::connect(&database_url(node, TEMPLATE), 1)
+            .await
+            .expect("connect to the template");
+        sqlx::query("CREATE EXTENSION citus")
+            .execute(&template)
+            .await
+            .expect("create the citus extension");
+        template.close().await;
+    }
+    // Fewer shards than Citus's default make the clones cheaper (each shard is files to copy);
+    // both workers still hold shards, so every statement still crosses the network.
+    let coordinator = db::connect(&nodes.coordinator, 1).await.expect("connect");
+    sqlx::query(&format!(
+        "ALTER DATABASE {TEMPLATE} SET citus.shard_count = 8"
+    ))
+    .execute(&coordinator)
+    .await
+    .expect("set the template's shard count");
+    coordinator.close().await;
+    let template = db::connect(&database_url(&nodes.coordinator, TEMPLATE), 1)
+        .await
+        .expect("connect to the template");
+    add_nodes(&template, &nodes).await;
+    db::migrate(&template).await.expect("migrate the template");
+    template.close().await;
+    // A template must have no connections while it is cloned; Citus's maintenance daemons keep
+    // some (and reconnect), so it is first closed to new ones on every node, then the open
+    // ones are ended.
+    for node in nodes.nodes() {
+        let admin = db::connect(node, 1).await.expect("connect");
+        sqlx::query(&format!(
+            "ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false"
+        ))
+        .execute(&admin)
+        .await
+        .expect("close the template");
+        admin.close().await;
+    }
+    for node in nodes.nodes() {
+        let admin = db::connect(node, 1).await.expect("connect");
+        loop {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind(TEMPLATE)
+            .fetch_one(&admin)
+            .await
+            .expect("end the template's connections");
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        admin.close().await;
+    }
+    nodes
+}
+
+/// Registers the coordinator and the workers in a database's Citus metadata.
+pub async fn add_nodes(coordinator: &PgPool, nodes: &CitusNodes) {
+    let (host, port) = host_and_port(&nodes.coordinator);
+    sqlx::query("SELECT citus_set_coordinator_host($1, $2)")
+        .bind(&host)
+        .bind(port)
+        .execute(coordinator)
+        .await
+        .expect("set the coordinator host");
+    for worker in &nodes.workers {
+        let (host, port) = host_and_port(worker);
+        sqlx::query("SELECT citus_add_node($1, $2)")
+            .bind(&host)
+            .bind(port)
+            .execute(coordinator)
+            .await
+            .expect("add a worker");
+    }
+}
+
+/// The host and port of a node URL (`postgres://user@host:port/db`).
+pub fn host_and_port(url: &str) -> (String, i32) {
+    let authority = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("a node URL names user@host:port");
+    let (host, port) = authority.rsplit_once(':').expect("a port");
+    (host.to_owned(), port.parse().expect("a numeric port"))
+}
+
+/// The Citus nodes the suite runs on (`None` on plain PostgreSQL).
+pub fn citus_nodes() -> Option<&'static CitusNodes> {
+    match engine() {
+        Engine::Citus(nodes) => Some(nodes),
+        Engine::Plain(_) => None,
+    }
 }
 
 /// A fresh, migrated database of its own.
 pub async fn fresh_database() -> (PgPool, String) {
-    let cluster = cluster();
     let name = format!("test_{}", Uuid::new_v4().simple());
-    let admin = db::connect(&cluster.url("postgres"), 1)
-        .await
-        .expect("connect");
-    sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
-        .execute(&admin)
-        .await
-        .expect("create a test database");
-    admin.close().await;
-    let url = cluster.url(&name);
+    let url = match engine() {
+        Engine::Plain(cluster) => {
+            create_database(&cluster.url("postgres"), &name, Some(TEMPLATE)).await;
+            cluster.url(&name)
+        }
+        Engine::Citus(nodes) => {
+            for node in nodes.nodes() {
+                create_database(node, &name, Some(TEMPLATE)).await;
+            }
+            database_url(&nodes.coordinator, &name)
+        }
+    };
     let pool = db::connect(&url, 30)
         .await
         .expect("connect to the test database");
     (pool, url)
+}
+
+/// An empty database, not migrated (on Citus: distributed, with its nodes registered).
+pub async fn empty_database() -> (PgPool, String) {
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    let url = match engine() {
+        Engine::Plain(cluster) => {
+            create_database(&cluster.url("postgres"), &name, None).await;
+            cluster.url(&name)
+        }
+        Engine::Citus(nodes) => {
+            for node in nodes.nodes() {
+                create_database(node, &name, None).await;
+                let db = db::connect(&database_url(node, &name), 1)
+                    .await
+                    .expect("connect");
+                sqlx::query("CREATE EXTENSION citus")
+                    .execute(&db)
+                    .await
+                    .expect("create the citus extension");
+                db.close().await;
+            }
+            let url = database_url(&nodes.coordinator, &name);
+            let coordinator = db::connect(&url, 1).await.expect("connect");
+            add_nodes(&coordinator, nodes).await;
+            coordinator.close().await;
+            url
+        }
+    };
+    let pool = db::connect(&url, 10)
+        .await
+        .expect("connect to the test database");
+    (pool, url)
+}
+
+async fn create_database(node_postgres_url: &str, name: &str, template: Option<&str>) {
+    let admin = db::connect(node_postgres_url, 1).await.expect("connect");
+    let template = template.map_or(String::new(), |t| format!(" TEMPLATE {t}"));
+    sqlx::query(&format!("CREATE DATABASE {name}{template}"))
+        .execute(&admin)
+        .await
+        .expect("create a test database");
+    admin.close().await;
 }
 
 pub struct TestApp {
