@@ -256,6 +256,15 @@ pub fn host_and_port(url: &str) -> (String, i32) {
     (host.to_owned(), port.parse().expect("a numeric port"))
 }
 
+/// Starts the local Citus cluster's extra worker (not yet part of any database's cluster);
+/// returns its port.
+pub fn add_worker() -> i32 {
+    citus_script(&["add-worker"])
+        .trim()
+        .parse()
+        .expect("add-worker prints the port")
+}
+
 /// The Citus nodes the suite runs on (`None` on plain PostgreSQL).
 pub fn citus_nodes() -> Option<&'static CitusNodes> {
     match engine() {
@@ -331,6 +340,8 @@ async fn create_database(node_postgres_url: &str, name: &str, template: Option<&
 pub struct TestApp {
     pub address: SocketAddr,
     pub pool: PgPool,
+    /// The test database's URL (on Citus: the coordinator's).
+    pub database_url: String,
     pub tenant: TenantId,
     pub client: reqwest::Client,
     issuer: TokenIssuer,
@@ -361,7 +372,7 @@ impl TestApp {
             )
             .with_test_writer()
             .try_init();
-        let (pool, _) = fresh_database().await;
+        let (pool, database_url) = fresh_database().await;
         let settings = JwtSettings::new(KeySource::Secret(SECRET.into()), ISSUER, AUDIENCE);
         let verifier = TokenVerifier::new(&settings).expect("verifier");
         let mut state = server::http_state(App::new(pool.clone()), verifier);
@@ -377,6 +388,7 @@ impl TestApp {
         let mut app = TestApp {
             address,
             pool,
+            database_url,
             tenant: TenantId::from_uuid(Uuid::nil()),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))

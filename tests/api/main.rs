@@ -2,6 +2,7 @@
 //! harness), a fresh database and server per test.
 
 mod audit;
+mod citus;
 mod concurrency;
 mod group_commit;
 mod helpers;

@@ -1,0 +1,557 @@
+//! What only a Citus cluster can show: every write runs on the tenant's worker alone, and the
+//! cluster can be reshaped (a worker added and shards rebalanced, a busy tenant's shards
+//! moved) while commands flow. On plain PostgreSQL there are no workers or shards, so these
+//! tests return at once there; CI runs the suite on Citus as well, where they run in full.
+
+use crate::helpers::{
+    CitusNodes, TestApp, caller, citus_nodes, course_through, database_url, host_and_port,
+};
+use coursetrail::app::{App, CommandOptions};
+use coursetrail::auth::Role;
+use coursetrail::db;
+use coursetrail::domain::values::{Answers, Email, PersonName, Score};
+use coursetrail::domain::{EnrollmentId, SubmissionId, TenantId, TraineeId};
+use sqlx::PgPool;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The worker holding a tenant's shards (all co-located), as its `postgres` URL.
+async fn owner_of(pool: &PgPool, nodes: &CitusNodes, tenant: TenantId) -> String {
+    let port: i32 = sqlx::query_scalar(
+        "SELECT nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid) \
+         WHERE p.shardid = get_shard_id_for_distribution_column('events', $1)",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    nodes
+        .workers
+        .iter()
+        .find(|w| host_and_port(w).1 == port)
+        .expect("the owner is one of the workers")
+        .clone()
+}
+
+/// The statements a worker ran for one database, from `pg_stat_statements` (top-level
+/// statements only: what the coordinator sent), since the last [`reset`].
+struct Statements {
+    worker: PgPool,
+    database: String,
+}
+
+impl Statements {
+    async fn new(worker_url: &str, database: &str) -> Self {
+        Self {
+            worker: db::connect(worker_url, 1).await.unwrap(),
+            database: database.to_owned(),
+        }
+    }
+
+    async fn reset(&self) {
+        sqlx::query(
+            "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = $1), 0)",
+        )
+        .bind(&self.database)
+        .execute(&self.worker)
+        .await
+        .unwrap();
+    }
+
+    /// `(query, calls)` of the statements run on the database's shards and functions, and of
+    /// two-phase commits (the maintenance daemon's own queries left out).
+    async fn ran(&self) -> Vec<(String, i64)> {
+        sqlx::query_as(
+            "SELECT query, calls FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) \
+             AND (query ~ '(events|tenant_heads|commands|courses|trainees|enrollments|submissions)_[0-9]+' \
+                  OR query ~* 'coursetrail_' OR query ~* '(PREPARE TRANSACTION|COMMIT PREPARED)') \
+             ORDER BY query",
+        )
+        .bind(&self.database)
+        .fetch_all(&self.worker)
+        .await
+        .unwrap()
+    }
+}
+
+fn database_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
+/// Runs one write shape and checks what the workers ran for it: on the owner, `expected` calls
+/// of `function` and otherwise only reads; on the other worker, nothing; no two-phase commit.
+async fn check_shape<F: std::future::Future<Output = ()>>(
+    owner: &Statements,
+    other: &Statements,
+    shape: &str,
+    (function, expected): (&str, i64),
+    run: F,
+) {
+    owner.reset().await;
+    other.reset().await;
+    run.await;
+    let on_owner = owner.ran().await;
+    let on_other = other.ran().await;
+    assert!(
+        on_other.is_empty(),
+        "{shape}: the other worker ran {on_other:?}"
+    );
+    let calls: i64 = on_owner
+        .iter()
+        .filter(|(query, _)| query.contains(function))
+        .map(|(_, calls)| calls)
+        .sum();
+    assert_eq!(
+        calls, expected,
+        "{shape}: calls of {function}: {on_owner:?}"
+    );
+    for (query, _) in &on_owner {
+        let statement = query.trim_start().to_ascii_uppercase();
+        assert!(
+            statement.starts_with("SELECT") && !statement.contains("PREPARE"),
+            "{shape}: the owner ran more than the call and reads: {query}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_shape_runs_on_the_tenants_worker_alone_without_two_phase_commit() {
+    let Some(nodes) = citus_nodes() else {
+        return;
+    };
+    let test = TestApp::spawn().await;
+    let tenant = test.tenant;
+    let database = database_name(&test.database_url);
+    let owner_url = owner_of(&test.pool, nodes, tenant).await;
+    let other_url = nodes.workers.iter().find(|w| **w != owner_url).unwrap();
+    let owner = Statements::new(&owner_url, &database).await;
+    let other = Statements::new(other_url, &database).await;
+    let app = App::new(test.pool.clone());
+    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
+    let none = CommandOptions::default();
+    let with_id = || CommandOptions {
+        command_id: Some(Uuid::now_v7()),
+        correlation_id: None,
+    };
+    let append = ("coursetrail_append", 1);
+    // Warm up: the first call on a connection prepares its statements.
+    course_through(&app, &admin, "WARM").await;
+
+    let mut course = None;
+    check_shape(&owner, &other, "createCourse", append, async {
+        course = Some(course_through(&app, &admin, "SHAPE").await);
+    })
+    .await;
+    let course = course.unwrap();
+    let trainee = TraineeId::from_uuid(Uuid::now_v7());
+    check_shape(&owner, &other, "registerTrainee", append, async {
+        app.register_trainee(
+            &admin,
+            &with_id(),
+            Email::parse("shape@example.com").unwrap(),
+            PersonName::parse("Shape").unwrap(),
+            Some(trainee),
+        )
+        .await
+        .unwrap();
+    })
+    .await;
+    let mut enrollment = None;
+    check_shape(&owner, &other, "registerForCourse", append, async {
+        enrollment = Some(EnrollmentId::from_uuid(
+            app.register_for_course(&admin, &with_id(), course, Some(trainee))
+                .await
+                .unwrap()
+                .stream_id,
+        ));
+    })
+    .await;
+    let enrollment = enrollment.unwrap();
+    check_shape(&owner, &other, "startCourse", append, async {
+        app.start_course(&admin, &none, enrollment).await.unwrap();
+    })
+    .await;
+    let mut submission = None;
+    check_shape(&owner, &other, "submitTest", append, async {
+        let submitted = app
+            .submit_test(
+                &admin,
+                &none,
+                enrollment,
+                Answers::parse(serde_json::json!({ "q1": "a" })).unwrap(),
+            )
+            .await
+            .unwrap();
+        submission = Some(SubmissionId::from_uuid(
+            submitted.result["submissionId"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        ));
+    })
+    .await;
+    check_shape(&owner, &other, "gradeSubmission", append, async {
+        app.grade_submission(
+            &admin,
+            &with_id(),
+            enrollment,
+            submission.unwrap(),
+            Score::parse("score", 90).unwrap(),
+        )
+        .await
+        .unwrap();
+    })
+    .await;
+    check_shape(&owner, &other, "completeCourse", append, async {
+        app.complete_course(&admin, &none, enrollment)
+            .await
+            .unwrap();
+    })
+    .await;
+    let second = course_through(&app, &admin, "SECOND").await;
+    let withdrawn = EnrollmentId::from_uuid(
+        app.register_for_course(&admin, &none, second, Some(trainee))
+            .await
+            .unwrap()
+            .stream_id,
+    );
+    check_shape(&owner, &other, "withdrawRegistration", append, async {
+        app.withdraw_registration(&admin, &none, withdrawn, None)
+            .await
+            .unwrap();
+    })
+    .await;
+    check_shape(&owner, &other, "retireCourse", append, async {
+        app.retire_course(&admin, &none, second).await.unwrap();
+    })
+    .await;
+    // A refused write (a duplicate e-mail): the attempt on the cached stream and the one on the
+    // stored stream (a refusal is always decided again) are a call each, and change nothing.
+    check_shape(
+        &owner,
+        &other,
+        "a refused registerTrainee",
+        ("coursetrail_append", 2),
+        async {
+            let refused = app
+                .register_trainee(
+                    &admin,
+                    &none,
+                    Email::parse("shape@example.com").unwrap(),
+                    PersonName::parse("Twin").unwrap(),
+                    None,
+                )
+                .await;
+            assert_eq!(refused.unwrap_err().code(), "ALREADY_EXISTS");
+        },
+    )
+    .await;
+    check_shape(
+        &owner,
+        &other,
+        "rebuildProjections",
+        ("coursetrail_replace_projections", 1),
+        async {
+            app.rebuild_projections(&admin, |_| {}).await.unwrap();
+        },
+    )
+    .await;
+
+    // A group-commit batch: writes queued behind four in flight share one call. Rounds of
+    // concurrent registrations until one formed; no round may run anything else.
+    let mut batched = false;
+    for round in 0..10 {
+        owner.reset().await;
+        other.reset().await;
+        let before = app.group_commit_stats().batches;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..32 {
+            let (app, admin) = (app.clone(), admin.clone());
+            tasks.spawn(async move {
+                app.register_trainee(
+                    &admin,
+                    &CommandOptions::default(),
+                    Email::parse(&format!("batch{round}.{i}@example.com")).unwrap(),
+                    PersonName::parse("Batched").unwrap(),
+                    None,
+                )
+                .await
+                .unwrap();
+            });
+        }
+        tasks.join_all().await;
+        assert!(
+            other.ran().await.is_empty(),
+            "a batch round touched the other worker"
+        );
+        for (query, _) in owner.ran().await {
+            assert!(
+                query
+                    .trim_start()
+                    .to_ascii_uppercase()
+                    .starts_with("SELECT")
+                    && !query.contains("PREPARE"),
+                "a batch round ran more than calls and reads: {query}"
+            );
+        }
+        if app.group_commit_stats().batches > before {
+            batched = true;
+            break;
+        }
+    }
+    assert!(batched, "no batch formed");
+}
+
+/// Commands of one tenant from several tasks until `stop`; returns every acknowledged
+/// `(position, command id)` and the number of commands that failed.
+async fn write_until(
+    app: App,
+    tenant: TenantId,
+    writers: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<(i64, Uuid)>, usize) {
+    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
+    let course = course_through(&app, &admin, "MOVING").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in 0..writers {
+        let (app, admin, stop) = (app.clone(), admin.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut failed = 0;
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let command = Uuid::now_v7();
+                let options = CommandOptions {
+                    command_id: Some(command),
+                    correlation_id: None,
+                };
+                let trainee = TraineeId::from_uuid(Uuid::now_v7());
+                let registered = app
+                    .register_trainee(
+                        &admin,
+                        &options,
+                        Email::parse(&format!("w{writer}.{i}@example.com")).unwrap(),
+                        PersonName::parse("Mover").unwrap(),
+                        Some(trainee),
+                    )
+                    .await;
+                match registered {
+                    Ok(outcome) => acknowledged.push((outcome.position, command)),
+                    Err(_) => {
+                        failed += 1;
+                        continue;
+                    }
+                }
+                let options = CommandOptions {
+                    command_id: Some(Uuid::now_v7()),
+                    correlation_id: None,
+                };
+                match app
+                    .register_for_course(&admin, &options, course, Some(trainee))
+                    .await
+                {
+                    Ok(outcome) => {
+                        acknowledged.push((outcome.position, options.command_id.unwrap()))
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            (acknowledged, failed)
+        });
+    }
+    let mut acknowledged = Vec::new();
+    let mut failed = 0;
+    for (mine, my_failures) in tasks.join_all().await {
+        acknowledged.extend(mine);
+        failed += my_failures;
+    }
+    (acknowledged, failed)
+}
+
+/// Every acknowledged command's event is stored at the position it was told, under its command
+/// id, and the tenant's positions are 1…head without a gap.
+async fn assert_log_intact(pool: &PgPool, tenant: TenantId, acknowledged: &[(i64, Uuid)]) {
+    let stored: Vec<(i64, Option<Uuid>)> = sqlx::query_as(
+        "SELECT position, command_id FROM events WHERE tenant_id = $1 ORDER BY position",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let head: i64 =
+        sqlx::query_scalar("SELECT last_position FROM tenant_heads WHERE tenant_id = $1")
+            .bind(tenant.as_uuid())
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let positions: Vec<i64> = stored.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        positions,
+        (1..=head).collect::<Vec<_>>(),
+        "positions are not 1..head"
+    );
+    let stored: HashSet<(i64, Option<Uuid>)> = stored.into_iter().collect();
+    for (position, command) in acknowledged {
+        assert!(
+            stored.contains(&(*position, Some(*command))),
+            "acknowledged command {command} at {position} is not stored"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_tenants_shards_move_to_the_other_worker_while_its_commands_flow() {
+    let Some(nodes) = citus_nodes() else {
+        return;
+    };
+    let test = TestApp::spawn().await;
+    let tenant = test.tenant;
+    let app = App::new(test.pool.clone());
+    let source = owner_of(&test.pool, nodes, tenant).await;
+    let target = nodes
+        .workers
+        .iter()
+        .find(|w| **w != source)
+        .unwrap()
+        .clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = tokio::spawn(write_until(app.clone(), tenant, 8, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // All of the tenant's co-located shards move together; logical replication keeps the
+    // writes flowing while the data is copied.
+    let (source_host, source_port) = host_and_port(&source);
+    let (target_host, target_port) = host_and_port(&target);
+    sqlx::query(
+        "SELECT citus_move_shard_placement(get_shard_id_for_distribution_column('events', $1), \
+         $2, $3, $4, $5, shard_transfer_mode => 'force_logical')",
+    )
+    .bind(tenant.as_uuid())
+    .bind(&source_host)
+    .bind(source_port)
+    .bind(&target_host)
+    .bind(target_port)
+    .execute(&test.pool)
+    .await
+    .expect("move the tenant's shards");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acknowledged, failed) = writers.await.unwrap();
+
+    assert_eq!(
+        owner_of(&test.pool, nodes, tenant).await,
+        target,
+        "the shards did not move"
+    );
+    assert!(
+        acknowledged.len() > 20,
+        "too few commands ran during the move"
+    );
+    assert_log_intact(&test.pool, tenant, &acknowledged).await;
+    // The same server goes on writing, now to the other worker.
+    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
+    course_through(&app, &admin, "AFTER").await;
+    eprintln!(
+        "shard move under load: {} commands acknowledged, {failed} failed",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worker_takes_shards_in_a_rebalance_and_commands_go_on() {
+    let Some(nodes) = citus_nodes() else {
+        return;
+    };
+    let test = TestApp::spawn().await;
+    let tenant = test.tenant;
+    let app = App::new(test.pool.clone());
+    // Some tenants, so that the rebalance has data to move.
+    let mut tenants = vec![tenant];
+    for i in 0..6 {
+        tenants.push(test.new_tenant(&format!("Tenant {i}")).await);
+    }
+    for (i, t) in tenants.iter().enumerate() {
+        course_through(
+            &app,
+            &caller(*t, Role::Admin, Uuid::now_v7()),
+            &format!("C{i}"),
+        )
+        .await;
+    }
+
+    // The new worker's copy of this database, with the extension, as for any node.
+    let port = crate::helpers::add_worker();
+    let (host, _) = host_and_port(&nodes.coordinator);
+    let worker = format!("postgres://coursetrail@{host}:{port}/postgres");
+    let database = database_name(&test.database_url);
+    let admin_pool = db::connect(&worker, 1).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&admin_pool)
+        .await
+        .unwrap();
+    admin_pool.close().await;
+    let new_db = db::connect(&database_url(&worker, &database), 1)
+        .await
+        .unwrap();
+    sqlx::query("CREATE EXTENSION citus")
+        .execute(&new_db)
+        .await
+        .unwrap();
+    new_db.close().await;
+
+    // This database was cloned from the suite's template, and Citus's metadata still names the
+    // template as the distributed database object; a new node must find this one by name.
+    sqlx::query(
+        "UPDATE pg_catalog.pg_dist_object \
+         SET objid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         WHERE classid = 'pg_database'::regclass",
+    )
+    .execute(&test.pool)
+    .await
+    .expect("name this database in the metadata");
+    sqlx::query("SELECT citus_add_node($1, $2)")
+        .bind(&host)
+        .bind(port)
+        .execute(&test.pool)
+        .await
+        .expect("add the worker");
+    sqlx::query("SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')")
+        .execute(&test.pool)
+        .await
+        .expect("start a rebalance");
+    sqlx::query("SELECT citus_rebalance_wait()")
+        .execute(&test.pool)
+        .await
+        .expect("the rebalance finishes");
+    let on_new: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid) \
+         WHERE n.nodeport = $1",
+    )
+    .bind(port)
+    .fetch_one(&test.pool)
+    .await
+    .unwrap();
+    assert!(on_new > 0, "the new worker got no shards");
+    // Every tenant's log and projections are still there and take new commands.
+    for (i, t) in tenants.iter().enumerate() {
+        let courses: i64 = sqlx::query_scalar("SELECT count(*) FROM courses WHERE tenant_id = $1")
+            .bind(t.as_uuid())
+            .fetch_one(&test.pool)
+            .await
+            .unwrap();
+        assert_eq!(courses, 1);
+        course_through(
+            &app,
+            &caller(*t, Role::Admin, Uuid::now_v7()),
+            &format!("D{i}"),
+        )
+        .await;
+        assert_log_intact(&test.pool, *t, &[]).await;
+    }
+}
