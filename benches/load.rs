@@ -6,6 +6,7 @@
 //! cargo bench --bench load -- --tenants 100 --users 16 --duration 30s   # many tenants
 //! cargo bench --bench load -- --tenants 1 --users 16 --duration 30s     # one hot tenant
 //! cargo bench --bench load -- --growth 1000000,10000000                 # append latency vs size
+//! cargo bench --bench load -- --tenants 100 --users 16 --citus          # plain PostgreSQL, then Citus
 //! ```
 //!
 //! By default it starts its own private PostgreSQL cluster with production durability
@@ -23,6 +24,7 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use coursetrail::auth::{Role, TokenIssuer};
+use coursetrail::citus::LocalCitus;
 use coursetrail::db;
 use coursetrail::domain::events::CourseStarted;
 use coursetrail::domain::{Event, StreamType, TenantId};
@@ -109,6 +111,11 @@ struct Args {
     /// Run the private cluster with the tests' settings (fsync off): not a durable measurement.
     #[arg(long)]
     unsafe_fast: bool,
+    /// After plain PostgreSQL, run the same load on a local Citus cluster (`scripts/citus`: a
+    /// coordinator and two workers on this machine, production durability) and print both
+    /// side by side. The ceilings are measured on plain PostgreSQL only.
+    #[arg(long)]
+    citus: bool,
     /// Internal: run as the server child process (configured by the environment, like
     /// `coursetrail serve`), built from this same checkout's library.
     #[arg(long, hide = true)]
@@ -148,14 +155,63 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let env = Environment::start(&args).await?;
-    let outcome = if args.growth.is_empty() {
-        load_scenario(&args, &env).await
-    } else {
-        growth_check(&args, &env).await
-    };
+    let env = Environment::start(&args, Engine::Plain).await?;
+    if !args.growth.is_empty() {
+        let outcome = growth_check(&args, &env).await;
+        env.stop().await?;
+        return outcome;
+    }
+    let plain = load_scenario(&args, &env).await;
     env.stop().await?;
-    outcome
+    let plain = plain?;
+    if !args.citus {
+        return Ok(());
+    }
+    println!();
+    let env = Environment::start(&args, Engine::Citus).await?;
+    let on_citus = Args {
+        no_ceilings: true,
+        ..args.clone()
+    };
+    let citus = load_scenario(&on_citus, &env).await;
+    env.stop().await?;
+    let citus = citus?;
+    println!();
+    println!(
+        "same run, same load: plain PostgreSQL vs Citus (coordinator + 2 workers, one machine)"
+    );
+    println!(
+        "  {:<18} {:>12} {:>10} {:>10}",
+        "engine", "commands/s", "p50", "p99"
+    );
+    for (engine, figures) in [("plain PostgreSQL", &plain), ("Citus", &citus)] {
+        println!(
+            "  {engine:<18} {:>12.0} {:>10} {:>10}",
+            figures.per_second,
+            ms(figures.p50),
+            ms(figures.p99)
+        );
+    }
+    println!(
+        "  Citus ÷ plain: {:.2} × commands/s (target ≥ 0.5); Citus p99 {} (target ≤ 50 ms)",
+        citus.per_second / plain.per_second,
+        ms(citus.p99)
+    );
+    Ok(())
+}
+
+/// The database engine a load runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Plain,
+    Citus,
+}
+
+/// What a load measured, for the side-by-side comparison.
+struct Figures {
+    per_second: f64,
+    p50: u64,
+    p99: u64,
 }
 
 /// Where the load goes: a server (ours or a running one) and its database.
@@ -167,10 +223,11 @@ struct Environment {
     server: Option<tokio::process::Child>,
     server_pid: Option<u32>,
     cluster: Option<PrivateCluster>,
+    citus: Option<(LocalCitus, std::path::PathBuf)>,
 }
 
 impl Environment {
-    async fn start(args: &Args) -> anyhow::Result<Self> {
+    async fn start(args: &Args, engine: Engine) -> anyhow::Result<Self> {
         if let Some(url) = &args.url {
             let database_url = args
                 .database_url
@@ -190,25 +247,47 @@ impl Environment {
                 server: None,
                 server_pid: args.server_pid,
                 cluster: None,
+                citus: None,
             });
         }
-        let settings = if args.unsafe_fast {
-            PrivateCluster::TEST_SETTINGS
-        } else {
-            DURABLE_SETTINGS
+        let (database_url, cluster, citus) = match engine {
+            Engine::Plain => {
+                let settings = if args.unsafe_fast {
+                    PrivateCluster::TEST_SETTINGS
+                } else {
+                    DURABLE_SETTINGS
+                };
+                let cluster = PrivateCluster::start_ephemeral_with(settings).await?;
+                let admin = db::connect(&cluster.url("postgres"), 1).await?;
+                db::create_database_if_missing(&admin, "coursetrail_load").await?;
+                admin.close().await;
+                (cluster.url("coursetrail_load"), Some(cluster), None)
+            }
+            Engine::Citus => {
+                // A cluster of its own (not the tests' one), stopped and removed at the end.
+                let dir = std::env::temp_dir()
+                    .join(format!("coursetrail-load-citus-{}", std::process::id()));
+                let dir_setting = dir.to_string_lossy().into_owned();
+                let mut settings =
+                    vec![("CITUS_DIR", dir_setting.as_str()), ("CITUS_PORT", "57600")];
+                if args.unsafe_fast {
+                    settings.push(("CITUS_FAST", "1"));
+                }
+                let citus = LocalCitus::start(
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/citus"),
+                    &settings,
+                )?;
+                let url = citus.create_database("coursetrail_load", None).await?;
+                (url, None, Some((citus, dir)))
+            }
         };
-        let cluster = PrivateCluster::start_ephemeral_with(settings).await?;
-        let admin = db::connect(&cluster.url("postgres"), 1).await?;
-        db::create_database_if_missing(&admin, "coursetrail_load").await?;
-        admin.close().await;
-        let database_url = cluster.url("coursetrail_load");
         let pool = db::connect(&database_url, admin_pool_size(args)).await?;
         db::migrate(&pool).await?;
         let durability = durability(&pool).await?;
 
         let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let port = free_port()?;
-        let log_path = cluster.data_dir().with_file_name("server.log");
+        let log_path = std::env::temp_dir().join(format!("coursetrail-load-{port}.log"));
         let log = std::fs::File::create(&log_path)?;
         let mut server = tokio::process::Command::new(std::env::current_exe()?);
         server
@@ -241,7 +320,8 @@ impl Environment {
             durability,
             server: Some(server),
             server_pid,
-            cluster: Some(cluster),
+            cluster,
+            citus,
         };
         env.wait_ready(&log_path).await?;
         Ok(env)
@@ -277,6 +357,10 @@ impl Environment {
         self.pool.close().await;
         if let Some(cluster) = self.cluster.take() {
             cluster.stop().await?;
+        }
+        if let Some((citus, dir)) = self.citus.take() {
+            citus.stop()?;
+            std::fs::remove_dir_all(&dir).ok();
         }
         Ok(())
     }
@@ -846,7 +930,7 @@ async fn fresh_tenants(pool: &PgPool, count: usize, label: &str) -> anyhow::Resu
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<()> {
+async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<Figures> {
     if args.tenants == 0 || args.users == 0 {
         bail!("--tenants and --users must be at least 1");
     }
@@ -972,7 +1056,11 @@ async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(Figures {
+        per_second,
+        p50: tally.latency.value_at_quantile(0.50),
+        p99: tally.latency.value_at_quantile(0.99),
+    })
 }
 
 struct CeilingTenants {

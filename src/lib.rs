@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod citus;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,16 +1,16 @@
 //! Group commit: the writes of one tenant's commands that arrive while other writes of that
-//! tenant are in flight are written together, in one statement, by one of them.
+//! tenant are in flight are written together, in one call of the write function, by one of them.
 //!
 //! Why: one tenant's appends are serialised by its head row, whose lock is held until the
 //! commit record is flushed to disk (that is what keeps positions gap-free and in commit
 //! order). Written one by one, a busy tenant's commands therefore queue for one WAL flush each,
 //! however many cores and connections there are. Written as a batch, they share one flush
 //! ([`store::append_batch`]). A tenant with few writes at a time is written exactly as before:
-//! one self-committing statement each, no waiting.
+//! one self-committing call each, no waiting.
 //!
 //! How: per tenant, up to [`MAX_IN_FLIGHT`] writes lead (are written at once); writes that
 //! arrive while that many are in flight queue. When a leader's write is over, its place passes
-//! to the first queued write, which writes every queued write in one batch — one statement,
+//! to the first queued write, which writes every queued write in one batch — one call,
 //! [`store::append_batch`] — and so on. Several in flight, not one: a few overlapping writes of
 //! a tenant (pairs and the odd triple under the many-tenants load) are then written exactly as
 //! without group commit — each writes its rows while another's commit is flushed and waits only
@@ -21,11 +21,12 @@
 //!
 //! A write whose request is dropped while it queues is not written. The batch runs in its own
 //! task, so the writes of other requests are finished (and everyone hears back) even if the
-//! leading request is dropped. If the batch
-//! fails (an error from the database: it wrote nothing), each of its writes is written on its
-//! own, which gives each its own outcome (a conflict, a unique violation) exactly as without
-//! batching. If the connection is lost while it runs, nobody knows whether it was stored: every
-//! write of it gets [`StoreError::OutcomeUnknown`], as a single statement's write does.
+//! leading request is dropped. The write function accepts or refuses each write of a batch on
+//! its own (a version conflict, a unique rule, a used command id: [`store::Refusal`]), so each
+//! gets the outcome it would get alone. If the batch fails (an error from the database: it
+//! wrote nothing), each of its writes is written on its own. If the connection is lost while
+//! it runs, nobody knows whether it was stored: every write of it gets
+//! [`StoreError::OutcomeUnknown`], as a single write does.
 //!
 //! Only this server's writes are grouped; several servers still write correctly side by side,
 //! since every guarantee is the database's (versions, unique indexes, the head row).
@@ -90,7 +91,7 @@ impl PendingWrite {
         ProjectionWrite::of(&self.rows, &self.touched_submissions, self.registration)
     }
 
-    /// The write in one self-committing statement.
+    /// The write in one self-committing call.
     async fn write_alone(&self, conn: &mut Conn, tenant: TenantId) -> Result<i64, StoreError> {
         store::append_with(conn, tenant, self.append(), self.projection()).await
     }
@@ -310,29 +311,24 @@ async fn write_batch(
 ) -> Result<i64, StoreError> {
     let tenant = leadership.tenant;
     let group = leadership.group.clone();
-    // Writes that cannot share the batch: a second write to a stream already in it, decided on
-    // the version the first one writes, is refused (and decided again, like a version
-    // conflict; written alone at once it could commit first and fail the whole batch); a
-    // registration together with a change of its course goes alone (the registration's guard
-    // reads the course as it was before the statement, so the two cannot share it).
-    let mut batch = Batch::default();
-    batch.add(&own);
+    // A second write to a stream already in the batch was decided on the version the first
+    // one writes: it is refused at once (and decided again, like a version conflict), as the
+    // write function would refuse it. The writes are applied in batch order within one
+    // transaction, so a registration after a retirement of its course in the same batch sees
+    // the course retired, as it would alone.
+    let mut streams = vec![own.stream_id];
     let mut members = Vec::new();
     for waiter in std::mem::take(&mut leadership.others) {
         if waiter.is_gone() {
             continue;
         }
-        if batch.streams.contains(&waiter.write.stream_id) {
+        if streams.contains(&waiter.write.stream_id) {
             waiter.answer(Turn::Written(BatchOutcome::Refused(
                 Refusal::VersionConflict,
             )));
             continue;
         }
-        if batch.conflicts(&waiter.write) {
-            waiter.answer(Turn::Alone);
-            continue;
-        }
-        batch.add(&waiter.write);
+        streams.push(waiter.write.stream_id);
         members.push(waiter);
     }
     if members.is_empty() {
@@ -381,28 +377,6 @@ async fn write_batch(
             }
             own.write_alone(&mut conn, tenant).await
         }
-    }
-}
-
-/// The streams of a batch, and the courses its registrations are for.
-#[derive(Default)]
-struct Batch {
-    streams: Vec<Uuid>,
-    registration_courses: Vec<Uuid>,
-}
-
-impl Batch {
-    fn add(&mut self, write: &PendingWrite) {
-        self.streams.push(write.stream_id);
-        if write.registration {
-            self.registration_courses.extend(write.course_id);
-        }
-    }
-
-    /// A registration and a change of its course (same-stream writes are handled apart).
-    fn conflicts(&self, write: &PendingWrite) -> bool {
-        self.registration_courses.contains(&write.stream_id)
-            || (write.registration && write.course_id.is_some_and(|c| self.streams.contains(&c)))
     }
 }
 

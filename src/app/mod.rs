@@ -1,6 +1,6 @@
 //! The application layer: who may do what (roles), and the one place where a command becomes a
 //! write — dedupe, load the stream, decide, then update the projections and append in one
-//! statement that commits by itself. A command is first tried on the stream as this server last
+//! call of the write function that commits by itself. A command is first tried on the stream as this server last
 //! saw it ([`recent`]), without the reads; any refusal sends it down the full path.
 //!
 //! It owns no SQL of its own (that is in `store` and `projections`) and knows nothing of HTTP
@@ -161,8 +161,8 @@ enum OnMiss {
 }
 
 /// A connection for one attempt of a command. Not a transaction: a command's reads are
-/// plain reads (its decision is protected by the stream version and the unique indexes, not by
-/// locks), and its whole write is one statement that commits by itself.
+/// plain reads (its decision is protected by the stream version and the unique rules, checked
+/// by the write), and its whole write is one call that commits by itself.
 type Conn = PoolConnection<Postgres>;
 
 impl App {
@@ -295,7 +295,7 @@ impl App {
         Ok(Some(score))
     }
 
-    /// Projects and appends a command's events — in one self-committing statement, or in a batch
+    /// Projects and appends a command's events — in one self-committing call, or in a batch
     /// with other writes of the tenant ([`group`]) —, remembers the stream as now stored, then
     /// queues the wake-up.
     async fn commit(

@@ -3,11 +3,10 @@
 //! moved) while commands flow. On plain PostgreSQL there are no workers or shards, so these
 //! tests return at once there; CI runs the suite on Citus as well, where they run in full.
 
-use crate::helpers::{
-    CitusNodes, TestApp, caller, citus_nodes, course_through, database_url, host_and_port,
-};
+use crate::helpers::{TestApp, caller, citus, course_through};
 use coursetrail::app::{App, CommandOptions};
 use coursetrail::auth::Role;
+use coursetrail::citus::{LocalCitus, database_url, host_and_port};
 use coursetrail::db;
 use coursetrail::domain::values::{Answers, Email, PersonName, Score};
 use coursetrail::domain::{EnrollmentId, SubmissionId, TenantId, TraineeId};
@@ -19,7 +18,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The worker holding a tenant's shards (all co-located), as its `postgres` URL.
-async fn owner_of(pool: &PgPool, nodes: &CitusNodes, tenant: TenantId) -> String {
+async fn owner_of(pool: &PgPool, nodes: &LocalCitus, tenant: TenantId) -> String {
     let port: i32 = sqlx::query_scalar(
         "SELECT nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid) \
          WHERE p.shardid = get_shard_id_for_distribution_column('events', $1)",
@@ -31,7 +30,7 @@ async fn owner_of(pool: &PgPool, nodes: &CitusNodes, tenant: TenantId) -> String
     nodes
         .workers
         .iter()
-        .find(|w| host_and_port(w).1 == port)
+        .find(|w| host_and_port(w).unwrap().1 == port)
         .expect("the owner is one of the workers")
         .clone()
 }
@@ -120,7 +119,7 @@ async fn check_shape<F: std::future::Future<Output = ()>>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_write_shape_runs_on_the_tenants_worker_alone_without_two_phase_commit() {
-    let Some(nodes) = citus_nodes() else {
+    let Some(nodes) = citus() else {
         return;
     };
     let test = TestApp::spawn().await;
@@ -407,7 +406,7 @@ async fn assert_log_intact(pool: &PgPool, tenant: TenantId, acknowledged: &[(i64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_tenants_shards_move_to_the_other_worker_while_its_commands_flow() {
-    let Some(nodes) = citus_nodes() else {
+    let Some(nodes) = citus() else {
         return;
     };
     let test = TestApp::spawn().await;
@@ -426,8 +425,8 @@ async fn a_busy_tenants_shards_move_to_the_other_worker_while_its_commands_flow(
 
     // All of the tenant's co-located shards move together; logical replication keeps the
     // writes flowing while the data is copied.
-    let (source_host, source_port) = host_and_port(&source);
-    let (target_host, target_port) = host_and_port(&target);
+    let (source_host, source_port) = host_and_port(&source).unwrap();
+    let (target_host, target_port) = host_and_port(&target).unwrap();
     sqlx::query(
         "SELECT citus_move_shard_placement(get_shard_id_for_distribution_column('events', $1), \
          $2, $3, $4, $5, shard_transfer_mode => 'force_logical')",
@@ -465,7 +464,7 @@ async fn a_busy_tenants_shards_move_to_the_other_worker_while_its_commands_flow(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_worker_takes_shards_in_a_rebalance_and_commands_go_on() {
-    let Some(nodes) = citus_nodes() else {
+    let Some(nodes) = citus() else {
         return;
     };
     let test = TestApp::spawn().await;
@@ -486,9 +485,8 @@ async fn a_new_worker_takes_shards_in_a_rebalance_and_commands_go_on() {
     }
 
     // The new worker's copy of this database, with the extension, as for any node.
-    let port = crate::helpers::add_worker();
-    let (host, _) = host_and_port(&nodes.coordinator);
-    let worker = format!("postgres://coursetrail@{host}:{port}/postgres");
+    let worker = nodes.add_worker().expect("start the extra worker");
+    let (host, port) = host_and_port(&worker).unwrap();
     let database = database_name(&test.database_url);
     let admin_pool = db::connect(&worker, 1).await.unwrap();
     sqlx::query(&format!("CREATE DATABASE {database}"))
@@ -496,7 +494,7 @@ async fn a_new_worker_takes_shards_in_a_rebalance_and_commands_go_on() {
         .await
         .unwrap();
     admin_pool.close().await;
-    let new_db = db::connect(&database_url(&worker, &database), 1)
+    let new_db = db::connect(&database_url(&worker, &database).unwrap(), 1)
         .await
         .unwrap();
     sqlx::query("CREATE EXTENSION citus")

@@ -8,6 +8,7 @@
 
 use coursetrail::app::{App, Caller, CommandOptions};
 use coursetrail::auth::{JwtSettings, KeySource, Principal, Role, TokenIssuer, TokenVerifier};
+use coursetrail::citus::LocalCitus;
 use coursetrail::db;
 use coursetrail::domain::CourseId;
 use coursetrail::domain::TenantId;
@@ -30,31 +31,7 @@ const TEMPLATE: &str = "coursetrail_template";
 /// Where the tests' databases live.
 enum Engine {
     Plain(PrivateCluster),
-    Citus(CitusNodes),
-}
-
-/// The nodes of the local Citus cluster, by their `postgres` database URLs.
-pub struct CitusNodes {
-    pub coordinator: String,
-    pub workers: Vec<String>,
-}
-
-impl CitusNodes {
-    /// Every node, workers first (a clone must exist on the workers before the coordinator's
-    /// copy of the metadata is used).
-    fn nodes(&self) -> impl Iterator<Item = &String> {
-        self.workers
-            .iter()
-            .chain(std::iter::once(&self.coordinator))
-    }
-}
-
-/// A node's URL for another database (`…/postgres` → `…/name`).
-pub fn database_url(postgres_url: &str, database: &str) -> String {
-    let base = postgres_url
-        .strip_suffix("/postgres")
-        .expect("a node URL ends with /postgres");
-    format!("{base}/{database}")
+    Citus(LocalCitus),
 }
 
 struct SharedEngine {
@@ -118,223 +95,89 @@ async fn plain_template() -> PrivateCluster {
     cluster
 }
 
-/// Runs `scripts/citus` with `args`; returns its standard output.
-fn citus_script(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/citus");
-    let output = std::process::Command::new("bash")
-        .arg(script)
-        .args(args)
-        .env("CITUS_FAST", "1")
-        .output()
-        .expect("run scripts/citus");
-    assert!(
-        output.status.success(),
-        "scripts/citus {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
-}
-
-/// The local Citus cluster, started if need be, holding a fresh distributed template.
-async fn citus_template() -> CitusNodes {
-    citus_script(&["start"]);
-    let nodes = CitusNodes {
-        coordinator: citus_script(&["url"]).trim().to_owned(),
-        workers: citus_script(&["worker-urls"])
-            .lines()
-            .map(str::to_owned)
-            .collect(),
-    };
+/// The local Citus cluster (`scripts/citus`, with the tests' settings: fsync off), started if
+/// need be, holding a fresh distributed template.
+async fn citus_template() -> LocalCitus {
+    let citus = LocalCitus::start(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/citus"),
+        &[("CITUS_FAST", "1")],
+    )
+    .expect("start the local Citus cluster");
     // Databases of earlier runs go first: they hold background workers on every node.
-    for node in nodes.nodes() {
-        let admin = db::connect(node, 1).await.expect("connect to a Citus node");
-        let stale: Vec<String> = sqlx::query_scalar(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%' OR datname = $1",
-        )
-        .bind(TEMPLATE)
-        .fetch_all(&admin)
+    citus
+        .drop_databases("test\\_%")
         .await
-        .expect("list databases");
-        for name in stale {
-            sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-                .execute(&admin)
-                .await
-                .expect("drop a database of an earlier run");
-        }
-        sqlx::query(&format!("CREATE DATABASE {TEMPLATE}"))
-            .execute(&admin)
-            .await
-            .expect("create the template");
-        admin.close().await;
-        let template = db::connect(&database_url(node, TEMPLATE), 1)
-            .await
-            .expect("connect to the template");
-        sqlx::query("CREATE EXTENSION citus")
-            .execute(&template)
-            .await
-            .expect("create the citus extension");
-        template.close().await;
-    }
+        .expect("drop databases of earlier runs");
+    citus
+        .drop_databases(TEMPLATE)
+        .await
+        .expect("drop the earlier template");
+    let url = citus
+        .create_database(TEMPLATE, None)
+        .await
+        .expect("create the template");
     // Fewer shards than Citus's default make the clones cheaper (each shard is files to copy);
-    // both workers still hold shards, so every statement still crosses the network.
-    let coordinator = db::connect(&nodes.coordinator, 1).await.expect("connect");
+    // both workers still hold shards, so statements still cross the network.
+    let template = db::connect(&url, 1).await.expect("connect to the template");
     sqlx::query(&format!(
         "ALTER DATABASE {TEMPLATE} SET citus.shard_count = 8"
     ))
-    .execute(&coordinator)
+    .execute(&template)
     .await
     .expect("set the template's shard count");
-    coordinator.close().await;
-    let template = db::connect(&database_url(&nodes.coordinator, TEMPLATE), 1)
-        .await
-        .expect("connect to the template");
-    add_nodes(&template, &nodes).await;
+    template.close().await;
+    let template = db::connect(&url, 1).await.expect("connect to the template");
     db::migrate(&template).await.expect("migrate the template");
     template.close().await;
-    // A template must have no connections while it is cloned; Citus's maintenance daemons keep
-    // some (and reconnect), so it is first closed to new ones on every node, then the open
-    // ones are ended.
-    for node in nodes.nodes() {
-        let admin = db::connect(node, 1).await.expect("connect");
-        sqlx::query(&format!(
-            "ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false"
-        ))
-        .execute(&admin)
+    citus
+        .close_database(TEMPLATE)
         .await
         .expect("close the template");
-        admin.close().await;
-    }
-    for node in nodes.nodes() {
-        let admin = db::connect(node, 1).await.expect("connect");
-        loop {
-            let open: i64 = sqlx::query_scalar(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
-            )
-            .bind(TEMPLATE)
-            .fetch_one(&admin)
-            .await
-            .expect("end the template's connections");
-            if open == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        admin.close().await;
-    }
-    nodes
+    citus
 }
 
-/// Registers the coordinator and the workers in a database's Citus metadata.
-pub async fn add_nodes(coordinator: &PgPool, nodes: &CitusNodes) {
-    let (host, port) = host_and_port(&nodes.coordinator);
-    sqlx::query("SELECT citus_set_coordinator_host($1, $2)")
-        .bind(&host)
-        .bind(port)
-        .execute(coordinator)
-        .await
-        .expect("set the coordinator host");
-    for worker in &nodes.workers {
-        let (host, port) = host_and_port(worker);
-        sqlx::query("SELECT citus_add_node($1, $2)")
-            .bind(&host)
-            .bind(port)
-            .execute(coordinator)
-            .await
-            .expect("add a worker");
-    }
-}
-
-/// The host and port of a node URL (`postgres://user@host:port/db`).
-pub fn host_and_port(url: &str) -> (String, i32) {
-    let authority = url
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("a node URL names user@host:port");
-    let (host, port) = authority.rsplit_once(':').expect("a port");
-    (host.to_owned(), port.parse().expect("a numeric port"))
-}
-
-/// Starts the local Citus cluster's extra worker (not yet part of any database's cluster);
-/// returns its port.
-pub fn add_worker() -> i32 {
-    citus_script(&["add-worker"])
-        .trim()
-        .parse()
-        .expect("add-worker prints the port")
-}
-
-/// The Citus nodes the suite runs on (`None` on plain PostgreSQL).
-pub fn citus_nodes() -> Option<&'static CitusNodes> {
+/// The Citus cluster the suite runs on (`None` on plain PostgreSQL).
+pub fn citus() -> Option<&'static LocalCitus> {
     match engine() {
-        Engine::Citus(nodes) => Some(nodes),
+        Engine::Citus(citus) => Some(citus),
         Engine::Plain(_) => None,
     }
 }
 
 /// A fresh, migrated database of its own.
 pub async fn fresh_database() -> (PgPool, String) {
-    let name = format!("test_{}", Uuid::new_v4().simple());
-    let url = match engine() {
-        Engine::Plain(cluster) => {
-            create_database(&cluster.url("postgres"), &name, Some(TEMPLATE)).await;
-            cluster.url(&name)
-        }
-        Engine::Citus(nodes) => {
-            for node in nodes.nodes() {
-                create_database(node, &name, Some(TEMPLATE)).await;
-            }
-            database_url(&nodes.coordinator, &name)
-        }
-    };
-    let pool = db::connect(&url, 30)
-        .await
-        .expect("connect to the test database");
-    (pool, url)
+    new_database(Some(TEMPLATE), 30).await
 }
 
 /// An empty database, not migrated (on Citus: distributed, with its nodes registered).
 pub async fn empty_database() -> (PgPool, String) {
+    new_database(None, 10).await
+}
+
+async fn new_database(template: Option<&str>, connections: u32) -> (PgPool, String) {
     let name = format!("test_{}", Uuid::new_v4().simple());
     let url = match engine() {
         Engine::Plain(cluster) => {
-            create_database(&cluster.url("postgres"), &name, None).await;
+            let admin = db::connect(&cluster.url("postgres"), 1)
+                .await
+                .expect("connect");
+            let from = template.map_or(String::new(), |t| format!(" TEMPLATE {t}"));
+            sqlx::query(&format!("CREATE DATABASE {name}{from}"))
+                .execute(&admin)
+                .await
+                .expect("create a test database");
+            admin.close().await;
             cluster.url(&name)
         }
-        Engine::Citus(nodes) => {
-            for node in nodes.nodes() {
-                create_database(node, &name, None).await;
-                let db = db::connect(&database_url(node, &name), 1)
-                    .await
-                    .expect("connect");
-                sqlx::query("CREATE EXTENSION citus")
-                    .execute(&db)
-                    .await
-                    .expect("create the citus extension");
-                db.close().await;
-            }
-            let url = database_url(&nodes.coordinator, &name);
-            let coordinator = db::connect(&url, 1).await.expect("connect");
-            add_nodes(&coordinator, nodes).await;
-            coordinator.close().await;
-            url
-        }
+        Engine::Citus(citus) => citus
+            .create_database(&name, template)
+            .await
+            .expect("create a distributed test database"),
     };
-    let pool = db::connect(&url, 10)
+    let pool = db::connect(&url, connections)
         .await
         .expect("connect to the test database");
     (pool, url)
-}
-
-async fn create_database(node_postgres_url: &str, name: &str, template: Option<&str>) {
-    let admin = db::connect(node_postgres_url, 1).await.expect("connect");
-    let template = template.map_or(String::new(), |t| format!(" TEMPLATE {t}"));
-    sqlx::query(&format!("CREATE DATABASE {name}{template}"))
-        .execute(&admin)
-        .await
-        .expect("create a test database");
-    admin.close().await;
 }
 
 pub struct TestApp {
