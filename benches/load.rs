@@ -1,4 +1,4 @@
-//! The load generator (issue 5): drives the full enrollment lifecycle through the real HTTP
+//! The load generator: drives the full enrollment lifecycle through the real HTTP
 //! GraphQL endpoint with C concurrent virtual users, and measures, in the same run, on the same
 //! database and with the same concurrency, what PostgreSQL itself can commit (the ceilings).
 //!

@@ -1,7 +1,7 @@
 -- The write path as one function: a command's (or a group-commit batch's) projection rows,
 -- head increment, events and command records, written by single-row statements that each name
 -- the tenant. Called alone (`SELECT … FROM coursetrail_append($1, …)`, autocommit), it is one
--- transaction; on Citus it is a distributed function (migration …0006) whose calls the
+-- transaction; on Citus it is a distributed function (migration …0007) whose calls the
 -- coordinator delegates to the tenant's worker, which runs it as a local transaction: no
 -- statement pulled through the coordinator, no two-phase commit, no other worker involved
 -- (../shared/CITUS.md rules 17 and 18).

@@ -1,11 +1,11 @@
 //! What a command decides on, as this server last wrote or read it: whole streams, and the
 //! passing score of courses. It lets the common command skip the read of its stream (and of its
-//! dedupe record), so it is one statement instead of two or three.
+//! dedupe record), so it is one call of the write function instead of two or three statements.
 //!
 //! Why a stale entry cannot cause a wrong write: a decision made on a stream is only written
-//! with the version it was made on, and `events_pkey (tenant_id, stream_id, version)` refuses
-//! the write if the stream has grown since, in the same statement as everything else, which then
-//! writes nothing. A decision on a cached stream is therefore tried once; if it is refused by the
+//! at the version it was made on; the write function updates the stream's projection row only
+//! at that version (and `events_pkey (tenant_id, stream_id, version)` backs it up), so it
+//! refuses the write if the stream has grown since, and then writes nothing of it. A decision on a cached stream is therefore tried once; if it is refused by the
 //! domain or by the database (any outcome that guarantees nothing was written, see
 //! [`AppError::may_be_stale`](super::AppError)), the command runs again on the stored stream,
 //! exactly as it would without the cache. Entries are only ever committed data: a stream is
