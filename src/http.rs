@@ -56,12 +56,21 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Ready when the database answers.
+/// How long `/ready` waits for the database: a load balancer must hear "not ready" quickly,
+/// not after the pool's acquire timeout.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ready when the database answers within [`READY_TIMEOUT`].
 async fn ready(State(state): State<HttpState>) -> Response {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(error) => {
+    let check = sqlx::query("SELECT 1").execute(&state.pool);
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("readiness check timed out");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
@@ -178,8 +187,11 @@ async fn graphql_get(
             return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
         }
     };
+    if let Err(too_large) = state.documents.prepare(&mut request) {
+        let error = request_error(too_large.to_string(), VALIDATION_FAILED);
+        return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
+    }
     // GET is for queries only: a mutation over GET could be triggered by a link or a crawler.
-    state.documents.prepare(&mut request);
     let operation_name = request.operation_name.clone();
     if let Ok(document) = request.parsed_query() {
         let operation = match &operation_name {
@@ -293,9 +305,15 @@ async fn execute(
         correlation_id: correlation_id(headers),
     };
     let mut batch = batch.data(context);
-    batch
+    // Documents too large once their fragments are expanded are refused before validation.
+    if let Some(too_large) = batch
         .iter_mut()
-        .for_each(|request| state.documents.prepare(request));
+        .find_map(|request| state.documents.prepare(request).err())
+    {
+        tracing::info!(method = %method, tenant = %tenant, operation = operation_names.join(","), outcome = VALIDATION_FAILED, "graphql request refused: {too_large}");
+        let error = request_error(too_large.to_string(), VALIDATION_FAILED);
+        return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
+    }
     let mut response = state.schema.execute_batch(batch).await;
     let mut codes: Vec<String> = Vec::new();
     let mut request_failed = false;

@@ -352,6 +352,10 @@ impl App {
                     .await?;
                 let state = fold::<EnrollmentAggregate>(&stream);
                 own_enrollment(caller, &state)?;
+                if state.is_none() && needs_passing_score {
+                    // Nothing to grade, in this tenant: not the enrollment's missing course.
+                    return Err(AppError::NotFound("enrollment not found".into()));
+                }
                 let passing_score = match (&state, needs_passing_score) {
                     (Some(enrollment), true) => {
                         self.passing_score(&mut conn, tenant, enrollment.course_id)

@@ -13,7 +13,7 @@
 use super::{HttpState, correlation_id};
 use crate::app::Caller;
 use crate::auth::bearer_token;
-use crate::graphql::{RequestContext, ensure_code};
+use crate::graphql::{RequestContext, VALIDATION_FAILED, ensure_code, request_error};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
@@ -279,7 +279,7 @@ impl Connection {
             return Flow::Close(close::DUPLICATE_ID, "Subscriber for this id already exists");
         }
         if self.operations.len() >= self.state.ws.max_operations {
-            let error = crate::graphql::request_error(
+            let error = request_error(
                 format!(
                     "at most {} operations may run on one connection",
                     self.state.ws.max_operations
@@ -290,9 +290,16 @@ impl Connection {
                 json!({ "type": "error", "id": id, "payload": [error] }).to_string(),
             );
         }
+        let mut request = *request;
+        if let Err(too_large) = self.state.documents.prepare(&mut request) {
+            let error = request_error(too_large.to_string(), VALIDATION_FAILED);
+            return Flow::Send(
+                json!({ "type": "error", "id": id, "payload": [error] }).to_string(),
+            );
+        }
         self.generation += 1;
         let generation = self.generation;
-        let request = (*request).data(RequestContext {
+        let request = request.data(RequestContext {
             caller: Some(caller),
             correlation_id: self.correlation_id,
         });

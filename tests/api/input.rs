@@ -152,3 +152,84 @@ async fn deep_or_huge_queries_are_refused_before_execution() {
         "GRAPHQL_VALIDATION_FAILED"
     );
 }
+
+/// Fragments `F1`…`Fn`, each spreading the one before ten times: 10ⁿ fields from a few
+/// hundred bytes.
+fn fragment_bomb(levels: usize) -> String {
+    let mut query = format!("query {{ ...F{levels} }} fragment F1 on Query {{ __typename }}");
+    for level in 2..=levels {
+        let spreads = vec![format!("...F{}", level - 1); 10].join(" ");
+        query.push_str(&format!(" fragment F{level} on Query {{ {spreads} }}"));
+    }
+    query
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_query_that_expands_to_billions_of_fields_is_refused_at_once_and_health_stays_fast()
+{
+    let app = TestApp::spawn().await;
+    let health = format!("http://{}/health", app.address);
+    for levels in [8, 9, 40] {
+        let bomb = fragment_bomb(levels);
+        assert!(bomb.len() <= 8 * 1024);
+        let client = app.client.clone();
+        let url = app.url();
+        // Sent anonymously, over POST and as a batch of ten, while /health is polled.
+        let attack = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let single = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .json(&json!({ "query": bomb }))
+                .send()
+                .await
+                .unwrap();
+            let status = single.status().as_u16();
+            let body: serde_json::Value = single.json().await.unwrap();
+            let batch: Vec<_> = (0..10).map(|_| json!({ "query": bomb })).collect();
+            let batched = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .json(&batch)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            (status, body, batched, started.elapsed())
+        });
+        let mut slowest = std::time::Duration::ZERO;
+        while !attack.is_finished() {
+            let started = std::time::Instant::now();
+            let ok = app.client.get(&health).send().await.unwrap().status();
+            assert!(ok.is_success());
+            slowest = slowest.max(started.elapsed());
+        }
+        let (status, body, batched, took) = attack.await.unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "GRAPHQL_VALIDATION_FAILED"
+        );
+        assert_eq!(batched, 400);
+        // Generous bounds for a debug build on a shared machine; the bench-free point is that
+        // nothing here grows with the expansion (10⁸ vs 10⁴⁰ fields).
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "{levels} levels took {took:?}"
+        );
+        assert!(
+            slowest < std::time::Duration::from_secs(1),
+            "/health took {slowest:?}"
+        );
+    }
+    // A real operation with fragments still runs.
+    let data = app
+        .ok(
+            &app.admin(),
+            "query { ...Me } fragment Me on Query { me { role } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["me"]["role"], "ADMIN");
+}

@@ -198,6 +198,12 @@ async fn every_rejection_returns_its_code_and_appends_nothing() {
             "NOT_FOUND",
         ),
         (
+            "grading an unknown enrollment",
+            grade,
+            json!({ "i": { "enrollmentId": Uuid::now_v7(), "submissionId": Uuid::now_v7(), "score": 50 } }),
+            "NOT_FOUND",
+        ),
+        (
             "submit before start",
             submit,
             json!({ "i": { "enrollmentId": registered, "answers": {} } }),
