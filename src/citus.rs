@@ -102,11 +102,22 @@ impl LocalCitus {
             }
         }
         let url = database_url(&self.coordinator, name)?;
-        if template.is_none() {
-            let coordinator = db::connect(&url, 1).await?;
-            self.add_nodes(&coordinator).await?;
-            coordinator.close().await;
+        let coordinator = db::connect(&url, 1).await?;
+        match template {
+            None => self.add_nodes(&coordinator).await?,
+            // Citus's metadata names the database itself as a distributed object, by oid: a
+            // clone's still names the template, which a node added later would look for.
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE pg_catalog.pg_dist_object \
+                     SET objid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                     WHERE classid = 'pg_database'::regclass",
+                )
+                .execute(&coordinator)
+                .await?;
+            }
         }
+        coordinator.close().await;
         Ok(url)
     }
 

@@ -188,8 +188,7 @@ async fn graphql_get(
         }
     };
     if let Err(too_large) = state.documents.prepare(&mut request) {
-        let error = request_error(too_large.to_string(), VALIDATION_FAILED);
-        return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
+        return too_large_response(media, Method::GET, &too_large);
     }
     // GET is for queries only: a mutation over GET could be triggered by a link or a crawler.
     let operation_name = request.operation_name.clone();
@@ -269,7 +268,26 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         );
         return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
     }
+    let mut batch = batch;
+    if let Some(too_large) = batch
+        .iter_mut()
+        .find_map(|request| state.documents.prepare(request).err())
+    {
+        return too_large_response(media, Method::POST, &too_large);
+    }
     execute(&state, &headers, media, Method::POST, batch).await
+}
+
+/// A document refused before validation for its size with fragments expanded
+/// ([`documents::TooLarge`]): nothing of it was validated or run.
+fn too_large_response(
+    media: MediaType,
+    method: Method,
+    too_large: &documents::TooLarge,
+) -> Response {
+    tracing::info!(method = %method, outcome = VALIDATION_FAILED, "graphql request refused: {too_large}");
+    let error = request_error(too_large.to_string(), VALIDATION_FAILED);
+    error_response(StatusCode::BAD_REQUEST, media, vec![error])
 }
 
 async fn execute(
@@ -304,16 +322,8 @@ async fn execute(
         caller,
         correlation_id: correlation_id(headers),
     };
-    let mut batch = batch.data(context);
-    // Documents too large once their fragments are expanded are refused before validation.
-    if let Some(too_large) = batch
-        .iter_mut()
-        .find_map(|request| state.documents.prepare(request).err())
-    {
-        tracing::info!(method = %method, tenant = %tenant, operation = operation_names.join(","), outcome = VALIDATION_FAILED, "graphql request refused: {too_large}");
-        let error = request_error(too_large.to_string(), VALIDATION_FAILED);
-        return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
-    }
+    // Every request of the batch was prepared by its caller (parsed once, size-checked).
+    let batch = batch.data(context);
     let mut response = state.schema.execute_batch(batch).await;
     let mut codes: Vec<String> = Vec::new();
     let mut request_failed = false;

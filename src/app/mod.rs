@@ -203,7 +203,7 @@ impl App {
 
     /// Runs a command. First, when the stream cache is on, one attempt on [`Source::Recent`]
     /// without the dedupe read: a repeated command id is then refused by the append itself
-    /// (`commands_pkey`), or its decision by the domain. Any refusal that guarantees nothing
+    /// (its command record, inserted first, is refused), or its decision by the domain. Any refusal that guarantees nothing
     /// was written ([`AppError::may_be_stale`]) sends the command down the full path: return
     /// the recorded outcome if its command id was seen before; otherwise run `attempt` on the
     /// stored stream, again on a version conflict (up to [`MAX_ATTEMPTS`]), and once more to

@@ -2,13 +2,13 @@
 //! transaction. Positions must stay gap-free and visible in order, every command must get the
 //! answer it would get written alone, and a failed batch must leave nothing behind.
 
-use crate::helpers::{TestApp, caller, course_through};
+use crate::helpers::{TestApp, caller, course_through, submit_through};
 use crate::replay::snapshot;
 use coursetrail::app::{App, CommandOptions, GroupCommitStats};
 use coursetrail::auth::Role;
 use coursetrail::domain::events::{CourseRegistered, TraineeRegistered};
-use coursetrail::domain::values::{Answers, Email, PersonName, Score};
-use coursetrail::domain::{EnrollmentId, Event, StreamType, SubmissionId, TenantId, TraineeId};
+use coursetrail::domain::values::{Email, PersonName, Score};
+use coursetrail::domain::{EnrollmentId, Event, StreamType, TenantId, TraineeId};
 use coursetrail::projections::ProjectionWrite;
 use coursetrail::projections::rows::{EventPlace, StreamRows, TraineeRow};
 use coursetrail::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
@@ -511,22 +511,7 @@ async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() 
                     .stream_id,
             );
             app.start_course(&admin, &none, enrollment).await.unwrap();
-            let submitted = app
-                .submit_test(
-                    &admin,
-                    &none,
-                    enrollment,
-                    Answers::parse(serde_json::json!({ "q1": "a" })).unwrap(),
-                )
-                .await
-                .unwrap();
-            let submission = SubmissionId::from_uuid(
-                submitted.result["submissionId"]
-                    .as_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap(),
-            );
+            let submission = submit_through(&app, &admin, enrollment).await;
             app.grade_submission(
                 &admin,
                 &none,

@@ -12,7 +12,8 @@ use coursetrail::citus::LocalCitus;
 use coursetrail::db;
 use coursetrail::domain::CourseId;
 use coursetrail::domain::TenantId;
-use coursetrail::domain::values::{CourseCode, CourseTitle, Score};
+use coursetrail::domain::values::{Answers, CourseCode, CourseTitle, Score};
+use coursetrail::domain::{EnrollmentId, SubmissionId};
 use coursetrail::http as server_state;
 use coursetrail::pgcluster::PrivateCluster;
 use coursetrail::server;
@@ -322,8 +323,8 @@ impl TestApp {
             .expect("count")
     }
 
-    /// Appends `n` synthetic events (each a new course stream) straight into the log, the way
-    /// the store does (head row bumped in the same statement) but without a notification: for
+    /// Appends `n` synthetic events (each a new course stream) straight into the log, with the
+    /// head row bumped in the same statement, and without a notification: for
     /// tests that need volume, or need a commit nobody announced. Returns the new head.
     pub async fn seed_events(&self, tenant: TenantId, n: i64) -> i64 {
         sqlx::query_scalar(
@@ -450,6 +451,26 @@ pub async fn course_through(app: &App, admin: &Caller, code: &str) -> CourseId {
         .await
         .unwrap();
     CourseId::from_uuid(created.stream_id)
+}
+
+/// A test submitted through the application layer for `enrollment`, by `caller`; returns the
+/// submission id the command recorded.
+pub async fn submit_through(app: &App, caller: &Caller, enrollment: EnrollmentId) -> SubmissionId {
+    let submitted = app
+        .submit_test(
+            caller,
+            &CommandOptions::default(),
+            enrollment,
+            Answers::parse(serde_json::json!({ "q1": "a" })).unwrap(),
+        )
+        .await
+        .unwrap();
+    SubmissionId::from_uuid(
+        submitted.result["submissionId"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("submitTest records its submission id"),
+    )
 }
 
 /// A verified caller of the application layer, as a token would make it.

@@ -172,9 +172,9 @@ async fn registering_a_trainee_id_another_server_registered_is_refused_and_chang
     )
     .await
     .unwrap();
-    // b has never seen the trainee, so it assumes a new stream; the append at version 1 is
-    // refused (after the projection upsert changed the row, in the same statement), and the
-    // decision on the stored stream refuses the registration.
+    // b has never seen the trainee, so it assumes a new stream; the write of its row as new is
+    // refused (the row exists: a version conflict), and the decision on the stored stream
+    // refuses the registration.
     let again = b
         .register_trainee(
             &admin,
