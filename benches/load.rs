@@ -403,13 +403,13 @@ async fn serve_child() -> anyhow::Result<()> {
         .init();
     let config = coursetrail::config::Config::from_env()?;
     let url = config.database_url.as_deref().context("DATABASE_URL")?;
-    let pool = db::connect(url, config.database_max_connections).await?;
+    let timeout = config.database_acquire_timeout;
+    let pool = db::connect_with(url, config.database_max_connections, timeout).await?;
+    let report_pool = db::connect_with(url, config.report_connections, timeout).await?;
     let settings = config.jwt_settings(None).context("JWT_SECRET")?;
     let verifier = coursetrail::auth::TokenVerifier::new(&settings)?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
-    let app = coursetrail::app::App::with_stream_cache(pool, config.stream_cache_capacity)
-        .with_group_commit(config.group_commit);
-    let state = coursetrail::server::http_state(app, verifier);
+    let state = coursetrail::server::configured_state(&config, pool, report_pool, verifier);
     let (gone, parent_gone) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         use std::io::Read;

@@ -4,6 +4,7 @@
 use crate::auth::{DEFAULT_LEEWAY_SECONDS, JwtSettings, KeySource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,6 +39,46 @@ pub struct Config {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub jwt_leeway_seconds: u64,
+    /// How long work waits for a pooled connection before the database counts as unavailable.
+    pub database_acquire_timeout: Duration,
+    /// Connections of the reports' own pool (reports, rebuilds, exports).
+    pub report_connections: u32,
+    /// A tenant's share of the pool: its commands and reads running at once (0: half the
+    /// pool).
+    pub tenant_concurrency: usize,
+    /// A tenant's commands and reads waiting for a slot before more are refused.
+    pub tenant_queue: usize,
+    /// The longest a command or read waits for a slot.
+    pub queue_timeout: Duration,
+    /// A tenant's reports, rebuilds and exports running at once.
+    pub tenant_report_concurrency: usize,
+    pub subscriptions_per_caller: usize,
+    pub subscriptions_per_tenant: usize,
+    /// The longest a command runs (waiting included) before it is answered `TIMEOUT`.
+    pub command_timeout: Duration,
+    /// The longest a report or rebuild runs.
+    pub report_timeout: Duration,
+    /// The longest an export streams.
+    pub export_timeout: Duration,
+    /// A client has this long to send a request's headers, and again its body.
+    pub http_header_timeout: Duration,
+    pub http_body_timeout: Duration,
+    /// Open HTTP connections (WebSockets included) beyond which new ones wait to be accepted.
+    pub http_max_connections: usize,
+    /// WebSocket: time to send `connection_init`, and operations per socket.
+    pub ws_init_timeout: Duration,
+    pub ws_max_operations: usize,
+}
+
+/// A duration in humantime's syntax (`1500ms`, `10s`, `2m`).
+fn duration(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => humantime::parse_duration(raw.trim()).map_err(|e| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        }),
+    }
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -90,6 +131,25 @@ impl Config {
             jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "coursetrail".into()),
             jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "coursetrail".into()),
             jwt_leeway_seconds: parsed("JWT_LEEWAY_SECONDS", DEFAULT_LEEWAY_SECONDS)?,
+            database_acquire_timeout: duration(
+                "DATABASE_ACQUIRE_TIMEOUT",
+                crate::db::DEFAULT_ACQUIRE_TIMEOUT,
+            )?,
+            report_connections: parsed("DATABASE_REPORT_CONNECTIONS", 4)?,
+            tenant_concurrency: parsed("TENANT_CONCURRENCY", 0)?,
+            tenant_queue: parsed("TENANT_QUEUE", 64)?,
+            queue_timeout: duration("QUEUE_TIMEOUT", Duration::from_secs(2))?,
+            tenant_report_concurrency: parsed("TENANT_REPORT_CONCURRENCY", 2)?,
+            subscriptions_per_caller: parsed("SUBSCRIPTIONS_PER_CALLER", 64)?,
+            subscriptions_per_tenant: parsed("SUBSCRIPTIONS_PER_TENANT", 2_000)?,
+            command_timeout: duration("COMMAND_TIMEOUT", Duration::from_secs(10))?,
+            report_timeout: duration("REPORT_TIMEOUT", Duration::from_secs(300))?,
+            export_timeout: duration("EXPORT_TIMEOUT", Duration::from_secs(3600))?,
+            http_header_timeout: duration("HTTP_HEADER_TIMEOUT", Duration::from_secs(10))?,
+            http_body_timeout: duration("HTTP_BODY_TIMEOUT", Duration::from_secs(10))?,
+            http_max_connections: parsed("HTTP_MAX_CONNECTIONS", 10_000)?,
+            ws_init_timeout: duration("WS_INIT_TIMEOUT", Duration::from_secs(10))?,
+            ws_max_operations: parsed("WS_MAX_OPERATIONS", 64)?,
         })
     }
 

@@ -16,9 +16,16 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// The name of the database created in the private cluster.
 pub const PRIVATE_DATABASE: &str = "coursetrail";
 
+/// How long work waits for a pooled connection, by default, before the database counts as
+/// unavailable: short, so that requests fail fast while the database is down (admission keeps
+/// a healthy server's work from waiting for the pool that long).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// An open database, and the private cluster serving it, if we started one.
 pub struct Database {
     pub pool: PgPool,
+    /// Connections of their own for reports, rebuilds and exports.
+    pub report_pool: PgPool,
     pub url: String,
     pub cluster: Option<PrivateCluster>,
 }
@@ -29,9 +36,10 @@ impl Database {
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         match &config.database_url {
             Some(url) => {
-                let pool = connect(url, config.database_max_connections).await?;
+                let (pool, report_pool) = Self::pools(url, config).await?;
                 Ok(Self {
                     pool,
+                    report_pool,
                     url: url.clone(),
                     cluster: None,
                 })
@@ -50,9 +58,10 @@ impl Database {
                 create_database_if_missing(&admin, PRIVATE_DATABASE).await?;
                 admin.close().await;
                 let url = cluster.url(PRIVATE_DATABASE);
-                let pool = connect(&url, config.database_max_connections).await?;
+                let (pool, report_pool) = Self::pools(&url, config).await?;
                 Ok(Self {
                     pool,
+                    report_pool,
                     url,
                     cluster: Some(cluster),
                 })
@@ -60,9 +69,18 @@ impl Database {
         }
     }
 
-    /// Closes the pool, then stops the private cluster cleanly.
+    /// The main pool and the reports' pool, as configured.
+    async fn pools(url: &str, config: &Config) -> anyhow::Result<(PgPool, PgPool)> {
+        let timeout = config.database_acquire_timeout;
+        let pool = connect_with(url, config.database_max_connections, timeout).await?;
+        let report_pool = connect_with(url, config.report_connections.max(1), timeout).await?;
+        Ok((pool, report_pool))
+    }
+
+    /// Closes the pools, then stops the private cluster cleanly.
     pub async fn close(self) -> anyhow::Result<()> {
         self.pool.close().await;
+        self.report_pool.close().await;
         if let Some(cluster) = self.cluster {
             cluster
                 .stop()
@@ -76,8 +94,17 @@ impl Database {
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
 
-/// A connection pool.
+/// A connection pool for tools and tests: waits up to 10 s for a connection.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    connect_with(url, max_connections, Duration::from_secs(10)).await
+}
+
+/// A connection pool whose connections are waited for up to `acquire_timeout`.
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(url)
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
         .application_name("coursetrail");
@@ -95,7 +122,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
     };
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         // sqlx pings every connection it hands out: a round trip per command, as many as the
         // command's own statements. A connection in steady use proves itself alive with every
         // statement, so only one that sat idle a while (a database restart, a cut firewall

@@ -23,7 +23,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use sqlx::PgPool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Largest request body accepted (a 64 KiB answers document plus the query fits easily).
@@ -34,16 +34,41 @@ pub const MAX_BATCH: usize = 10;
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
 
+/// What one client may hold of the server's HTTP side.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// A client has this long to send a request's headers…
+    pub header_timeout: Duration,
+    /// …and this long again to send its body.
+    pub body_timeout: Duration,
+    /// Open connections, WebSockets included; beyond, new ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct HttpState {
     pub schema: AppSchema,
     pub verifier: Arc<TokenVerifier>,
-    pub pool: PgPool,
+    /// One connection of its own for `/ready`: the check must not queue behind the pool.
+    pub ready_pool: PgPool,
     /// The application, for the endpoints that are not GraphQL (the audit export).
     pub app: App,
     pub ws: ws::WsSettings,
     /// Parsed operations, by text (see [`documents`]).
     pub documents: Arc<documents::Documents>,
+    pub limits: HttpLimits,
+    /// Open connections, as [`HttpLimits::max_connections`] allows (set by `serve_on`).
+    pub connections: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -58,11 +83,11 @@ pub fn router(state: HttpState) -> Router {
 
 /// How long `/ready` waits for the database: a load balancer must hear "not ready" quickly,
 /// not after the pool's acquire timeout.
-const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Ready when the database answers within [`READY_TIMEOUT`].
+/// Ready when the database answers within [`READY_TIMEOUT`], on a connection of its own.
 async fn ready(State(state): State<HttpState>) -> Response {
-    let check = sqlx::query("SELECT 1").execute(&state.pool);
+    let check = sqlx::query("SELECT 1").execute(&state.ready_pool);
     match tokio::time::timeout(READY_TIMEOUT, check).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(error)) => {
@@ -74,6 +99,31 @@ async fn ready(State(state): State<HttpState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
+}
+
+/// The HTTP status of a request that failed as a whole with an error of this code.
+pub(crate) fn status_of_code(code: &str) -> StatusCode {
+    match code {
+        "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
+        "FORBIDDEN" => StatusCode::FORBIDDEN,
+        "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
+        "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+        "OVERLOADED" | "DATABASE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
+        "TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
+        "INTERNAL_SERVER_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
+        "ALREADY_EXISTS"
+        | "ALREADY_REGISTERED"
+        | "CONCURRENCY_CONFLICT"
+        | "COMMAND_ID_REUSED"
+        | "INVALID_STATE" => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Whether an error of this code asks the client to come back later (`Retry-After`).
+fn is_retry_later(code: &str) -> bool {
+    matches!(code, "RATE_LIMITED" | "OVERLOADED" | "DATABASE_UNAVAILABLE")
 }
 
 /// The response media type the client accepts.
@@ -239,15 +289,30 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         );
         return error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, media, vec![error]);
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let bytes: Bytes = match read_body(body, state.limits.body_timeout).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(BodyError::TooLarge) => {
             let error = request_error(
                 format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
                 "PAYLOAD_TOO_LARGE",
             );
             return error_response(StatusCode::PAYLOAD_TOO_LARGE, media, vec![error]);
         }
+        Err(BodyError::TimedOut) => {
+            let error = request_error(
+                format!(
+                    "the request body did not arrive within {}",
+                    humantime::format_duration(state.limits.body_timeout)
+                ),
+                "REQUEST_TIMEOUT",
+            );
+            let mut response = error_response(StatusCode::REQUEST_TIMEOUT, media, vec![error]);
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        Err(BodyError::Broken) => return StatusCode::BAD_REQUEST.into_response(),
     };
     let batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(batch) => batch,
@@ -276,6 +341,45 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         return too_large_response(media, Method::POST, &too_large);
     }
     execute(&state, &headers, media, Method::POST, batch).await
+}
+
+/// How much of an oversized body is read (and thrown away) so that the client, still
+/// sending, receives the 413: a server that closes with unread data makes the client's
+/// kernel reset the connection, and the response is lost.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    Broken,
+}
+
+/// The request body, at most [`MAX_BODY_BYTES`], all of it within `timeout`.
+async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, BodyError> {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut chunks = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut received = 0usize;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => return Err(BodyError::TimedOut),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        received += chunk.len();
+        if received > MAX_DRAINED_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        if received <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if received > MAX_BODY_BYTES {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// A document refused before validation for its size with fragments expanded
@@ -360,6 +464,20 @@ async fn execute(
     if single_request_error && let BatchResponse::Single(r) = response {
         return error_response(StatusCode::BAD_REQUEST, media, r.errors);
     }
+    // An operation refused as a whole for load (no data at all, every error asking to come
+    // back later) is answered with that status, so proxies and clients back off without
+    // reading the body; any such error adds `Retry-After`.
+    let retry_later = codes.iter().any(|code| is_retry_later(code));
+    let status = match &response {
+        BatchResponse::Single(r)
+            if r.data == async_graphql::Value::Null
+                && !codes.is_empty()
+                && codes.iter().all(|code| is_retry_later(code)) =>
+        {
+            status_of_code(&codes[0])
+        }
+        _ => StatusCode::OK,
+    };
     let body = match serde_json::to_string(&response) {
         Ok(body) => body,
         Err(error) => {
@@ -367,10 +485,14 @@ async fn execute(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let mut http = (StatusCode::OK, body).into_response();
+    let mut http = (status, body).into_response();
     http.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(media.as_str()),
     );
+    if retry_later {
+        http.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     http
 }

@@ -364,9 +364,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(address = %address, "coursetrail is ready");
     }
 
-    let app = App::with_stream_cache(database.pool.clone(), config.stream_cache_capacity)
-        .with_group_commit(config.group_commit);
-    let state = server::http_state(app, verifier);
+    let state = server::configured_state(
+        &config,
+        database.pool.clone(),
+        database.report_pool.clone(),
+        verifier,
+    );
     server::serve_on(listener, state, server::shutdown_signal()).await?;
     tracing::info!("shutting down");
     database.close().await

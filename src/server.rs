@@ -1,25 +1,99 @@
-//! Running the server: the HTTP app around a database, served until a shutdown signal.
-//! `serve_on` takes a bound listener and a shutdown future, so tests can bind port 0.
+//! Running the server: the application and HTTP state wired from the configuration, served
+//! until a shutdown signal. `serve_on` takes a bound listener and a shutdown future, so tests
+//! can bind port 0.
+//!
+//! The connection loop is hyper's, driven here rather than through `axum::serve` for the limits
+//! a public server needs and `axum::serve` does not expose: a header read timeout (a client
+//! sending its headers a byte at a time is disconnected) and a cap on open connections. The
+//! body read timeout is the GraphQL handler's ([`crate::http`]).
 
-use crate::app::App;
+use crate::app::admission::Limits;
+use crate::app::{App, SubscriptionLimits, Timeouts, default_heavy_limits};
 use crate::auth::TokenVerifier;
+use crate::config::Config;
 use crate::graphql::build_schema;
-use crate::http::{HttpState, router};
-use axum::serve::ListenerExt;
+use crate::http::{HttpLimits, HttpState, router};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-/// Builds the HTTP state around the application: schema, verifier, pool.
+/// How long `/ready` waits for the database: a load balancer must hear "not ready" quickly.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The application over `pool` (commands and reads) and `report_pool` (reports, rebuilds,
+/// exports), with the configured limits.
+pub fn app(config: &Config, pool: PgPool, report_pool: PgPool) -> App {
+    let connections = pool.options().get_max_connections() as usize;
+    let mut work = Limits::for_pool(connections);
+    if config.tenant_concurrency > 0 {
+        work.per_tenant = config.tenant_concurrency;
+    }
+    work.queue_per_tenant = config.tenant_queue;
+    work.max_wait = config.queue_timeout;
+    let heavy = Limits {
+        slots: report_pool.options().get_max_connections() as usize,
+        per_tenant: config.tenant_report_concurrency,
+        ..default_heavy_limits()
+    };
+    App::with_stream_cache(pool, config.stream_cache_capacity)
+        .with_group_commit(config.group_commit)
+        .with_limits(work)
+        .with_heavy_work(report_pool, heavy)
+        .with_subscription_limits(SubscriptionLimits {
+            per_caller: config.subscriptions_per_caller,
+            per_tenant: config.subscriptions_per_tenant,
+            ..SubscriptionLimits::default()
+        })
+        .with_timeouts(Timeouts {
+            command: config.command_timeout,
+            report: config.report_timeout,
+            export: config.export_timeout,
+        })
+}
+
+/// The whole server's state as configured: the application over its two pools, and the HTTP
+/// and WebSocket limits.
+pub fn configured_state(
+    config: &Config,
+    pool: PgPool,
+    report_pool: PgPool,
+    verifier: TokenVerifier,
+) -> HttpState {
+    let mut state = http_state(app(config, pool, report_pool), verifier);
+    state.limits = HttpLimits {
+        header_timeout: config.http_header_timeout,
+        body_timeout: config.http_body_timeout,
+        max_connections: config.http_max_connections,
+    };
+    state.ws.init_timeout = config.ws_init_timeout;
+    state.ws.max_operations = config.ws_max_operations;
+    state
+}
+
+/// Builds the HTTP state around the application: schema, verifier, and a connection of its
+/// own for `/ready`, which must not queue behind the pool it checks.
 pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
-    let pool = app.pool().clone();
+    let options = (*app.pool().connect_options()).clone();
+    let ready_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(READY_TIMEOUT)
+        .connect_lazy_with(options);
     HttpState {
         schema: build_schema(app.clone()),
         verifier: Arc::new(verifier),
-        pool,
+        ready_pool,
         app,
         ws: Default::default(),
         documents: Default::default(),
+        limits: HttpLimits::default(),
+        connections: Arc::new(Semaphore::new(HttpLimits::default().max_connections)),
     }
 }
 
@@ -29,16 +103,58 @@ pub async fn serve_on(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Responses go out as soon as they are written, not held back by Nagle's algorithm
-    // waiting for the client's ACK of the previous segment.
-    let listener = listener.tap_io(|stream| {
+    let mut state = state;
+    let limits = state.limits.clone();
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    state.connections = connections.clone();
+    let service = TowerToHyperService::new(router(state));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // At the cap, stop accepting: new connections wait in the listen backlog.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses go out as soon as they are written, not held back by Nagle's algorithm
+        // waiting for the client's ACK of the previous segment.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(error = %error, "cannot set TCP_NODELAY on a connection");
         }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

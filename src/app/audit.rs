@@ -9,25 +9,24 @@
 //! streams, which hold people's e-mail addresses); a trainee reads the events about itself
 //! (its trainee stream and its enrollments).
 
+use super::admission::Admission;
+use super::feed::{Batch, Ticket};
 use super::{App, AppError, Caller};
 use crate::auth::Role;
 use crate::domain::TenantId;
-use crate::store::live::Hub;
 use crate::store::log::{self, LogFilter, LoggedEvent};
 use futures_util::Stream;
 use sqlx::PgPool;
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::time::Duration;
-use tokio::sync::watch;
+use std::sync::Arc;
+use tokio::sync::broadcast;
 
 /// How many events an export reads per statement (one page in memory at a time).
 pub const EXPORT_PAGE_SIZE: i64 = 500;
 /// How many events a follower reads per statement while catching up.
 const FOLLOW_PAGE_SIZE: i64 = 500;
-/// How often a follower looks at the log without a wake-up: the latency a lost notification
-/// costs, at worst.
-pub const FOLLOW_POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub use super::feed::POLL_INTERVAL as FOLLOW_POLL_INTERVAL;
 
 /// A stream of results that a transport can hold across awaits.
 pub type AuditStream<T> = Pin<Box<dyn Stream<Item = Result<T, AppError>> + Send + 'static>>;
@@ -61,6 +60,7 @@ impl App {
         limit: i64,
     ) -> Result<Vec<LoggedEvent>, AppError> {
         let filter = self.scope_audit(caller, filter)?;
+        let _slot = self.admit(caller).await?;
         let page = log::read_page(&self.pool, caller.tenant(), &filter, after, limit).await?;
         Ok(page.events)
     }
@@ -68,21 +68,40 @@ impl App {
     /// Every event after `after` that the caller may read, as a stream of pages of at most
     /// [`EXPORT_PAGE_SIZE`]: the next page is read only when the previous one was taken, so
     /// memory stays constant however long the history. Ends at the head as of the last read.
-    pub fn audit_export(
+    ///
+    /// An export is heavy work: it holds a slot of the reports' share for as long as it runs,
+    /// and reads on their connections.
+    pub async fn audit_export(
         &self,
         caller: &Caller,
         filter: LogFilter,
         after: i64,
     ) -> Result<AuditStream<Vec<LoggedEvent>>, AppError> {
         let filter = self.scope_audit(caller, filter)?;
-        let state = Some((self.pool.clone(), caller.tenant(), filter, after));
-        let pages = futures_util::stream::unfold(state, |state| async move {
-            let (pool, tenant, filter, after) = state?;
+        let slot = self.admit_heavy(caller).await?;
+        let deadline = tokio::time::Instant::now() + self.timeouts.export;
+        let limit = self.timeouts.export;
+        let state = Some((
+            self.heavy_pool.clone(),
+            caller.tenant(),
+            filter,
+            after,
+            slot,
+        ));
+        let pages = futures_util::stream::unfold(state, move |state| async move {
+            let (pool, tenant, filter, after, slot) = state?;
+            if tokio::time::Instant::now() >= deadline {
+                let message = format!(
+                    "the export did not finish within {}; resume after the last position received",
+                    humantime::format_duration(limit)
+                );
+                return Some((Err(AppError::Timeout(message)), None));
+            }
             match log::read_page(&pool, tenant, &filter, after, EXPORT_PAGE_SIZE).await {
                 Ok(page) if page.events.is_empty() => None,
                 Ok(page) => {
                     let full = page.events.len() as i64 >= EXPORT_PAGE_SIZE;
-                    let next = full.then_some((pool, tenant, filter, page.scanned_to));
+                    let next = full.then_some((pool, tenant, filter, page.scanned_to, slot));
                     Some((Ok(page.events), next))
                 }
                 Err(error) => Some((Err(AppError::from(error)), None)),
@@ -105,23 +124,30 @@ impl App {
         after: Option<i64>,
     ) -> Result<AuditStream<LoggedEvent>, AppError> {
         let filter = self.scope_audit(caller, filter)?;
+        let ticket = self.feeds.open(caller)?;
         let tenant = caller.tenant();
-        // Subscribe before the first read: a commit after that read then always wakes us.
-        let wake = self.live.wake_ups(tenant);
+        // Subscribe before the first read: every event committed after that read then comes
+        // in a batch (or is read as a gap).
+        let feed = self.feeds.subscribe(tenant);
         let last = match after {
             Some(position) => position.max(0),
-            None => log::head(&self.pool, tenant).await?,
+            None => {
+                let _slot = self.admit(caller).await?;
+                log::head(&self.pool, tenant).await?
+            }
         };
         let follower = Follower {
             pool: self.pool.clone(),
+            admission: self.admission.clone(),
             tenant,
             filter,
             last,
             buffer: VecDeque::new(),
             caught_up: false,
-            wake,
-            hub_alive: true,
+            feed,
+            lagged: false,
             failed: false,
+            _ticket: ticket,
         };
         Ok(Box::pin(futures_util::stream::unfold(
             follower,
@@ -129,24 +155,32 @@ impl App {
         )))
     }
 
-    /// The wake-up hub (for tests and the benchmark, which watch it work).
-    pub fn live_hub(&self) -> &Hub {
-        &self.live
+    /// Open live subscriptions of a tenant, and tenants with a live feed running.
+    pub fn live_load(&self, tenant: TenantId) -> (usize, usize) {
+        (
+            self.feeds.open_subscriptions(tenant),
+            self.feeds.feeds_running(),
+        )
     }
 }
 
 struct Follower {
     pool: PgPool,
+    admission: Arc<Admission>,
     tenant: TenantId,
     filter: LogFilter,
     /// Every event at or below this position has been delivered or does not match.
     last: i64,
     buffer: VecDeque<LoggedEvent>,
-    /// The last read found the head: wait for a wake-up before reading again.
+    /// The log has been read up to the feed: follow the feed's batches.
     caught_up: bool,
-    wake: watch::Receiver<u64>,
-    hub_alive: bool,
+    feed: broadcast::Receiver<Arc<Batch>>,
+    /// The feed overwrote batches this follower had not taken: if the oldest one left starts
+    /// after `last`, events were lost to it.
+    lagged: bool,
     failed: bool,
+    /// Counts this subscription until it ends.
+    _ticket: Ticket,
 }
 
 impl Follower {
@@ -158,45 +192,57 @@ impl Follower {
             if let Some(event) = self.buffer.pop_front() {
                 return Some((Ok(event), self));
             }
-            if self.caught_up {
-                self.wait().await;
-            }
-            let page = log::read_page(
-                &self.pool,
-                self.tenant,
-                &self.filter,
-                self.last,
-                FOLLOW_PAGE_SIZE,
-            )
-            .await;
-            match page {
-                Ok(page) => {
-                    self.caught_up = (page.events.len() as i64) < FOLLOW_PAGE_SIZE;
-                    self.last = self.last.max(page.scanned_to);
-                    self.buffer.extend(page.events);
-                }
-                Err(error) => {
+            if !self.caught_up {
+                if let Err(error) = self.read_page().await {
                     // The client resumes from the last position it received.
                     self.failed = true;
-                    return Some((Err(AppError::from(error)), self));
+                    return Some((Err(error), self));
                 }
+                continue;
+            }
+            let received = self.feed.recv().await;
+            let lagged = std::mem::take(&mut self.lagged);
+            match received {
+                Ok(batch) if batch.to <= self.last => {}
+                Ok(batch) if batch.after > self.last && lagged => {
+                    self.failed = true;
+                    return Some((Err(AppError::SlowConsumer), self));
+                }
+                // Events before this batch and after `last` were never in a batch this
+                // follower received (the feed started after it): read them from the log.
+                Ok(batch) if batch.after > self.last => self.caught_up = false,
+                Ok(batch) => {
+                    let last = self.last;
+                    let new = batch.events.iter().filter(|e| e.position > last);
+                    self.buffer
+                        .extend(new.filter(|e| self.filter.matches(e)).cloned());
+                    self.last = batch.to;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.lagged = true,
+                // The server is stopping.
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
 
-    /// Until a wake-up for this tenant, or the poll interval passed.
-    async fn wait(&mut self) {
-        if !self.hub_alive {
-            tokio::time::sleep(FOLLOW_POLL_INTERVAL).await;
-            return;
-        }
-        tokio::select! {
-            changed = self.wake.changed() => {
-                if changed.is_err() {
-                    self.hub_alive = false;
-                }
-            }
-            () = tokio::time::sleep(FOLLOW_POLL_INTERVAL) => {}
-        }
+    /// Reads the next page of the log after `last`; a short page means caught up.
+    async fn read_page(&mut self) -> Result<(), AppError> {
+        let _slot = self
+            .admission
+            .enter(self.tenant)
+            .await
+            .map_err(|refusal| AppError::not_admitted(refusal, "requests"))?;
+        let page = log::read_page(
+            &self.pool,
+            self.tenant,
+            &self.filter,
+            self.last,
+            FOLLOW_PAGE_SIZE,
+        )
+        .await?;
+        self.caught_up = (page.events.len() as i64) < FOLLOW_PAGE_SIZE;
+        self.last = self.last.max(page.scanned_to);
+        self.buffer.extend(page.events);
+        Ok(())
     }
 }

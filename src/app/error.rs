@@ -22,6 +22,26 @@ pub enum AppError {
     InvalidState(String),
     #[error("the stream kept changing concurrently; retry the command")]
     ConcurrencyConflict,
+    /// The commandId was recorded for another command, input or caller.
+    #[error("{0}")]
+    CommandIdReused(String),
+    /// The caller's tenant has its share of the server busy and its queue full.
+    #[error("{0}")]
+    RateLimited(String),
+    /// The server could not take the work on in time.
+    #[error("{0}")]
+    Overloaded(String),
+    /// A live subscription fell so far behind that events it had not taken were dropped.
+    #[error("the subscriber fell too far behind; resubscribe from the last position received")]
+    SlowConsumer,
+    /// The database does not answer (it is down, or unreachable), or went away while a
+    /// command was written (the message says so: a retry with the same commandId tells).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The work did not finish within its time limit (nothing of a command was written, or
+    /// its outcome is told by a retry with the same commandId).
+    #[error("{0}")]
+    Timeout(String),
     /// Anything the client cannot act on. The cause is logged, never shown: this variant's
     /// message deliberately omits it, so even an accidental `Display` leaks nothing.
     #[error("internal server error")]
@@ -40,7 +60,36 @@ impl AppError {
             AppError::AlreadyExists(_) => "ALREADY_EXISTS",
             AppError::InvalidState(_) => "INVALID_STATE",
             AppError::ConcurrencyConflict => "CONCURRENCY_CONFLICT",
+            AppError::CommandIdReused(_) => "COMMAND_ID_REUSED",
+            AppError::RateLimited(_) => "RATE_LIMITED",
+            AppError::Overloaded(_) => "OVERLOADED",
+            AppError::Unavailable(_) => "DATABASE_UNAVAILABLE",
+            AppError::SlowConsumer => "SLOW_CONSUMER",
+            AppError::Timeout(_) => "TIMEOUT",
             AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// For errors a client should retry later: after how many seconds (HTTP's `Retry-After`).
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited(_) | AppError::Overloaded(_) | AppError::Unavailable(_) => {
+                Some(1)
+            }
+            _ => None,
+        }
+    }
+
+    /// A refusal of admission ([`admission`](super::admission)) as the client hears it.
+    pub fn not_admitted(refusal: super::admission::Refusal, what: &str) -> Self {
+        use super::admission::Refusal;
+        match refusal {
+            Refusal::TenantBusy => AppError::RateLimited(format!(
+                "too many {what} of this tenant at once; retry shortly"
+            )),
+            Refusal::Saturated => {
+                AppError::Overloaded(format!("the server is too busy for {what}; retry shortly"))
+            }
         }
     }
 
@@ -63,7 +112,15 @@ impl AppError {
             AppError::Internal(error) => {
                 matches!(error.downcast_ref(), Some(StoreError::DuplicateCommand))
             }
-            AppError::Unauthenticated(_) | AppError::Forbidden(_) | AppError::BadInput(_) => false,
+            AppError::Unauthenticated(_)
+            | AppError::Forbidden(_)
+            | AppError::BadInput(_)
+            | AppError::CommandIdReused(_)
+            | AppError::RateLimited(_)
+            | AppError::Overloaded(_)
+            | AppError::Unavailable(_)
+            | AppError::SlowConsumer
+            | AppError::Timeout(_) => false,
         }
     }
 }
@@ -87,7 +144,11 @@ impl From<ValidationError> for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
-        AppError::internal(error)
+        if is_unreachable(&error) {
+            AppError::Unavailable("the database is unavailable; retry shortly".into())
+        } else {
+            AppError::internal(error)
+        }
     }
 }
 
@@ -96,7 +157,30 @@ impl From<StoreError> for AppError {
         match error {
             StoreError::VersionConflict => AppError::ConcurrencyConflict,
             StoreError::UnknownTenant => AppError::Unauthenticated("unknown tenant".into()),
+            StoreError::Database(error) => AppError::from(error),
+            StoreError::OutcomeUnknown(cause) => {
+                tracing::warn!(cause = %cause, "a write's outcome is unknown");
+                AppError::Unavailable(
+                    "the database connection was lost while the command was written; retry \
+                     with the same commandId to learn whether it was"
+                        .into(),
+                )
+            }
             other => AppError::internal(other),
         }
+    }
+}
+
+/// Whether an error means the database cannot be reached or is going away, rather than that
+/// this statement failed: no connection within the pool's acquire timeout (admission keeps a
+/// healthy server's work from waiting that long), a broken connection, or PostgreSQL's
+/// connection-exception (08) and shutdown (57P) classes.
+fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }

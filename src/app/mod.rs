@@ -6,9 +6,11 @@
 //! It owns no SQL of its own (that is in `store` and `projections`) and knows nothing of HTTP
 //! or GraphQL; the GraphQL layer and the command line both call into it.
 
+pub mod admission;
 mod audit;
 mod commands;
 mod error;
+mod feed;
 mod group;
 mod queries;
 mod recent;
@@ -18,6 +20,7 @@ pub use reports::ReportOutput;
 
 pub use audit::{AuditStream, EXPORT_PAGE_SIZE, FOLLOW_POLL_INTERVAL};
 pub use error::AppError;
+pub use feed::SubscriptionLimits;
 pub use group::GroupCommitStats;
 pub use queries::{may_see_trainee, visible_enrollment};
 pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
@@ -28,6 +31,7 @@ use crate::domain::{CourseId, Event, StreamType, SubmissionId, TenantId};
 use crate::projections;
 use crate::projections::rows::{EventPlace, StreamRows};
 use crate::store::{self, CommandRecord, Metadata, Notifier, StoreError, StreamEvent, UniqueRule};
+use admission::{Admission, Limits, Slot};
 use chrono::{DateTime, SubsecRound, Utc};
 use group::{GroupCommit, PendingWrite};
 use recent::{Recent, Stream};
@@ -35,6 +39,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// How many times a command is tried when its stream keeps changing between load and append.
@@ -44,11 +49,60 @@ const MAX_ATTEMPTS: u32 = 8;
 #[derive(Clone)]
 pub struct App {
     pool: PgPool,
-    /// Wake-ups for live subscriptions (one LISTEN connection, opened on first use).
-    live: store::live::Hub,
+    /// Live events, read once per tenant for all its subscriptions ([`feed`]).
+    feeds: Arc<feed::Feeds>,
     notifier: Notifier,
     recent: Arc<Recent>,
     group: Arc<GroupCommit>,
+    /// Commands and reads: each takes a slot before a connection of `pool`.
+    admission: Arc<Admission>,
+    /// Reports, rebuilds and exports: whole-log reads, on connections of their own that the
+    /// command path never waits for, with their own (smaller) shares.
+    heavy_pool: PgPool,
+    heavy_admission: Arc<Admission>,
+    timeouts: Timeouts,
+}
+
+/// The longest each kind of work runs, waiting included, before it is answered `TIMEOUT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub command: Duration,
+    pub report: Duration,
+    pub export: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            command: Duration::from_secs(10),
+            report: Duration::from_secs(300),
+            export: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `work` within `limit`, or [`AppError::Timeout`] naming `what`.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    work: impl Future<Output = Result<T, AppError>>,
+) -> Result<T, AppError> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(AppError::Timeout(format!(
+            "the {what} did not finish within {}",
+            humantime::format_duration(limit)
+        )))
+    })
+}
+
+/// Default shares for reports, rebuilds and exports: four at once, two per tenant.
+pub fn default_heavy_limits() -> Limits {
+    Limits {
+        slots: 4,
+        per_tenant: 2,
+        queue_per_tenant: 8,
+        max_wait: std::time::Duration::from_secs(10),
+    }
 }
 
 /// The caller of an operation: a verified person in one tenant. This is the tenant capability —
@@ -111,6 +165,35 @@ pub struct CommandOptions {
     pub command_id: Option<Uuid>,
     /// Ties together everything one user action caused (e.g. an HTTP request's correlation id).
     pub correlation_id: Option<Uuid>,
+    /// The command's input as the client sent it, in a canonical form: with a `command_id`,
+    /// its digest (with the caller's) is recorded, and a repeat of the id with another input,
+    /// command or caller is refused (`COMMAND_ID_REUSED`) instead of answered as a retry.
+    pub input: Option<String>,
+}
+
+/// The key of a command record's result holding the request's digest ([`request_digest`]).
+const DIGEST_KEY: &str = "requestDigest";
+
+/// SHA-256 over the command, the caller and the input: equal for a retry, different for any
+/// other use of the same command id. A digest, not the input: the record must not hold a
+/// second copy of personal data.
+fn request_digest(caller: &Caller, command_type: &str, input: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [
+        command_type.as_bytes(),
+        caller.actor_id.as_bytes(),
+        caller.role.as_str().as_bytes(),
+        input.as_bytes(),
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// What a command did: the stream it wrote, the tenant position of its last event, and any
@@ -174,15 +257,66 @@ impl App {
     /// As [`App::new`], keeping up to `capacity` recently used streams (0: none; every command
     /// then reads its stream).
     pub fn with_stream_cache(pool: PgPool, capacity: usize) -> Self {
-        let live = store::live::Hub::new(pool.clone());
+        let feeds = feed::Feeds::new(pool.clone(), SubscriptionLimits::default());
         let notifier = Notifier::spawn(pool.clone());
+        let connections = pool.options().get_max_connections() as usize;
         Self {
+            heavy_pool: pool.clone(),
             pool,
-            live,
+            feeds,
             notifier,
             recent: Arc::new(Recent::new(capacity)),
             group: Arc::new(GroupCommit::new(true)),
+            admission: Admission::new(Limits::for_pool(connections)),
+            heavy_admission: Admission::new(default_heavy_limits()),
+            timeouts: Timeouts::default(),
         }
+    }
+
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Shares of the command-and-read pool per tenant ([`admission`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.admission = Admission::new(limits);
+        self
+    }
+
+    /// How many live subscriptions may be open per caller and per tenant.
+    pub fn with_subscription_limits(mut self, limits: SubscriptionLimits) -> Self {
+        self.feeds = feed::Feeds::new(self.pool.clone(), limits);
+        self
+    }
+
+    /// Runs reports, rebuilds and exports on `pool` (by default: the main pool) with `limits`.
+    pub fn with_heavy_work(mut self, pool: PgPool, limits: Limits) -> Self {
+        self.heavy_pool = pool;
+        self.heavy_admission = Admission::new(limits);
+        self
+    }
+
+    /// A slot for one command or read of the caller's tenant ([`admission`]).
+    async fn admit(&self, caller: &Caller) -> Result<Slot, AppError> {
+        self.admission
+            .enter(caller.tenant())
+            .await
+            .map_err(|refusal| AppError::not_admitted(refusal, "requests"))
+    }
+
+    /// A slot for one report, rebuild or export of the caller's tenant.
+    async fn admit_heavy(&self, caller: &Caller) -> Result<Slot, AppError> {
+        self.heavy_admission
+            .enter(caller.tenant())
+            .await
+            .map_err(|refusal| AppError::not_admitted(refusal, "reports and exports"))
+    }
+
+    /// Work running and queued: `(commands and reads, reports and exports)`, each
+    /// `(running, queued)`.
+    pub fn load(&self) -> ((usize, usize), (usize, usize)) {
+        (self.admission.load(), self.heavy_admission.load())
     }
 
     /// Turns group commit ([`group`]) on (the default) or off (every write then commits on its
@@ -209,7 +343,26 @@ impl App {
     /// stored stream, again on a version conflict (up to [`MAX_ATTEMPTS`]), and once more to
     /// read the winner's outcome if a concurrent request with the same command id committed
     /// first.
+    ///
+    /// The whole command, waiting for its slot included, runs within the command timeout: one
+    /// that takes longer is answered `TIMEOUT` (a retry with the same commandId then tells
+    /// whether it was written).
     async fn run<F, Fut>(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        command_type: &'static str,
+        attempt: F,
+    ) -> Result<CommandOutcome, AppError>
+    where
+        F: FnMut(Conn, Source) -> Fut,
+        Fut: Future<Output = Result<CommandOutcome, AppError>>,
+    {
+        let run = self.run_untimed(caller, options, command_type, attempt);
+        within(self.timeouts.command, "command", run).await
+    }
+
+    async fn run_untimed<F, Fut>(
         &self,
         caller: &Caller,
         options: &CommandOptions,
@@ -220,6 +373,8 @@ impl App {
         F: FnMut(Conn, Source) -> Fut,
         Fut: Future<Output = Result<CommandOutcome, AppError>>,
     {
+        // Held until the command is over, batch included: the tenant's share of the pool.
+        let _slot = self.admit(caller).await?;
         if self.recent.enabled() {
             let conn = self.pool.acquire().await?;
             match attempt(conn, Source::Recent).await {
@@ -240,7 +395,7 @@ impl App {
                 && let Some(record) =
                     store::find_command(&mut conn, caller.tenant, command_id).await?
             {
-                return replayed(record, command_type);
+                return replayed(record, caller, options, command_type);
             }
             match attempt(conn, Source::Stored).await {
                 Err(AppError::ConcurrencyConflict) => last_error = AppError::ConcurrencyConflict,
@@ -345,6 +500,11 @@ impl App {
             correlation_id: options.correlation_id.unwrap_or_else(Uuid::now_v7),
             causation_id: options.command_id,
         };
+        let mut result = write.result;
+        if let (Some(input), Some(fields)) = (&options.input, result.as_object_mut()) {
+            let digest = request_digest(caller, command_type, input);
+            fields.insert(DIGEST_KEY.into(), digest.into());
+        }
         let pending = Arc::new(PendingWrite {
             stream_id: write.stream_id,
             stream_type: write.stream_type,
@@ -355,7 +515,7 @@ impl App {
             trainee_id: write.trainee_id,
             course_id: write.course_id,
             command_type,
-            result: write.result,
+            result,
             rows,
             touched_submissions,
             registration: write.registration,
@@ -412,12 +572,30 @@ impl App {
     }
 }
 
-fn replayed(record: CommandRecord, command_type: &str) -> Result<CommandOutcome, AppError> {
+/// The recorded outcome of a command id seen before, if this request is a retry of that
+/// command: same command, caller and input (when both were recorded with a digest).
+fn replayed(
+    mut record: CommandRecord,
+    caller: &Caller,
+    options: &CommandOptions,
+    command_type: &str,
+) -> Result<CommandOutcome, AppError> {
     if record.command_type != command_type {
-        return Err(AppError::BadInput(format!(
+        return Err(AppError::CommandIdReused(format!(
             "commandId was already used for a different command ({})",
             record.command_type
         )));
+    }
+    let recorded = record
+        .result
+        .as_object_mut()
+        .and_then(|fields| fields.remove(DIGEST_KEY));
+    if let (Some(recorded), Some(input)) = (recorded, &options.input)
+        && recorded.as_str() != Some(&request_digest(caller, command_type, input))
+    {
+        return Err(AppError::CommandIdReused(
+            "commandId was already used with another input or by another caller".into(),
+        ));
     }
     Ok(CommandOutcome {
         stream_id: record.stream_id,

@@ -14,6 +14,7 @@ impl App {
         caller: &Caller,
         id: CourseId,
     ) -> Result<Option<CourseRow>, AppError> {
+        let _slot = self.admit(caller).await?;
         Ok(projections::course(&self.pool, caller.tenant(), id).await?)
     }
 
@@ -24,6 +25,7 @@ impl App {
         include_retired: bool,
         limit: i64,
     ) -> Result<Vec<CourseRow>, AppError> {
+        let _slot = self.admit(caller).await?;
         Ok(
             projections::courses(&self.pool, caller.tenant(), after, include_retired, limit)
                 .await?,
@@ -39,6 +41,7 @@ impl App {
         if !may_see_trainee(caller, id) {
             return Ok(None);
         }
+        let _slot = self.admit(caller).await?;
         Ok(projections::trainee(&self.pool, caller.tenant(), id).await?)
     }
 
@@ -49,6 +52,7 @@ impl App {
         limit: i64,
     ) -> Result<Vec<TraineeRow>, AppError> {
         caller.require(&[Role::Admin, Role::Instructor], "list trainees")?;
+        let _slot = self.admit(caller).await?;
         Ok(projections::trainees(&self.pool, caller.tenant(), after, limit).await?)
     }
 
@@ -58,6 +62,7 @@ impl App {
         caller: &Caller,
         id: EnrollmentId,
     ) -> Result<Option<EnrollmentRow>, AppError> {
+        let _slot = self.admit(caller).await?;
         let row = projections::enrollment(&self.pool, caller.tenant(), id).await?;
         Ok(row.and_then(|row| visible_enrollment(caller, row)))
     }
@@ -78,6 +83,7 @@ impl App {
             }
             filter.trainee_id = Some(own);
         }
+        let _slot = self.admit(caller).await?;
         Ok(projections::enrollments(&self.pool, caller.tenant(), &filter, after, limit).await?)
     }
 
@@ -87,6 +93,7 @@ impl App {
         caller: &Caller,
         enrollment: &EnrollmentRow,
     ) -> Result<Vec<SubmissionRow>, AppError> {
+        let _slot = self.admit(caller).await?;
         Ok(projections::submissions(&self.pool, caller.tenant(), enrollment.enrollment_id).await?)
     }
 }

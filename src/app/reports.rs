@@ -60,7 +60,8 @@ impl App {
     {
         caller.require(&[Role::Admin, Role::Instructor], "run reports")?;
         let as_of = as_of.unwrap_or_else(Utc::now);
-        let position = store::log::head(&self.pool, caller.tenant()).await?;
+        let _slot = self.admit_heavy(caller).await?;
+        let position = store::log::head(&self.heavy_pool, caller.tenant()).await?;
         let query = ReplayQuery {
             tenant: caller.tenant(),
             as_of: Some(as_of),
@@ -69,7 +70,10 @@ impl App {
             course_ids,
             data_for,
         };
-        let stats = replay::replay(&self.pool, &query, &mut fold, progress).await?;
+        let replay = async {
+            Ok::<_, AppError>(replay::replay(&self.heavy_pool, &query, &mut fold, progress).await?)
+        };
+        let stats = super::within(self.timeouts.report, "report", replay).await?;
         Ok(ReportOutput {
             rows: finish(fold),
             as_of,
@@ -131,7 +135,13 @@ impl App {
         progress: impl FnMut(u64),
     ) -> Result<RebuildReport, AppError> {
         caller.require(&[Role::Admin], "rebuild projections")?;
-        Ok(rebuild::rebuild_tenant(&self.pool, caller.tenant(), progress).await?)
+        let _slot = self.admit_heavy(caller).await?;
+        let rebuild = async {
+            Ok::<_, AppError>(
+                rebuild::rebuild_tenant(&self.heavy_pool, caller.tenant(), progress).await?,
+            )
+        };
+        super::within(self.timeouts.report, "rebuild", rebuild).await
     }
 
     /// An enrollment as it was at `as_of`, by replaying its stream up to then. `None` if it did
@@ -142,6 +152,7 @@ impl App {
         id: EnrollmentId,
         as_of: DateTime<Utc>,
     ) -> Result<Option<(EnrollmentRow, Vec<SubmissionRow>)>, AppError> {
+        let _slot = self.admit(caller).await?;
         let mut conn = self.pool.acquire().await?;
         let stream = store::load_stream(&mut conn, caller.tenant(), id.as_uuid()).await?;
         let mut rows = StreamRows::default();

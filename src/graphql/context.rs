@@ -30,9 +30,41 @@ pub fn caller<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a Caller> {
 }
 
 /// Command options from a mutation input's `commandId` and the request's correlation id.
+/// With a `commandId`, the mutation's arguments (without it) go along in a canonical form, so
+/// that the id reused for another input is told apart from a retry.
 pub fn command_options(ctx: &Context<'_>, command_id: Option<Uuid>) -> CommandOptions {
+    let input = command_id.and_then(|_| {
+        let arguments = ctx.field().arguments().ok()?;
+        let arguments: serde_json::Map<String, serde_json::Value> = arguments
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value.into_json().ok()?)))
+            .collect();
+        let mut arguments = serde_json::Value::Object(arguments);
+        canonical(&mut arguments);
+        Some(format!("{}{arguments}", ctx.field().name()))
+    });
     CommandOptions {
         command_id,
         correlation_id: ctx.data_opt::<RequestContext>().map(|r| r.correlation_id),
+        input,
+    }
+}
+
+/// Drops `commandId` and null fields (an omitted optional field means the same), and orders
+/// every object's keys, so equal inputs print equal however they were written.
+fn canonical(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            fields.retain(|name, value| name != "commandId" && !value.is_null());
+            let mut sorted: Vec<(String, serde_json::Value)> =
+                std::mem::take(fields).into_iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, mut value) in sorted {
+                canonical(&mut value);
+                fields.insert(name, value);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(canonical),
+        _ => {}
     }
 }

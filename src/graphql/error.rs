@@ -10,7 +10,13 @@ pub fn to_graphql(error: AppError) -> async_graphql::Error {
         tracing::error!(error = format!("{cause:#}"), "internal error");
     }
     let code = error.code();
-    async_graphql::Error::new(error.to_string()).extend_with(|_, e| e.set("code", code))
+    let retry_after = error.retry_after_seconds();
+    async_graphql::Error::new(error.to_string()).extend_with(|_, e| {
+        e.set("code", code);
+        if let Some(seconds) = retry_after {
+            e.set("retryAfterSeconds", seconds);
+        }
+    })
 }
 
 /// `.gql()` on an application result: the explicit conversion resolvers use instead of `?`.

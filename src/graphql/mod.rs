@@ -32,6 +32,10 @@ pub type AppSchema = Schema<Query, Mutation, audit::Subscription>;
 pub const MAX_DEPTH: usize = 16;
 /// Highest query complexity (roughly: fields selected, lists counted once) accepted.
 pub const MAX_COMPLEXITY: usize = 2_000;
+/// What a field that replays the tenant's whole log (a report, a rebuild) counts toward
+/// [`MAX_COMPLEXITY`]: an operation holds at most three, whatever else it selects. (Each
+/// also takes a slot of the reports' share: `app::admission`.)
+pub const REPLAY_COMPLEXITY: usize = 500;
 
 fn builder() -> SchemaBuilder<Query, Mutation, audit::Subscription> {
     Schema::build(Query::default(), Mutation::default(), audit::Subscription)

@@ -234,6 +234,7 @@ impl ReportQuery {
     /// The time between two lifecycle points per enrollment, replayed from the log (admins,
     /// instructors). "How long do trainees take on each course?" is
     /// `{from: STARTED, to: COMPLETED, groupBy: COURSE}`.
+    #[graphql(complexity = "super::REPLAY_COMPLEXITY + child_complexity")]
     async fn duration_report(
         &self,
         ctx: &Context<'_>,
@@ -264,6 +265,7 @@ impl ReportQuery {
     }
 
     /// Per course, how many enrollments reached each lifecycle point (admins, instructors).
+    #[graphql(complexity = "super::REPLAY_COMPLEXITY + child_complexity")]
     async fn funnel_report(
         &self,
         ctx: &Context<'_>,
@@ -290,6 +292,7 @@ pub struct ReportMutation;
 #[Object]
 impl ReportMutation {
     /// Replays the tenant's log into fresh projections and swaps them in atomically (admins).
+    #[graphql(complexity = "super::REPLAY_COMPLEXITY + child_complexity")]
     async fn rebuild_projections(
         &self,
         ctx: &Context<'_>,

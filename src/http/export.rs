@@ -66,7 +66,7 @@ pub async fn handler(
         Ok(parsed) => parsed,
         Err(message) => return bad_input(message),
     };
-    let pages = match state.app.audit_export(&caller, filter, after) {
+    let pages = match state.app.audit_export(&caller, filter, after).await {
         Ok(pages) => pages,
         Err(error) => return app_error(error),
     };
@@ -279,15 +279,18 @@ fn bad_input(message: String) -> Response {
 }
 
 fn app_error(error: AppError) -> Response {
-    let status = match &error {
-        AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AppError::BadInput(_) => StatusCode::BAD_REQUEST,
-        AppError::Internal(cause) => {
-            tracing::error!(error = format!("{cause:#}"), "internal error");
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        _ => StatusCode::BAD_REQUEST,
-    };
-    json_error(status, error.to_string(), error.code())
+    if let AppError::Internal(cause) = &error {
+        tracing::error!(error = format!("{cause:#}"), "internal error");
+    }
+    let mut response = json_error(
+        super::status_of_code(error.code()),
+        error.to_string(),
+        error.code(),
+    );
+    if let Some(seconds) = error.retry_after_seconds() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }

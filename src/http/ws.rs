@@ -38,6 +38,9 @@ pub struct WsSettings {
     pub init_timeout: Duration,
     /// Most operations running at once on one socket.
     pub max_operations: usize,
+    /// How long the client may leave a message unread before the socket is dropped: a client
+    /// that stops reading holds its subscriptions' buffers, so it is cut off, not waited for.
+    pub send_timeout: Duration,
 }
 
 impl Default for WsSettings {
@@ -45,6 +48,7 @@ impl Default for WsSettings {
         Self {
             init_timeout: Duration::from_secs(10),
             max_operations: 64,
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -58,6 +62,10 @@ mod close {
     pub const INIT_TIMEOUT: u16 = 4408;
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY_INITS: u16 = 4429;
+    /// RFC 6455's "message too big".
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// RFC 6455's "try again later": the server is at its connection cap.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// What a client may send.
@@ -107,9 +115,14 @@ pub async fn handler(
         .max_message_size(super::MAX_BODY_BYTES);
     let accepted = upgrade.selected_protocol().is_some();
     let correlation_id = correlation_id(&headers);
+    // A socket counts toward the connection cap for as long as it is open.
+    let permit = state.connections.clone().try_acquire_owned();
     upgrade.on_upgrade(move |mut socket| async move {
-        if accepted {
+        if permit.is_err() {
+            let _ = send_close(&mut socket, close::TRY_AGAIN_LATER, "Try again later").await;
+        } else if accepted {
             Connection::run(state, correlation_id, socket).await;
+            drop(permit);
         } else {
             let _ = send_close(
                 &mut socket,
@@ -188,7 +201,13 @@ impl Connection {
                     }
                     // Pings are answered by the WebSocket layer itself.
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    // The one read error worth a close frame: a message over the size limit
+                    // (the socket still takes one last frame). Any other is a broken socket.
+                    Some(Err(error)) if is_too_big(&error) => {
+                        Flow::Close(close::MESSAGE_TOO_BIG, "Message too big")
+                    }
+                    Some(Err(_)) => break,
                 },
                 Some(outgoing) = outgoing_rx.recv() => self.on_outgoing(outgoing),
                 () = init_timeout => {
@@ -199,8 +218,14 @@ impl Connection {
             match flow {
                 Flow::Continue => {}
                 Flow::Send(text) => {
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        break;
+                    let send = socket.send(Message::Text(text.into()));
+                    match tokio::time::timeout(self.state.ws.send_timeout, send).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break,
+                        Err(_) => {
+                            tracing::info!("a websocket client stopped reading; dropping it");
+                            break;
+                        }
                     }
                 }
                 Flow::Close(code, reason) => {
@@ -386,6 +411,13 @@ fn token_of(fields: &serde_json::Map<String, Value>) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether a read error is the WebSocket layer's "message (or frame) too big" (tungstenite's
+/// capacity error, which axum passes on only as text).
+fn is_too_big(error: &axum::Error) -> bool {
+    let text = error.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long")
 }
 
 async fn send_close(

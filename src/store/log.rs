@@ -31,6 +31,25 @@ pub struct LogFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
+impl LogFilter {
+    /// Whether `event` matches, exactly as [`read_page`]'s conditions would decide (for the
+    /// live feed, which reads every event once and filters per subscriber in memory).
+    pub fn matches(&self, event: &LoggedEvent) -> bool {
+        self.stream_id.is_none_or(|id| event.stream_id == id)
+            && self
+                .trainee_id
+                .is_none_or(|id| event.trainee_id == Some(id))
+            && self.course_id.is_none_or(|id| event.course_id == Some(id))
+            && (!self.course_events_only || event.course_id.is_some())
+            && self
+                .event_types
+                .as_ref()
+                .is_none_or(|types| types.contains(&event.event_type))
+            && self.from.is_none_or(|from| event.recorded_at >= from)
+            && self.to.is_none_or(|to| event.recorded_at < to)
+    }
+}
+
 /// One stored event with everything stored alongside it, as an auditor sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedEvent {

@@ -141,7 +141,7 @@ async fn every_write_shape_runs_on_the_tenants_worker_alone_without_two_phase_co
     let none = CommandOptions::default();
     let with_id = || CommandOptions {
         command_id: Some(Uuid::now_v7()),
-        correlation_id: None,
+        ..Default::default()
     };
     let append = ("coursetrail_append", 1);
     // Warm up: the first call on a connection prepares its statements.
@@ -311,7 +311,7 @@ async fn write_until(
                 let command = Uuid::now_v7();
                 let options = CommandOptions {
                     command_id: Some(command),
-                    correlation_id: None,
+                    ..Default::default()
                 };
                 let trainee = TraineeId::from_uuid(Uuid::now_v7());
                 let registered = app
@@ -332,7 +332,7 @@ async fn write_until(
                 }
                 let options = CommandOptions {
                     command_id: Some(Uuid::now_v7()),
-                    correlation_id: None,
+                    ..Default::default()
                 };
                 match app
                     .register_for_course(&admin, &options, course, Some(trainee))

@@ -32,7 +32,7 @@ async fn register_at_once(
                 &admin,
                 &CommandOptions {
                     command_id: Some(Uuid::now_v7()),
-                    correlation_id: None,
+                    ..Default::default()
                 },
                 Email::parse(&email).unwrap(),
                 PersonName::parse("Batched").unwrap(),

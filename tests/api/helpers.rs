@@ -208,6 +208,15 @@ impl TestApp {
 
     /// [`TestApp::spawn`], with the server's settings adjusted first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut server_state::HttpState)) -> TestApp {
+        Self::spawn_configured(|app| app, adjust).await
+    }
+
+    /// [`TestApp::spawn`], with the application (its limits) and the server's settings
+    /// adjusted first.
+    pub async fn spawn_configured(
+        configure: impl FnOnce(App) -> App,
+        adjust: impl FnOnce(&mut server_state::HttpState),
+    ) -> TestApp {
         // Server logs go to the test's captured output (shown when a test fails).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -217,9 +226,21 @@ impl TestApp {
             .with_test_writer()
             .try_init();
         let (pool, database_url) = fresh_database().await;
+        Self::spawn_over(pool.clone(), database_url, pool, configure, adjust).await
+    }
+
+    /// A server whose application works on `server_pool` (say, through a proxy the test can
+    /// cut), while the test reads and writes the same database directly through `pool`.
+    pub async fn spawn_over(
+        pool: PgPool,
+        database_url: String,
+        server_pool: PgPool,
+        configure: impl FnOnce(App) -> App,
+        adjust: impl FnOnce(&mut server_state::HttpState),
+    ) -> TestApp {
         let settings = JwtSettings::new(KeySource::Secret(SECRET.into()), ISSUER, AUDIENCE);
         let verifier = TokenVerifier::new(&settings).expect("verifier");
-        let mut state = server::http_state(App::new(pool.clone()), verifier);
+        let mut state = server::http_state(configure(App::new(server_pool)), verifier);
         adjust(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

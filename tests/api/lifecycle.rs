@@ -331,7 +331,8 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
     assert_eq!(second["createCourse"]["replayed"], true);
     assert_eq!(app.event_count(app.tenant).await, events);
 
-    // The same id for a different command is a client error, not a silent replay.
+    // The same id for a different command, another input or another caller is refused with
+    // its own code, not silently answered from the first command's record…
     let code = app
         .error_code(
             Some(&admin),
@@ -339,7 +340,27 @@ async fn a_retried_command_returns_the_first_result_and_appends_nothing() {
             json!({ "i": { "email": "a@example.com", "name": "A", "commandId": command_id } }),
         )
         .await;
-    assert_eq!(code, "BAD_USER_INPUT");
+    assert_eq!(code, "COMMAND_ID_REUSED");
+    let other_input = json!({ "i": { "code": "IDEM", "title": "Another title", "passingScore": 60, "commandId": command_id } });
+    let code = app.error_code(Some(&admin), create, other_input).await;
+    assert_eq!(code, "COMMAND_ID_REUSED");
+    let other_admin = app.admin();
+    let same_input = json!({ "i": { "code": "IDEM", "title": "Idempotent", "passingScore": 60, "commandId": command_id } });
+    let code = app
+        .error_code(Some(&other_admin), create, same_input.clone())
+        .await;
+    assert_eq!(code, "COMMAND_ID_REUSED");
+    // …while the same input written differently (fields reordered, an optional field given
+    // as null, the id inline instead of a variable) is still the retry it is.
+    let reordered = json!({ "i": { "commandId": command_id, "passingScore": 60, "title": "Idempotent", "code": "IDEM" } });
+    let again = app.ok(&admin, create, reordered).await;
+    assert_eq!(again["createCourse"]["replayed"], true);
+    let inline = format!(
+        "mutation {{ createCourse(input: {{code: \"IDEM\", title: \"Idempotent\", passingScore: 60, commandId: \"{command_id}\"}}) {{ position replayed }} }}"
+    );
+    let again = app.ok(&admin, &inline, json!({})).await;
+    assert_eq!(again["createCourse"]["replayed"], true);
+    assert_eq!(app.event_count(app.tenant).await, events);
 
     // A retried submitTest returns the same submission id.
     let course = uuid(&first["createCourse"]["course"]["id"]);

@@ -10,6 +10,7 @@ mod http_spec;
 mod input;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod replay;
 mod schema;
 mod stream_cache;

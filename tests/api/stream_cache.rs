@@ -133,7 +133,7 @@ async fn a_repeated_command_id_is_answered_from_its_record_even_when_the_cache_w
     // its command id is what refuses it, and the first outcome is returned.
     let once = CommandOptions {
         command_id: Some(Uuid::now_v7()),
-        correlation_id: None,
+        ..Default::default()
     };
     let first = app
         .submit_test(&admin, &once, enrollment, answers())

@@ -1,0 +1,383 @@
+//! Fair sharing of database work among tenants: every command, read, report and export first
+//! takes a [`Slot`] from an [`Admission`], and only then a pooled connection.
+//!
+//! Why: the pool is shared by every tenant. Without admission, one tenant with 200 concurrent
+//! writers (or a query of 1,000 aliases) takes every connection, and everyone else waits for
+//! the pool's acquire timeout. With it:
+//!
+//! - there are as many slots as connections, so work that holds a slot rarely waits for the
+//!   pool;
+//! - one tenant holds at most `per_tenant` slots at once: the rest of the pool stays free for
+//!   the others;
+//! - work beyond a tenant's share waits in the tenant's own queue, holding no connection;
+//!   freed slots go to the tenants with queued work in turn (round robin), so a tenant with a
+//!   long queue cannot starve one with a short one;
+//! - a tenant whose queue is full is refused at once ([`Refusal::TenantBusy`]: `RATE_LIMITED`),
+//!   and work that waited `max_wait` without a slot is refused ([`Refusal::Saturated`]:
+//!   `OVERLOADED`): an overloaded server answers early and clearly, never by timing out into an
+//!   internal error.
+//!
+//! Only this server's work is counted: several servers on one database each share their own
+//! pool this way.
+
+use crate::domain::TenantId;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How much database work runs at once, and how much may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Work running at once, across tenants (the pool's size).
+    pub slots: usize,
+    /// Work of one tenant running at once.
+    pub per_tenant: usize,
+    /// Work of one tenant waiting for a slot; beyond it, work is refused at once.
+    pub queue_per_tenant: usize,
+    /// The longest a piece of work waits for a slot.
+    pub max_wait: Duration,
+}
+
+impl Limits {
+    /// For a pool of `connections`: a tenant may use half of it, and queue 64 pieces of work
+    /// for up to 2 s.
+    pub fn for_pool(connections: usize) -> Self {
+        let slots = connections.max(1);
+        Self {
+            slots,
+            per_tenant: (slots / 2).max(1),
+            queue_per_tenant: 64,
+            max_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why work was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The tenant already has its share running and its queue full.
+    #[error("too much work of this tenant at once")]
+    TenantBusy,
+    /// No slot came free within the longest wait.
+    #[error("the server is busy")]
+    Saturated,
+}
+
+/// One pool's admission: slots, and who waits for them.
+pub struct Admission {
+    limits: Limits,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Slots not held by anyone.
+    free: usize,
+    tenants: HashMap<TenantId, Tenant>,
+    /// Tenants with queued work that may run more (below `per_tenant`), in turn order.
+    turns: VecDeque<TenantId>,
+}
+
+#[derive(Default)]
+struct Tenant {
+    running: usize,
+    queue: VecDeque<oneshot::Sender<Slot>>,
+    /// Whether the tenant is in `turns`.
+    has_turn: bool,
+}
+
+impl Tenant {
+    fn is_idle(&self) -> bool {
+        self.running == 0 && self.queue.is_empty() && !self.has_turn
+    }
+}
+
+/// The right to run one piece of database work. Dropping it passes the slot on.
+pub struct Slot {
+    /// `None` once the slot has been handed back.
+    admission: Option<Arc<Admission>>,
+    tenant: TenantId,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(admission) = self.admission.take() {
+            admission.hand_back(self.tenant);
+            admission.pass_on();
+        }
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+impl Admission {
+    pub fn new(limits: Limits) -> Arc<Self> {
+        let limits = Limits {
+            slots: limits.slots.max(1),
+            per_tenant: limits.per_tenant.max(1),
+            ..limits
+        };
+        Arc::new(Self {
+            limits,
+            state: Mutex::new(State {
+                free: limits.slots,
+                ..State::default()
+            }),
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The state is only touched for a few instructions at a time, so a poisoned lock leaves
+    /// nothing half-done: keep using it.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for one piece of `tenant`'s work: at once when the tenant is below its share
+    /// and a slot is free, else after the work queued before it (see the module docs).
+    pub async fn enter(self: &Arc<Self>, tenant: TenantId) -> Result<Slot, Refusal> {
+        let turn = {
+            let mut state = self.state();
+            let free = state.free;
+            let limits = self.limits;
+            let entry = state.tenants.entry(tenant).or_default();
+            entry.queue.retain(|waiter| !waiter.is_closed());
+            if free > 0 && entry.running < limits.per_tenant && entry.queue.is_empty() {
+                entry.running += 1;
+                state.free -= 1;
+                return Ok(Slot {
+                    admission: Some(self.clone()),
+                    tenant,
+                });
+            }
+            if entry.queue.len() >= limits.queue_per_tenant {
+                if entry.is_idle() {
+                    state.tenants.remove(&tenant);
+                }
+                return Err(Refusal::TenantBusy);
+            }
+            let (reply, turn) = oneshot::channel();
+            entry.queue.push_back(reply);
+            if !entry.has_turn && entry.running < limits.per_tenant {
+                entry.has_turn = true;
+                state.turns.push_back(tenant);
+            }
+            turn
+        };
+        // A slot freed between the check above and now finds this waiter in the queue.
+        self.pass_on();
+        match tokio::time::timeout(self.limits.max_wait, turn).await {
+            Ok(Ok(slot)) => Ok(slot),
+            // The waiter is dropped with its receiver: a slot sent to it comes back (`pass_on`).
+            Ok(Err(_)) | Err(_) => Err(Refusal::Saturated),
+        }
+    }
+
+    /// Counts a slot as free again, and gives its tenant a turn if it has queued work.
+    fn hand_back(&self, tenant: TenantId) {
+        let mut state = self.state();
+        state.free += 1;
+        let Some(entry) = state.tenants.get_mut(&tenant) else {
+            return;
+        };
+        entry.running -= 1;
+        entry.queue.retain(|waiter| !waiter.is_closed());
+        if entry.is_idle() {
+            state.tenants.remove(&tenant);
+        } else if !entry.has_turn && !entry.queue.is_empty() {
+            entry.has_turn = true;
+            state.turns.push_back(tenant);
+        }
+    }
+
+    /// Hands free slots to queued work, one tenant's turn at a time.
+    fn pass_on(self: &Arc<Self>) {
+        loop {
+            let Some((waiter, tenant)) = self.next_waiter() else {
+                return;
+            };
+            let slot = Slot {
+                admission: Some(self.clone()),
+                tenant,
+            };
+            if let Err(mut slot) = waiter.send(slot) {
+                // The waiter gave up meanwhile: take the slot back without recursing.
+                slot.admission = None;
+                self.hand_back(tenant);
+            }
+        }
+    }
+
+    /// The next queued work to run, with its slot counted as taken.
+    fn next_waiter(&self) -> Option<(oneshot::Sender<Slot>, TenantId)> {
+        let mut state = self.state();
+        while state.free > 0 {
+            let tenant = state.turns.pop_front()?;
+            let per_tenant = self.limits.per_tenant;
+            let Some(entry) = state.tenants.get_mut(&tenant) else {
+                continue;
+            };
+            entry.has_turn = false;
+            let waiter = loop {
+                match entry.queue.pop_front() {
+                    Some(waiter) if waiter.is_closed() => continue,
+                    other => break other,
+                }
+            };
+            let Some(waiter) = waiter else {
+                if entry.is_idle() {
+                    state.tenants.remove(&tenant);
+                }
+                continue;
+            };
+            entry.running += 1;
+            if !entry.queue.is_empty() && entry.running < per_tenant {
+                entry.has_turn = true;
+                state.turns.push_back(tenant);
+            }
+            state.free -= 1;
+            return Some((waiter, tenant));
+        }
+        None
+    }
+
+    /// Slots held and work queued, for tests and operators: `(running, queued)`.
+    pub fn load(&self) -> (usize, usize) {
+        let state = self.state();
+        let queued = state
+            .tenants
+            .values()
+            .flat_map(|t| &t.queue)
+            .filter(|waiter| !waiter.is_closed())
+            .count();
+        (self.limits.slots - state.free, queued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn tenant() -> TenantId {
+        TenantId::from_uuid(Uuid::new_v4())
+    }
+
+    fn limits(slots: usize, per_tenant: usize, queue: usize) -> Limits {
+        Limits {
+            slots,
+            per_tenant,
+            queue_per_tenant: queue,
+            max_wait: Duration::from_millis(200),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tenant_never_holds_more_than_its_share_and_the_rest_stays_free_for_others() {
+        let admission = Admission::new(limits(4, 2, 8));
+        let (a, b) = (tenant(), tenant());
+        let held = [
+            admission.enter(a).await.unwrap(),
+            admission.enter(a).await.unwrap(),
+        ];
+        // A third piece of A's work waits although two slots are free…
+        let waiting = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.enter(a).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(admission.load(), (2, 1));
+        // …and B gets a slot at once.
+        let b_slot = tokio::time::timeout(Duration::from_millis(50), admission.enter(b))
+            .await
+            .expect("B is not kept waiting")
+            .unwrap();
+        drop(held);
+        let third = waiting
+            .await
+            .unwrap()
+            .expect("A's queued work runs once a slot of A's frees");
+        assert_eq!(admission.load(), (2, 0));
+        drop((third, b_slot));
+        assert_eq!(admission.load(), (0, 0));
+        assert!(
+            admission.state().tenants.is_empty(),
+            "idle tenants are forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once_and_a_long_wait_is_refused_after_max_wait() {
+        let admission = Admission::new(limits(1, 1, 1));
+        let a = tenant();
+        let _held = admission.enter(a).await.unwrap();
+        let queued = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.enter(a).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(admission.enter(a).await.unwrap_err(), Refusal::TenantBusy);
+        assert_eq!(queued.await.unwrap().unwrap_err(), Refusal::Saturated);
+        assert_eq!(
+            admission.load(),
+            (1, 0),
+            "a waiter that gave up leaves the queue"
+        );
+    }
+
+    #[tokio::test]
+    async fn freed_slots_go_to_waiting_tenants_in_turn() {
+        let admission = Admission::new(limits(1, 1, 16));
+        let (a, b) = (tenant(), tenant());
+        let first = admission.enter(a).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // A queues three, then B one: B must not wait behind all of A's.
+        for (name, who) in [("a", a), ("a", a), ("a", a), ("b", b)] {
+            let (admission, order) = (admission.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let slot = admission.enter(who).await.unwrap();
+                order.lock().unwrap().push(name);
+                tokio::task::yield_now().await;
+                drop(slot);
+            }));
+            tokio::task::yield_now().await;
+        }
+        drop(first);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        let b_at = order.iter().position(|n| *n == "b").unwrap();
+        assert!(b_at <= 1, "B ran in turn, not last: {order:?}");
+        assert_eq!(admission.load(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_slot_sent_to_a_waiter_that_gave_up_comes_back() {
+        let admission = Admission::new(limits(1, 1, 4));
+        let (a, b) = (tenant(), tenant());
+        let held = admission.enter(a).await.unwrap();
+        let gave_up = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.enter(b).await }
+        });
+        tokio::task::yield_now().await;
+        gave_up.abort();
+        let _ = gave_up.await;
+        drop(held);
+        assert_eq!(admission.load(), (0, 0));
+        let again = tokio::time::timeout(Duration::from_millis(50), admission.enter(b)).await;
+        assert!(again.expect("not kept waiting").is_ok());
+    }
+}
