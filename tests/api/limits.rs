@@ -6,6 +6,7 @@ use crate::helpers::{TestApp, fresh_database};
 use crate::ws::{Frame, WsClient};
 use coursetrail::app::admission::Limits;
 use coursetrail::db;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const CREATE_COURSE: &str =
     "mutation($i: CreateCourseInput!) { createCourse(input: $i) { course { id } } }";
@@ -549,4 +552,73 @@ mod live {
             .unwrap();
         assert_eq!(next(&mut resumed).await.position, delivered + 1);
     }
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_stops_reading_is_dropped_after_the_send_timeout() {
+    let mut app_handle = None;
+    let app = TestApp::spawn_with(|state| {
+        state.ws.send_timeout = Duration::from_millis(300);
+        app_handle = Some(state.app.clone());
+    })
+    .await;
+    let server = app_handle.unwrap();
+    // More than the sockets' buffers hold (the client's is made small): the server's sends
+    // must block on this client.
+    let head = app.seed_events(app.tenant, 40_000).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.address).await.unwrap();
+    let mut request = format!("ws://{}/graphql/ws", app.address)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    let token = app.admin();
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    socket.send(Message::text(init.to_string())).await.unwrap();
+    let ack = socket.next().await.unwrap().unwrap();
+    assert!(ack.to_text().unwrap().contains("connection_ack"));
+    let subscribe = json!({ "id": "all", "type": "subscribe",
+        "payload": { "query": crate::ws::EVENTS, "variables": { "after": 0 } } });
+    socket
+        .send(Message::text(subscribe.to_string()))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while server.live_load(app.tenant).0 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the subscription started");
+
+    // Read nothing: the server gives up on this client and ends its subscription.
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while server.live_load(app.tenant).0 > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the server dropped the client that stopped reading");
+    println!("dropped {:?} after subscribing", started.elapsed());
+    let mut received = 0i64;
+    while let Some(Ok(message)) = socket.next().await {
+        if message
+            .to_text()
+            .is_ok_and(|text| text.contains("\"next\""))
+        {
+            received += 1;
+        }
+    }
+    assert!(
+        received < head,
+        "all {head} events were delivered to a client that did not read"
+    );
 }
