@@ -399,10 +399,8 @@ async fn main() {
     let schema = build_schema(app.clone());
     let query = "{ durationReport(input: {from: STARTED, to: COMPLETED, groupBy: COURSE}) { eventsReplayed rows { group count durations { medianSeconds p90Seconds } } } }";
     let (graphql_ms, response) = time(args.runs, || {
-        let request = async_graphql::Request::new(query).data(RequestContext {
-            caller: Some(caller.clone()),
-            correlation_id: Uuid::now_v7(),
-        });
+        let context = RequestContext::new(&app, Some(caller.clone()), Uuid::now_v7());
+        let request = async_graphql::Request::new(query).data(context);
         schema.execute(request)
     })
     .await;

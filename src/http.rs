@@ -422,10 +422,7 @@ async fn execute(
         .as_ref()
         .map(|c| c.tenant().to_string())
         .unwrap_or_else(|| "-".into());
-    let context = RequestContext {
-        caller,
-        correlation_id: correlation_id(headers),
-    };
+    let context = RequestContext::new(&state.app, caller, correlation_id(headers));
     // Every request of the batch was prepared by its caller (parsed once, size-checked).
     let batch = batch.data(context);
     let mut response = state.schema.execute_batch(batch).await;

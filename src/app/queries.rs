@@ -6,6 +6,7 @@ use crate::auth::Role;
 use crate::domain::{CourseId, EnrollmentId, TraineeId};
 use crate::projections::rows::{CourseRow, EnrollmentRow, SubmissionRow, TraineeRow};
 use crate::projections::{self, EnrollmentFilter};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 impl App {
@@ -87,14 +88,55 @@ impl App {
         Ok(projections::enrollments(&self.pool, caller.tenant(), &filter, after, limit).await?)
     }
 
-    /// The submissions of an enrollment the caller has already been allowed to read.
-    pub async fn submissions(
+    /// The courses of `ids` that exist, in one read (a page's relations: the GraphQL layer's
+    /// data loader).
+    pub async fn courses_by_id(
         &self,
         caller: &Caller,
-        enrollment: &EnrollmentRow,
-    ) -> Result<Vec<SubmissionRow>, AppError> {
+        ids: &[CourseId],
+    ) -> Result<HashMap<CourseId, CourseRow>, AppError> {
         let _slot = self.admit(caller).await?;
-        Ok(projections::submissions(&self.pool, caller.tenant(), enrollment.enrollment_id).await?)
+        let rows = projections::courses_by_id(&self.pool, caller.tenant(), ids).await?;
+        Ok(rows.into_iter().map(|row| (row.course_id, row)).collect())
+    }
+
+    /// The trainees of `ids` the caller may see, in one read.
+    pub async fn trainees_by_id(
+        &self,
+        caller: &Caller,
+        ids: &[TraineeId],
+    ) -> Result<HashMap<TraineeId, TraineeRow>, AppError> {
+        let visible: Vec<TraineeId> = ids
+            .iter()
+            .copied()
+            .filter(|id| may_see_trainee(caller, *id))
+            .collect();
+        if visible.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let _slot = self.admit(caller).await?;
+        let rows = projections::trainees_by_id(&self.pool, caller.tenant(), &visible).await?;
+        Ok(rows.into_iter().map(|row| (row.trainee_id, row)).collect())
+    }
+
+    /// The submissions of enrollments, each in submission order, in one read. Only for the
+    /// enrollments the caller may see: a trainee's are narrowed to its own.
+    pub async fn submissions_of(
+        &self,
+        caller: &Caller,
+        enrollments: &[EnrollmentId],
+    ) -> Result<HashMap<EnrollmentId, Vec<SubmissionRow>>, AppError> {
+        let own = (caller.role() == Role::Trainee).then(|| TraineeId::from_uuid(caller.actor_id()));
+        let _slot = self.admit(caller).await?;
+        let rows = projections::submissions(&self.pool, caller.tenant(), enrollments, own).await?;
+        let mut by_enrollment: HashMap<EnrollmentId, Vec<SubmissionRow>> = HashMap::new();
+        for row in rows {
+            by_enrollment
+                .entry(row.enrollment_id)
+                .or_default()
+                .push(row);
+        }
+        Ok(by_enrollment)
     }
 }
 

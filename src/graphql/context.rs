@@ -1,17 +1,46 @@
 //! What a resolver can reach: the application, and the verified caller of this request.
 
 use super::error::to_graphql;
+use super::loaders::Rows;
 use crate::app::{App, AppError, Caller, CommandOptions};
 use async_graphql::Context;
+use async_graphql::dataloader::DataLoader;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Per-request data, put into the GraphQL request by the HTTP layer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RequestContext {
     /// `None` when the request carried no token.
     pub caller: Option<Caller>,
     /// Ties together everything this request causes (from `X-Correlation-Id` or generated).
     pub correlation_id: Uuid,
+    /// The caller's row loader (`None` without a caller).
+    rows: Option<Arc<DataLoader<Rows>>>,
+}
+
+impl RequestContext {
+    pub fn new(app: &App, caller: Option<Caller>, correlation_id: Uuid) -> Self {
+        let rows = caller
+            .clone()
+            .map(|caller| Arc::new(Rows::loader(app.clone(), caller)));
+        Self {
+            caller,
+            correlation_id,
+            rows,
+        }
+    }
+}
+
+/// The request's row loader ([`Rows`]), or `UNAUTHENTICATED`.
+pub fn rows<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a DataLoader<Rows>> {
+    ctx.data_opt::<RequestContext>()
+        .and_then(|request| request.rows.as_deref())
+        .ok_or_else(|| {
+            to_graphql(AppError::Unauthenticated(
+                "a bearer token is required".into(),
+            ))
+        })
 }
 
 pub fn app<'a>(ctx: &'a Context<'_>) -> &'a App {

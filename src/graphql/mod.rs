@@ -6,6 +6,7 @@ mod audit;
 mod context;
 mod error;
 mod extension;
+mod loaders;
 mod mutation;
 mod pagination;
 mod query;

@@ -1,6 +1,6 @@
 //! Reports, time travel and projection rebuilds in GraphQL.
 
-use super::context::{app, caller};
+use super::context::{app, caller, rows};
 use super::error::{GqlResultExt, to_graphql};
 use super::types::Course;
 use crate::app::AppError;
@@ -106,10 +106,7 @@ impl DurationReportRow {
         let GroupKey::Course(id) = self.key else {
             return Ok(None);
         };
-        let row = app(ctx)
-            .course(caller(ctx)?, CourseId::from_uuid(id))
-            .await
-            .gql()?;
+        let row = rows(ctx)?.load_one(CourseId::from_uuid(id)).await?;
         Ok(row.map(Course))
     }
     /// Number of enrollments that reached both points.
@@ -153,7 +150,7 @@ impl FunnelReportRow {
     }
     async fn course(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Course>> {
         let id = CourseId::from_uuid(self.0.course_id);
-        let row = app(ctx).course(caller(ctx)?, id).await.gql()?;
+        let row = rows(ctx)?.load_one(id).await?;
         Ok(row.map(Course))
     }
     async fn registered(&self) -> u64 {

@@ -324,10 +324,8 @@ impl Connection {
         }
         self.generation += 1;
         let generation = self.generation;
-        let request = request.data(RequestContext {
-            caller: Some(caller),
-            correlation_id: self.correlation_id,
-        });
+        let context = RequestContext::new(&self.state.app, Some(caller), self.correlation_id);
+        let request = request.data(context);
         let mut responses = self.state.schema.execute_stream(request);
         let outgoing = self.outgoing_tx.clone();
         let task_id = id.clone();

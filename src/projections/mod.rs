@@ -296,6 +296,24 @@ pub async fn course(
     row.as_ref().map(course_row).transpose()
 }
 
+/// The courses of `ids` that exist (one statement for a page's worth of relations).
+pub async fn courses_by_id(
+    pool: &PgPool,
+    tenant: TenantId,
+    ids: &[CourseId],
+) -> Result<Vec<CourseRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COURSE_COLUMNS} FROM courses WHERE tenant_id = $1 AND course_id = ANY($2)"
+    );
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    let rows = sqlx::query(&sql)
+        .bind(tenant.as_uuid())
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(course_row).collect()
+}
+
 /// One keyset page of courses in id order (ids are UUIDv7, so this is creation order).
 pub async fn courses(
     pool: &PgPool,
@@ -332,6 +350,24 @@ pub async fn trainee(
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(trainee_row).transpose()
+}
+
+/// The trainees of `ids` that exist.
+pub async fn trainees_by_id(
+    pool: &PgPool,
+    tenant: TenantId,
+    ids: &[TraineeId],
+) -> Result<Vec<TraineeRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {TRAINEE_COLUMNS} FROM trainees WHERE tenant_id = $1 AND trainee_id = ANY($2)"
+    );
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    let rows = sqlx::query(&sql)
+        .bind(tenant.as_uuid())
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(trainee_row).collect()
 }
 
 pub async fn trainees(
@@ -402,18 +438,25 @@ pub async fn enrollments(
     rows.iter().map(enrollment_row).collect()
 }
 
+/// The submissions of the `enrollments` (only of `trainee`'s, when given), each
+/// enrollment's in submission order.
 pub async fn submissions(
     pool: &PgPool,
     tenant: TenantId,
-    enrollment: EnrollmentId,
+    enrollments: &[EnrollmentId],
+    trainee: Option<TraineeId>,
 ) -> Result<Vec<SubmissionRow>, sqlx::Error> {
+    let ids: Vec<Uuid> = enrollments.iter().map(|id| id.as_uuid()).collect();
     let rows = sqlx::query(
         "SELECT submission_id, enrollment_id, submitted_at, score, passed, graded_at \
-         FROM submissions WHERE tenant_id = $1 AND enrollment_id = $2 \
-         ORDER BY submitted_at, submission_id",
+         FROM submissions WHERE tenant_id = $1 AND enrollment_id = ANY($2) \
+         AND ($3::uuid IS NULL OR enrollment_id IN (SELECT enrollment_id FROM enrollments \
+              WHERE tenant_id = $1 AND trainee_id = $3)) \
+         ORDER BY enrollment_id, submitted_at, submission_id",
     )
     .bind(tenant.as_uuid())
-    .bind(enrollment.as_uuid())
+    .bind(ids)
+    .bind(trainee.map(|t| t.as_uuid()))
     .fetch_all(pool)
     .await?;
     rows.iter().map(submission_row).collect()

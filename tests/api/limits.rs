@@ -622,3 +622,53 @@ async fn a_websocket_client_that_stops_reading_is_dropped_after_the_send_timeout
         "all {head} events were delivered to a client that did not read"
     );
 }
+
+#[tokio::test]
+async fn a_page_reads_each_relation_once_not_once_per_row() {
+    // A share of one read at a time and two waiting: a page whose rows each read their course,
+    // trainee and submissions would be refused; one read per relation fits.
+    let limits = Limits {
+        slots: 4,
+        per_tenant: 1,
+        queue_per_tenant: 2,
+        max_wait: Duration::from_secs(5),
+    };
+    let app = TestApp::spawn_configured(|app| app.with_limits(limits), |_| {}).await;
+    let admin = app.admin();
+    let course = app.create_course(&admin, "PAGE", 50).await;
+    for i in 0..30 {
+        let trainee = app
+            .register_trainee(&admin, &format!("t{i}@example.com"))
+            .await;
+        let enrollment = app.register_for_course(&admin, course, Some(trainee)).await;
+        if i % 3 == 0 {
+            app.enrollment_step(&admin, "startCourse", enrollment).await;
+            app.submit(&admin, enrollment).await;
+        }
+    }
+    let page = app
+        .ok(
+            &admin,
+            "{ enrollments(first: 30) { edges { node { course { code } trainee { email } \
+             submissions { id } } } } }",
+            json!({}),
+        )
+        .await;
+    let edges = page["enrollments"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 30);
+    let submitted = edges
+        .iter()
+        .filter(|edge| edge["node"]["submissions"].as_array().unwrap().len() == 1)
+        .count();
+    assert_eq!(submitted, 10);
+    assert!(
+        edges
+            .iter()
+            .all(|edge| edge["node"]["course"]["code"] == "PAGE")
+    );
+    assert!(
+        edges
+            .iter()
+            .all(|edge| edge["node"]["trainee"]["email"].is_string())
+    );
+}
