@@ -19,7 +19,8 @@
 //! with one in flight, 3 of 7 with two, 0 of 3 with four, and 0 of 7 without group commit; the
 //! hot tenant's commands/s were the same with two and four (CPU-bound by then).
 //!
-//! A write whose request is dropped while it queues is not written. The batch runs in its own
+//! A queued write holds no connection: most are written by another's batch and never need one
+//! again. A write whose request is dropped while it queues is not written. The batch runs in its own
 //! task, so the writes of other requests are finished (and everyone hears back) even if the
 //! leading request is dropped. The write function accepts or refuses each write of a batch on
 //! its own (a version conflict, a unique rule, a used command id: [`store::Refusal`]), so each
@@ -37,6 +38,7 @@ use crate::projections::ProjectionWrite;
 use crate::projections::rows::StreamRows;
 use crate::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
 use chrono::{DateTime, Utc};
+use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -245,25 +247,47 @@ impl GroupCommit {
     /// Writes `write` for `tenant`: at once if fewer than [`MAX_IN_FLIGHT`] writes of the tenant
     /// are in flight, else in a batch with the writes that queued meanwhile. Returns the tenant
     /// position of its last event, or the error it would have had written on its own.
+    ///
+    /// A queued write gives its connection back to `pool` while it waits (most are written by
+    /// another's batch and never need one again), and takes one again if it is to write.
     pub async fn write(
         self: &Arc<Self>,
-        mut conn: Conn,
+        conn: Conn,
+        pool: &PgPool,
         tenant: TenantId,
         write: Arc<PendingWrite>,
     ) -> Result<i64, StoreError> {
+        let mut conn = conn;
         if !self.enabled {
             return write.write_alone(&mut conn, tenant).await;
         }
         let leadership = match self.join(tenant, &write) {
             Ok(leadership) => leadership,
-            Err(turn) => match turn.await {
-                Ok(Turn::Written(outcome)) => return written(outcome),
-                Ok(Turn::Alone) => return write.write_alone(&mut conn, tenant).await,
-                Ok(Turn::Unknown(error)) => return Err(StoreError::OutcomeUnknown(error)),
-                Ok(Turn::Lead(leadership)) => leadership,
-                // Every path answers a waiter (see `Waiter`'s drop), so only a panic gets here.
-                Err(_) => return Err(StoreError::OutcomeUnknown("the batch was abandoned".into())),
-            },
+            Err(turn) => {
+                drop(conn);
+                let turn = turn.await;
+                if matches!(turn, Ok(Turn::Alone | Turn::Lead(_))) {
+                    conn = pool.acquire().await?;
+                    match turn {
+                        Ok(Turn::Lead(leadership)) => leadership,
+                        _ => return write.write_alone(&mut conn, tenant).await,
+                    }
+                } else {
+                    match turn {
+                        Ok(Turn::Written(outcome)) => return written(outcome),
+                        Ok(Turn::Unknown(error)) => {
+                            return Err(StoreError::OutcomeUnknown(error));
+                        }
+                        // Every path answers a waiter (see `Waiter`'s drop), so only a panic
+                        // gets here.
+                        _ => {
+                            return Err(StoreError::OutcomeUnknown(
+                                "the batch was abandoned".into(),
+                            ));
+                        }
+                    }
+                }
+            }
         };
         if leadership.others.is_empty() {
             let outcome = write.write_alone(&mut conn, tenant).await;

@@ -522,7 +522,7 @@ impl App {
         });
         let position = self
             .group
-            .write(conn, caller.tenant, pending.clone())
+            .write(conn, &self.pool, caller.tenant, pending.clone())
             .await
             .map_err(|error| match error {
                 StoreError::DuplicateCommand => AppError::internal(error),
