@@ -5,7 +5,9 @@
 //! we need what the stock handler does not give: the token from `connection_init` verified with
 //! our [`TokenVerifier`](crate::auth::TokenVerifier), the socket closed when that token expires,
 //! and the protocol's close codes (4400 bad message, 4401 subscribe before ack, 4403 bad token,
-//! 4408 init timeout, 4409 duplicate id, 4429 second init).
+//! 4408 init timeout, 4409 duplicate id, 4429 second init), with RFC 6455's 1009 for a message
+//! over the size limit and 1013 at the connection cap. A client that leaves a message unread
+//! longer than the send timeout is dropped: its subscriptions must not hold their buffers.
 //!
 //! It owns the protocol only: operations run through the same schema, resolvers and role rules
 //! as over HTTP.
