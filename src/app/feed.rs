@@ -175,8 +175,16 @@ async fn run(
     let mut retry_delay = Duration::from_millis(50);
     let mut hub_alive = true;
     loop {
-        let Some(pool) = feeds.upgrade().map(|feeds| feeds.pool.clone()) else {
-            return;
+        // Nobody follows any more: stop, under the lock `subscribe` takes, so that no new
+        // follower can subscribe to a feed that is ending.
+        let pool = {
+            let Some(feeds) = feeds.upgrade() else { return };
+            let mut senders = lock(&feeds.senders);
+            if sender.receiver_count() == 0 {
+                senders.remove(&tenant);
+                return;
+            }
+            feeds.pool.clone()
         };
         if pool.is_closed() {
             return;
@@ -191,16 +199,6 @@ async fn run(
             }
         }
         drop(pool);
-        // Nobody follows any more: stop, under the lock `subscribe` takes, so that no new
-        // follower can subscribe to a feed that is ending.
-        {
-            let Some(feeds) = feeds.upgrade() else { return };
-            let mut senders = lock(&feeds.senders);
-            if sender.receiver_count() == 0 {
-                senders.remove(&tenant);
-                return;
-            }
-        }
         if hub_alive {
             tokio::select! {
                 changed = wake.changed() => hub_alive = changed.is_ok(),
