@@ -7,6 +7,7 @@
 //! cargo bench --bench load -- --tenants 1 --users 16 --duration 30s     # one hot tenant
 //! cargo bench --bench load -- --growth 1000000,10000000                 # append latency vs size
 //! cargo bench --bench load -- --tenants 100 --users 16 --citus          # plain PostgreSQL, then Citus
+//! cargo bench --bench load -- --noisy writes,subscriptions,reports      # one tenant floods another
 //! ```
 //!
 //! By default it starts its own private PostgreSQL cluster with production durability
@@ -40,6 +41,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+#[path = "load/noisy.rs"]
+mod noisy;
 
 const ISSUER: &str = "coursetrail";
 const AUDIENCE: &str = "coursetrail";
@@ -83,6 +87,18 @@ struct Args {
     /// Appends timed at each growth size (one writer, one append per transaction).
     #[arg(long, default_value_t = 3000)]
     growth_samples: usize,
+    /// Run the noisy-neighbour scenario instead of the load: a quiet tenant measured alone,
+    /// then beside a tenant flooding the server with each comma-separated kind in turn.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    noisy: Vec<noisy::Flood>,
+    /// How long each phase of the noisy-neighbour scenario is measured (quiet tenant alone,
+    /// then beside the flood).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    noisy_duration: Duration,
+    /// How long a flooding loop waits after a RATE_LIMITED or OVERLOADED answer (0: it
+    /// ignores Retry-After and sends again at once, the worst neighbour).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    noisy_backoff: Duration,
     /// Target a running server's GraphQL endpoint (needs --database-url and --secret).
     #[arg(long)]
     url: Option<String>,
@@ -155,7 +171,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if !args.noisy.is_empty() && !args.growth.is_empty() {
+        bail!("--noisy and --growth are separate runs: give one of them");
+    }
     let env = Environment::start(&args, Engine::Plain).await?;
+    if !args.noisy.is_empty() {
+        let outcome = noisy::scenarios(&args, &env).await;
+        env.stop().await?;
+        return outcome;
+    }
     if !args.growth.is_empty() {
         let outcome = growth_check(&args, &env).await;
         env.stop().await?;
@@ -601,6 +625,21 @@ impl Tally {
         }
     }
 
+    /// Tallies one answer if its request started inside the measured window.
+    fn record(&mut self, window: Window, started: Instant, reply: &Reply) {
+        if started >= window.from && started < window.to {
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.latency.saturating_record(micros.max(1));
+            self.commands += 1;
+            if reply.replayed {
+                self.replayed += 1;
+            }
+            if let Some(code) = &reply.code {
+                *self.codes.entry(code.clone()).or_default() += 1;
+            }
+        }
+    }
+
     fn merge(&mut self, other: Tally) {
         self.latency
             .add(&other.latency)
@@ -634,17 +673,7 @@ impl User<'_> {
     async fn send(&mut self, token: &str, query: &str, variables: Value) -> Reply {
         let started = Instant::now();
         let reply = self.client.mutate(token, query, variables).await;
-        if started >= self.window.from && started < self.window.to {
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.tally.latency.saturating_record(micros.max(1));
-            self.tally.commands += 1;
-            if reply.replayed {
-                self.tally.replayed += 1;
-            }
-            if let Some(code) = &reply.code {
-                *self.tally.codes.entry(code.clone()).or_default() += 1;
-            }
-        }
+        self.tally.record(self.window, started, &reply);
         reply
     }
 
@@ -666,8 +695,7 @@ impl User<'_> {
             .send(
                 &tenant.admin,
                 REGISTER_TRAINEE,
-                json!({"input": {"email": format!("{}@load.example", trainee_id.simple()),
-                                  "name": "Load Trainee", "traineeId": trainee_id}}),
+                trainee_registration(trainee_id),
             )
             .await;
         expect_ok(&reply)?;
@@ -739,6 +767,12 @@ impl User<'_> {
         }
         Ok(())
     }
+}
+
+/// `registerTrainee`'s variables for a new trainee (its own email).
+fn trainee_registration(trainee_id: Uuid) -> Value {
+    json!({"input": {"email": format!("{}@load.example", trainee_id.simple()),
+                     "name": "Load Trainee", "traineeId": trainee_id}})
 }
 
 fn expect_ok(reply: &Reply) -> anyhow::Result<()> {
@@ -946,18 +980,7 @@ async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<Figures
         humantime::format_duration(args.duration),
         humantime::format_duration(args.warmup),
     );
-    println!("  database: {}", env.durability);
-    if env.server.is_some() {
-        println!(
-            "  server: child process (as `coursetrail serve`), DATABASE_MAX_CONNECTIONS={}, \
-             STREAM_CACHE_CAPACITY={}, GROUP_COMMIT={}, TOKIO_WORKER_THREADS={}",
-            args.server_pool,
-            args.stream_cache,
-            args.group_commit,
-            args.server_threads
-                .map_or_else(|| "one per core".to_owned(), |t| t.to_string()),
-        );
-    }
+    print_setting(args, env);
     let client = Client::new(&env.url, args.users)?;
     let tenants = provision(env, args.tenants, &client).await?;
 
@@ -1005,19 +1028,7 @@ async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<Figures
         ms(tally.latency.value_at_quantile(0.99)),
         ms(tally.latency.max()),
     );
-    let codes: Vec<String> = tally
-        .codes
-        .iter()
-        .map(|(c, n)| format!("{c} {n}"))
-        .collect();
-    println!(
-        "  errors by extensions.code: {}",
-        if codes.is_empty() {
-            "none".to_string()
-        } else {
-            codes.join(", ")
-        }
-    );
+    println!("  errors by extensions.code: {}", codes_line(&tally.codes));
     println!("  replayed (same commandId): {}", tally.replayed);
     if let Some((commits, rollbacks)) = result.transactions {
         println!(
@@ -1061,6 +1072,31 @@ async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<Figures
         p50: tally.latency.value_at_quantile(0.50),
         p99: tally.latency.value_at_quantile(0.99),
     })
+}
+
+/// Prints the database and the server the load goes to.
+fn print_setting(args: &Args, env: &Environment) {
+    println!("  database: {}", env.durability);
+    if env.server.is_some() {
+        println!(
+            "  server: child process (as `coursetrail serve`), DATABASE_MAX_CONNECTIONS={}, \
+             STREAM_CACHE_CAPACITY={}, GROUP_COMMIT={}, TOKIO_WORKER_THREADS={}",
+            args.server_pool,
+            args.stream_cache,
+            args.group_commit,
+            args.server_threads
+                .map_or_else(|| "one per core".to_owned(), |t| t.to_string()),
+        );
+    }
+}
+
+/// `CODE n, CODE n` (or `none`).
+fn codes_line(codes: &BTreeMap<String, u64>) -> String {
+    if codes.is_empty() {
+        return "none".to_owned();
+    }
+    let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    codes.join(", ")
 }
 
 struct CeilingTenants {
@@ -1170,7 +1206,8 @@ async fn growth_check(args: &Args, env: &Environment) -> anyhow::Result<()> {
 }
 
 /// Adds `count` events spread over `tenants`, each tenant's positions continuing its head row,
-/// in chunks of one million per transaction.
+/// in chunks of one million per transaction. Each event's data is what its type carries, so
+/// reports can replay them (`--noisy reports`).
 async fn seed(pool: &PgPool, tenants: &[TenantId], count: u64) -> anyhow::Result<()> {
     let ids: Vec<Uuid> = tenants.iter().map(|t| t.as_uuid()).collect();
     let per_tenant_chunk = 1_000_000 / tenants.len() as i64;
@@ -1189,7 +1226,13 @@ async fn seed(pool: &PgPool, tenants: &[TenantId], count: u64) -> anyhow::Result
                  'enrollment', \
                  (ARRAY['CourseRegistered','CourseStarted','TestSubmitted','TestGraded', \
                         'CourseCompleted'])[((p - 1) % 5) + 1], \
-                 1, '{\"submissionId\": \"0190c3a0-0000-7000-8000-000000000000\", \"score\": 80}', \
+                 1, (ARRAY[jsonb_build_object('courseId', t.tenant_id, 'traineeId', t.tenant_id), \
+                           '{}'::jsonb, \
+                           '{\"submissionId\": \"0190c3a0-0000-7000-8000-000000000000\", \
+                             \"answers\": {\"q1\": \"b\"}}'::jsonb, \
+                           '{\"submissionId\": \"0190c3a0-0000-7000-8000-000000000000\", \
+                             \"score\": 80, \"passed\": true}'::jsonb, \
+                           '{}'::jsonb])[((p - 1) % 5) + 1], \
                  now(), t.tenant_id, 'trainee', gen_random_uuid(), t.tenant_id, t.tenant_id \
              FROM t, generate_series(t.last_position + 1, t.last_position + $2::bigint) AS p, \
                  LATERAL (SELECT md5(t.tenant_id::text || ((p - 1) / 5)::text)::uuid \
