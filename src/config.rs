@@ -52,6 +52,10 @@ pub struct Config {
     pub queue_timeout: Duration,
     /// A tenant's reports, rebuilds and exports running at once.
     pub tenant_report_concurrency: usize,
+    /// How long a refusal for a full queue is held before it is answered.
+    pub rate_limit_delay: Duration,
+    /// Events per second delivered to one tenant's live subscriptions, all together.
+    pub subscription_events_per_second: u32,
     pub subscriptions_per_caller: usize,
     pub subscriptions_per_tenant: usize,
     /// The longest a command runs (waiting included) before it is answered `TIMEOUT`.
@@ -135,11 +139,16 @@ impl Config {
                 "DATABASE_ACQUIRE_TIMEOUT",
                 crate::db::DEFAULT_ACQUIRE_TIMEOUT,
             )?,
-            report_connections: parsed("DATABASE_REPORT_CONNECTIONS", 4)?,
+            report_connections: parsed("DATABASE_REPORT_CONNECTIONS", 2)?,
             tenant_concurrency: parsed("TENANT_CONCURRENCY", 0)?,
             tenant_queue: parsed("TENANT_QUEUE", 64)?,
             queue_timeout: duration("QUEUE_TIMEOUT", Duration::from_secs(2))?,
-            tenant_report_concurrency: parsed("TENANT_REPORT_CONCURRENCY", 2)?,
+            tenant_report_concurrency: parsed("TENANT_REPORT_CONCURRENCY", 1)?,
+            rate_limit_delay: duration(
+                "RATE_LIMIT_DELAY",
+                crate::app::admission::DEFAULT_REFUSAL_DELAY,
+            )?,
+            subscription_events_per_second: parsed("SUBSCRIPTION_EVENTS_PER_SECOND", 5_000)?,
             subscriptions_per_caller: parsed("SUBSCRIPTIONS_PER_CALLER", 64)?,
             subscriptions_per_tenant: parsed("SUBSCRIPTIONS_PER_TENANT", 2_000)?,
             command_timeout: duration("COMMAND_TIMEOUT", Duration::from_secs(10))?,

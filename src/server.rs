@@ -37,9 +37,11 @@ pub fn app(config: &Config, pool: PgPool, report_pool: PgPool) -> App {
     }
     work.queue_per_tenant = config.tenant_queue;
     work.max_wait = config.queue_timeout;
+    work.refusal_delay = config.rate_limit_delay;
     let heavy = Limits {
         slots: report_pool.options().get_max_connections() as usize,
         per_tenant: config.tenant_report_concurrency,
+        refusal_delay: config.rate_limit_delay,
         ..default_heavy_limits()
     };
     App::with_stream_cache(pool, config.stream_cache_capacity)
@@ -49,6 +51,7 @@ pub fn app(config: &Config, pool: PgPool, report_pool: PgPool) -> App {
         .with_subscription_limits(SubscriptionLimits {
             per_caller: config.subscriptions_per_caller,
             per_tenant: config.subscriptions_per_tenant,
+            events_per_second: config.subscription_events_per_second,
             ..SubscriptionLimits::default()
         })
         .with_timeouts(Timeouts {

@@ -37,6 +37,10 @@ pub struct Limits {
     pub queue_per_tenant: usize,
     /// The longest a piece of work waits for a slot.
     pub max_wait: Duration,
+    /// How long a refusal for a full queue is held before it is answered: a client that
+    /// ignores `Retry-After` and resends at once is slowed to its concurrency ÷ this delay,
+    /// instead of spending the server's CPU on refusals (one that waits as told loses nothing).
+    pub refusal_delay: Duration,
 }
 
 impl Limits {
@@ -49,9 +53,13 @@ impl Limits {
             per_tenant: (slots / 2).max(1),
             queue_per_tenant: 64,
             max_wait: Duration::from_secs(2),
+            refusal_delay: DEFAULT_REFUSAL_DELAY,
         }
     }
 }
+
+/// The default [`Limits::refusal_delay`].
+pub const DEFAULT_REFUSAL_DELAY: Duration = Duration::from_millis(500);
 
 /// Why work was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -164,15 +172,20 @@ impl Admission {
                 if entry.is_idle() {
                     state.tenants.remove(&tenant);
                 }
-                return Err(Refusal::TenantBusy);
+                None
+            } else {
+                let (reply, turn) = oneshot::channel();
+                entry.queue.push_back(reply);
+                if !entry.has_turn && entry.running < limits.per_tenant {
+                    entry.has_turn = true;
+                    state.turns.push_back(tenant);
+                }
+                Some(turn)
             }
-            let (reply, turn) = oneshot::channel();
-            entry.queue.push_back(reply);
-            if !entry.has_turn && entry.running < limits.per_tenant {
-                entry.has_turn = true;
-                state.turns.push_back(tenant);
-            }
-            turn
+        };
+        let Some(turn) = turn else {
+            tokio::time::sleep(self.limits.refusal_delay).await;
+            return Err(Refusal::TenantBusy);
         };
         // A slot freed between the check above and now finds this waiter in the queue.
         self.pass_on();
@@ -279,6 +292,7 @@ mod tests {
             per_tenant,
             queue_per_tenant: queue,
             max_wait: Duration::from_millis(200),
+            refusal_delay: Duration::ZERO,
         }
     }
 

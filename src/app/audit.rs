@@ -147,7 +147,7 @@ impl App {
             feed,
             lagged: false,
             failed: false,
-            _ticket: ticket,
+            ticket,
         };
         Ok(Box::pin(futures_util::stream::unfold(
             follower,
@@ -179,8 +179,8 @@ struct Follower {
     /// after `last`, events were lost to it.
     lagged: bool,
     failed: bool,
-    /// Counts this subscription until it ends.
-    _ticket: Ticket,
+    /// Counts this subscription until it ends, and paces its deliveries.
+    ticket: Ticket,
 }
 
 impl Follower {
@@ -217,6 +217,12 @@ impl Follower {
                     self.buffer
                         .extend(new.filter(|e| self.filter.matches(e)).cloned());
                     self.last = batch.to;
+                    // Within the tenant's delivery budget: a tenant with thousands of
+                    // subscriptions falls behind itself, it does not take every core.
+                    let wait = self.ticket.pace(self.buffer.len());
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => self.lagged = true,
                 // The server is stopping.

@@ -21,7 +21,7 @@ use crate::store::log::{self, LogFilter, LoggedEvent};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -41,6 +41,12 @@ pub struct SubscriptionLimits {
     /// Batches of new events a tenant's feed keeps for followers that have not taken them
     /// yet; a follower further behind is ended (`SLOW_CONSUMER`).
     pub buffer: usize,
+    /// Events delivered per second to one tenant's subscriptions, all together, after a burst
+    /// of one second's worth (0: no limit). Each event costs every subscriber's execution and
+    /// a socket write: without a budget, one tenant's thousands of subscriptions take every
+    /// core. Beyond it, that tenant's subscribers fall behind (and, far enough, are ended),
+    /// not the others.
+    pub events_per_second: u32,
 }
 
 impl Default for SubscriptionLimits {
@@ -49,6 +55,7 @@ impl Default for SubscriptionLimits {
             per_caller: 64,
             per_tenant: 2_000,
             buffer: 1024,
+            events_per_second: 5_000,
         }
     }
 }
@@ -69,6 +76,9 @@ pub(super) struct Feeds {
     senders: Mutex<HashMap<TenantId, broadcast::Sender<Arc<Batch>>>>,
     /// Open subscriptions per tenant (`None`) and per caller (`Some(actor)`).
     open: Mutex<HashMap<(TenantId, Option<Uuid>), usize>>,
+    /// Per followed tenant, when its delivery budget is next free (see
+    /// [`SubscriptionLimits::events_per_second`]).
+    paces: Mutex<HashMap<TenantId, Instant>>,
 }
 
 /// An open subscription, counted until dropped.
@@ -76,6 +86,13 @@ pub(super) struct Ticket {
     feeds: Arc<Feeds>,
     tenant: TenantId,
     actor: Uuid,
+}
+
+impl Ticket {
+    /// How long to wait before delivering `events` more events, within the tenant's budget.
+    pub fn pace(&self, events: usize) -> Duration {
+        self.feeds.pace(self.tenant, events)
+    }
 }
 
 impl Drop for Ticket {
@@ -106,7 +123,26 @@ impl Feeds {
             limits,
             senders: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
+            paces: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Reserves the delivery of `events` events to `tenant`'s subscriptions: how long to wait
+    /// first. Reservations queue behind each other (each waits exactly its turn, no herd), and
+    /// an idle tenant has a second's worth of burst.
+    fn pace(&self, tenant: TenantId, events: usize) -> Duration {
+        let rate = self.limits.events_per_second;
+        if rate == 0 || events == 0 {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let burst_start = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
+        let mut paces = lock(&self.paces);
+        let next = paces.entry(tenant).or_insert(burst_start);
+        *next = (*next).max(burst_start);
+        let wait = next.saturating_duration_since(now);
+        *next += Duration::from_secs_f64(events as f64 / f64::from(rate));
+        wait
     }
 
     /// Counts a new subscription of `caller`, or refuses it beyond the limits.
@@ -182,6 +218,7 @@ async fn run(
             let mut senders = lock(&feeds.senders);
             if sender.receiver_count() == 0 {
                 senders.remove(&tenant);
+                lock(&feeds.paces).remove(&tenant);
                 return;
             }
             feeds.pool.clone()
@@ -239,5 +276,30 @@ async fn read_new(
         if !full {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn deliveries_beyond_a_tenants_budget_wait_their_turn_after_a_seconds_burst() {
+        let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+        let limits = SubscriptionLimits {
+            events_per_second: 1_000,
+            ..SubscriptionLimits::default()
+        };
+        let feeds = Feeds::new(pool, limits);
+        let (busy, quiet) = (
+            TenantId::from_uuid(Uuid::new_v4()),
+            TenantId::from_uuid(Uuid::new_v4()),
+        );
+        assert_eq!(feeds.pace(busy, 1_000), Duration::ZERO, "the burst");
+        let second = feeds.pace(busy, 1_000);
+        assert!(second < Duration::from_millis(100), "{second:?}");
+        let third = feeds.pace(busy, 10);
+        assert!(third > Duration::from_millis(900), "{third:?}");
+        assert_eq!(feeds.pace(quiet, 500), Duration::ZERO, "per tenant");
     }
 }

@@ -95,13 +95,15 @@ async fn within<T>(
     })
 }
 
-/// Default shares for reports, rebuilds and exports: four at once, two per tenant.
+/// Default shares for reports, rebuilds and exports: two at once, one per tenant (a replay
+/// keeps a core busy: more at once only slows the commands beside them).
 pub fn default_heavy_limits() -> Limits {
     Limits {
-        slots: 4,
-        per_tenant: 2,
+        slots: 2,
+        per_tenant: 1,
         queue_per_tenant: 8,
         max_wait: std::time::Duration::from_secs(10),
+        refusal_delay: admission::DEFAULT_REFUSAL_DELAY,
     }
 }
 

@@ -71,6 +71,7 @@ async fn a_flooding_tenant_gets_rate_limited_while_a_quiet_tenant_is_served() {
         per_tenant: 2,
         queue_per_tenant: 4,
         max_wait: Duration::from_secs(5),
+        refusal_delay: Duration::from_millis(200),
     };
     let app = Arc::new(TestApp::spawn_configured(|app| app.with_limits(limits), |_| {}).await);
     let quiet_tenant = app.new_tenant("Quiet").await;
@@ -85,7 +86,10 @@ async fn a_flooding_tenant_gets_rate_limited_while_a_quiet_tenant_is_served() {
         .map(|i| {
             let (app, token) = (app.clone(), flooder.clone());
             tokio::spawn(async move {
-                post_raw(&app, &token, CREATE_COURSE, course_input(&format!("F{i}"))).await
+                let started = Instant::now();
+                let reply =
+                    post_raw(&app, &token, CREATE_COURSE, course_input(&format!("F{i}"))).await;
+                (reply, started.elapsed())
             })
         })
         .collect();
@@ -101,10 +105,12 @@ async fn a_flooding_tenant_gets_rate_limited_while_a_quiet_tenant_is_served() {
     }
     let (mut written, mut limited) = (0, 0);
     for task in flood {
-        let (status, retry_after, body) = task.await.unwrap();
+        let ((status, retry_after, body), took) = task.await.unwrap();
         match codes(&body).as_slice() {
             [] => written += 1,
             [code] if code == "RATE_LIMITED" => {
+                // Held before it is answered: a client resending at once is slowed down.
+                assert!(took >= Duration::from_millis(200), "refused after {took:?}");
                 assert_eq!(status, 429, "{body}");
                 assert_eq!(retry_after.as_deref(), Some("1"));
                 assert_eq!(body["errors"][0]["extensions"]["retryAfterSeconds"], 1);
@@ -134,6 +140,7 @@ async fn replays_are_priced_by_their_work_and_run_on_their_own_share() {
         per_tenant: 1,
         queue_per_tenant: 0,
         max_wait: Duration::from_secs(5),
+        refusal_delay: Duration::ZERO,
     };
     let app = Arc::new(
         TestApp::spawn_configured(
@@ -632,6 +639,7 @@ async fn a_page_reads_each_relation_once_not_once_per_row() {
         per_tenant: 1,
         queue_per_tenant: 2,
         max_wait: Duration::from_secs(5),
+        refusal_delay: Duration::ZERO,
     };
     let app = TestApp::spawn_configured(|app| app.with_limits(limits), |_| {}).await;
     let admin = app.admin();
