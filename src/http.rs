@@ -457,9 +457,16 @@ async fn execute(
         outcome = %outcome,
         "graphql request"
     );
+    // A document that does not parse or validate: 400 for `application/graphql-response+json`;
+    // for `application/json`, the GraphQL-over-HTTP specification asks for 200 (its legacy
+    // clients read errors only from a 2xx response).
     let single_request_error = request_failed && matches!(response, BatchResponse::Single(_));
     if single_request_error && let BatchResponse::Single(r) = response {
-        return error_response(StatusCode::BAD_REQUEST, media, r.errors);
+        let status = match media {
+            MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+            MediaType::Json => StatusCode::OK,
+        };
+        return error_response(status, media, r.errors);
     }
     // An operation refused as a whole for load (no data at all, every error asking to come
     // back later) is answered with that status, so proxies and clients back off without

@@ -43,6 +43,22 @@ async fn http_semantics_follow_the_graphql_over_http_spec() {
         let code = body["errors"][0]["extensions"]["code"].as_str().unwrap();
         assert!(code == "GRAPHQL_PARSE_FAILED" || code == "GRAPHQL_VALIDATION_FAILED");
     }
+    // The same failures asked for as `application/json`: 200 with the errors, as the
+    // GraphQL-over-HTTP specification asks of that media type; so is a variable that does
+    // not coerce.
+    for (query, variables) in [
+        ("{ me { role ", json!({})),
+        ("{ nope }", json!({})),
+        ("query($id: UUID!) { course(id: $id) { id } }", json!({ "id": 42 })),
+    ] {
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let response = post_json_body(&app, Some("application/json"), Some(&admin), body).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["errors"][0]["extensions"]["code"].is_string(), "{body}");
+        assert!(body.get("data").is_none_or(Value::is_null), "{body}");
+    }
     // No suggestions for field names.
     let (_, body) = app.post(None, "{ mee { role } }", json!({})).await;
     assert!(!body.to_string().contains("Did you mean"), "{body}");
