@@ -78,7 +78,43 @@ pub fn router(state: HttpState) -> Router {
         .route("/audit/export", get(export::handler))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
+        .layer(axum::middleware::from_fn(request_ids))
         .with_state(state)
+}
+
+const REQUEST_ID: &str = "x-request-id";
+const CORRELATION_ID: &str = "x-correlation-id";
+
+/// Gives every request a request id (the client's `X-Request-Id` when it is a plain token of at
+/// most 128 visible characters, else a new UUIDv7) and a correlation id (`X-Correlation-Id`,
+/// else a new one, which the handlers then read), runs it in a span carrying both (so every
+/// log line of the request has them), and echoes both in the response.
+async fn request_ids(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tracing::Instrument;
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    let correlation = correlation_id(request.headers()).to_string();
+    let header = |value: &str| HeaderValue::from_str(value).ok();
+    if let Some(value) = header(&correlation) {
+        request.headers_mut().insert(CORRELATION_ID, value);
+    }
+    let span =
+        tracing::info_span!("request", request_id = %request_id, correlation_id = %correlation);
+    let mut response = next.run(request).instrument(span).await;
+    for (name, value) in [(REQUEST_ID, &request_id), (CORRELATION_ID, &correlation)] {
+        if let Some(value) = header(value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// How long `/ready` waits for the database: a load balancer must hear "not ready" quickly,
@@ -207,7 +243,7 @@ fn authenticate(state: &HttpState, headers: &HeaderMap) -> Result<Option<Caller>
 
 fn correlation_id(headers: &HeaderMap) -> Uuid {
     headers
-        .get("x-correlation-id")
+        .get(CORRELATION_ID)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| Uuid::parse_str(v).ok())
         .unwrap_or_else(Uuid::now_v7)

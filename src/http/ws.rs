@@ -119,20 +119,28 @@ pub async fn handler(
     let correlation_id = correlation_id(&headers);
     // A socket counts toward the connection cap for as long as it is open.
     let permit = state.connections.clone().try_acquire_owned();
-    upgrade.on_upgrade(move |mut socket| async move {
-        if permit.is_err() {
-            let _ = send_close(&mut socket, close::TRY_AGAIN_LATER, "Try again later").await;
-        } else if accepted {
-            Connection::run(state, correlation_id, socket).await;
-            drop(permit);
-        } else {
-            let _ = send_close(
-                &mut socket,
-                close::SUBPROTOCOL_NOT_ACCEPTABLE,
-                "Subprotocol not acceptable",
-            )
-            .await;
-        }
+    // The socket's lines keep the upgrade request's span (its request and correlation ids).
+    let span = tracing::Span::current();
+    upgrade.on_upgrade(move |mut socket| {
+        tracing::Instrument::instrument(
+            async move {
+                if permit.is_err() {
+                    let _ =
+                        send_close(&mut socket, close::TRY_AGAIN_LATER, "Try again later").await;
+                } else if accepted {
+                    Connection::run(state, correlation_id, socket).await;
+                    drop(permit);
+                } else {
+                    let _ = send_close(
+                        &mut socket,
+                        close::SUBPROTOCOL_NOT_ACCEPTABLE,
+                        "Subprotocol not acceptable",
+                    )
+                    .await;
+                }
+            },
+            span,
+        )
     })
 }
 

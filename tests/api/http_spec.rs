@@ -49,14 +49,20 @@ async fn http_semantics_follow_the_graphql_over_http_spec() {
     for (query, variables) in [
         ("{ me { role ", json!({})),
         ("{ nope }", json!({})),
-        ("query($id: UUID!) { course(id: $id) { id } }", json!({ "id": 42 })),
+        (
+            "query($id: UUID!) { course(id: $id) { id } }",
+            json!({ "id": 42 }),
+        ),
     ] {
         let body = json!({ "query": query, "variables": variables }).to_string();
         let response = post_json_body(&app, Some("application/json"), Some(&admin), body).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "application/json");
         let body: Value = response.json().await.unwrap();
-        assert!(body["errors"][0]["extensions"]["code"].is_string(), "{body}");
+        assert!(
+            body["errors"][0]["extensions"]["code"].is_string(),
+            "{body}"
+        );
         assert!(body.get("data").is_none_or(Value::is_null), "{body}");
     }
     // No suggestions for field names.
@@ -280,3 +286,34 @@ fragment TypeRef on __Type {
     ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
 }
 "#;
+
+#[tokio::test]
+async fn every_response_echoes_its_request_and_correlation_ids() {
+    let app = TestApp::spawn().await;
+    let health = format!("http://{}/health", app.address);
+    let response = app
+        .client
+        .get(&health)
+        .header("x-request-id", "req-42")
+        .header("x-correlation-id", "0190b6a4-7d3e-7c41-9b5a-1c2d3e4f5a6b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+    assert_eq!(
+        response.headers()["x-correlation-id"],
+        "0190b6a4-7d3e-7c41-9b5a-1c2d3e4f5a6b"
+    );
+    // None given, or an unusable one: fresh ids.
+    for given in [None, Some("has spaces in it")] {
+        let mut request = app.client.get(&health);
+        if let Some(given) = given {
+            request = request.header("x-request-id", given);
+        }
+        let response = request.send().await.unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        let correlation = response.headers()["x-correlation-id"].to_str().unwrap();
+        assert!(uuid::Uuid::parse_str(correlation).is_ok(), "{correlation}");
+    }
+}
