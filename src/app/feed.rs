@@ -247,7 +247,10 @@ async fn run(
     }
 }
 
-/// Broadcasts every event after `last` (the first call only learns the head).
+/// Broadcasts every event after `last`. The first call learns the head and broadcasts it as
+/// an empty batch: a follower whose read of the log ended before an event the feed counts as
+/// already seen (committed between the follower's read and the feed's start) learns of the gap
+/// from it, rather than from the next commit, which may never come.
 async fn read_new(
     pool: &PgPool,
     tenant: TenantId,
@@ -255,7 +258,13 @@ async fn read_new(
     sender: &broadcast::Sender<Arc<Batch>>,
 ) -> Result<(), crate::store::StoreError> {
     let Some(after) = *last else {
-        *last = Some(log::head(pool, tenant).await?);
+        let head = log::head(pool, tenant).await?;
+        *last = Some(head);
+        let _ = sender.send(Arc::new(Batch {
+            after: head,
+            to: head,
+            events: Vec::new(),
+        }));
         return Ok(());
     };
     let mut after = after;
