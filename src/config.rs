@@ -139,7 +139,7 @@ impl Config {
                 "DATABASE_ACQUIRE_TIMEOUT",
                 crate::db::DEFAULT_ACQUIRE_TIMEOUT,
             )?,
-            report_connections: parsed("DATABASE_REPORT_CONNECTIONS", 2)?,
+            report_connections: parsed("DATABASE_REPORT_CONNECTIONS", 4)?,
             tenant_concurrency: parsed("TENANT_CONCURRENCY", 0)?,
             tenant_queue: parsed("TENANT_QUEUE", 64)?,
             queue_timeout: duration("QUEUE_TIMEOUT", Duration::from_secs(2))?,

@@ -67,8 +67,6 @@ pub struct HttpState {
     /// Parsed operations, by text (see [`documents`]).
     pub documents: Arc<documents::Documents>,
     pub limits: HttpLimits,
-    /// Open connections, as [`HttpLimits::max_connections`] allows (set by `serve_on`).
-    pub connections: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -325,7 +323,11 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         );
         return error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, media, vec![error]);
     }
-    let bytes: Bytes = match read_body(body, state.limits.body_timeout).await {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes: Bytes = match read_body(body, declared, state.limits.body_timeout).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
             let error = request_error(
@@ -379,6 +381,16 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
     execute(&state, &headers, media, Method::POST, batch).await
 }
 
+/// The status of a document that does not parse or validate: 400 for
+/// `application/graphql-response+json`; for `application/json`, the GraphQL-over-HTTP
+/// specification asks for 200 (its legacy clients read errors only from a 2xx response).
+fn request_error_status(media: MediaType) -> StatusCode {
+    match media {
+        MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+        MediaType::Json => StatusCode::OK,
+    }
+}
+
 /// How much of an oversized body is read (and thrown away) so that the client, still
 /// sending, receives the 413: a server that closes with unread data makes the client's
 /// kernel reset the connection, and the response is lost.
@@ -390,15 +402,23 @@ enum BodyError {
     Broken,
 }
 
-/// The request body, at most [`MAX_BODY_BYTES`], all of it within `timeout`.
-async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, BodyError> {
+/// The request body, at most [`MAX_BODY_BYTES`], all of it within `timeout`. A body declared
+/// (`Content-Length`) or found too large is `TooLarge` even when its rest is slow to come.
+async fn read_body(
+    body: Body,
+    declared: Option<u64>,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
     use futures_util::StreamExt;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut chunks = body.into_data_stream();
     let mut bytes = Vec::new();
     let mut received = 0usize;
     loop {
+        let too_large =
+            received > MAX_BODY_BYTES || declared.is_some_and(|n| n > MAX_BODY_BYTES as u64);
         let chunk = match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) if too_large => return Err(BodyError::TooLarge),
             Err(_) => return Err(BodyError::TimedOut),
             Ok(None) => break,
             Ok(Some(Err(_))) => return Err(BodyError::Broken),
@@ -427,7 +447,7 @@ fn too_large_response(
 ) -> Response {
     tracing::info!(method = %method, outcome = VALIDATION_FAILED, "graphql request refused: {too_large}");
     let error = request_error(too_large.to_string(), VALIDATION_FAILED);
-    error_response(StatusCode::BAD_REQUEST, media, vec![error])
+    error_response(request_error_status(media), media, vec![error])
 }
 
 async fn execute(
@@ -493,16 +513,9 @@ async fn execute(
         outcome = %outcome,
         "graphql request"
     );
-    // A document that does not parse or validate: 400 for `application/graphql-response+json`;
-    // for `application/json`, the GraphQL-over-HTTP specification asks for 200 (its legacy
-    // clients read errors only from a 2xx response).
     let single_request_error = request_failed && matches!(response, BatchResponse::Single(_));
     if single_request_error && let BatchResponse::Single(r) = response {
-        let status = match media {
-            MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
-            MediaType::Json => StatusCode::OK,
-        };
-        return error_response(status, media, r.errors);
+        return error_response(request_error_status(media), media, r.errors);
     }
     // An operation refused as a whole for load (no data at all, every error asking to come
     // back later) is answered with that status, so proxies and clients back off without

@@ -39,7 +39,8 @@ pub fn app(config: &Config, pool: PgPool, report_pool: PgPool) -> App {
     work.max_wait = config.queue_timeout;
     work.refusal_delay = config.rate_limit_delay;
     let heavy = Limits {
-        slots: report_pool.options().get_max_connections() as usize,
+        // A replay reads a page ahead: two connections each.
+        slots: (report_pool.options().get_max_connections() as usize / 2).max(1),
         per_tenant: config.tenant_report_concurrency,
         refusal_delay: config.rate_limit_delay,
         ..default_heavy_limits()
@@ -96,7 +97,6 @@ pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
         ws: Default::default(),
         documents: Default::default(),
         limits: HttpLimits::default(),
-        connections: Arc::new(Semaphore::new(HttpLimits::default().max_connections)),
     }
 }
 
@@ -106,11 +106,9 @@ pub async fn serve_on(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut state = state;
     let limits = state.limits.clone();
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    state.connections = connections.clone();
-    let service = TowerToHyperService::new(router(state));
+    let router = router(state);
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -144,20 +142,69 @@ pub async fn serve_on(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(error = %error, "cannot set TCP_NODELAY on a connection");
         }
+        // The permit goes with the connection's requests: a WebSocket upgrade takes it along,
+        // so an open socket keeps counting once its HTTP connection has ended.
+        let permit = ConnectionPermit(Arc::new(std::sync::Mutex::new(Some(permit))));
+        let service = TowerToHyperService::new(WithPermit {
+            router: router.clone(),
+            permit,
+        });
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(error = %error, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A connection's place under [`HttpLimits::max_connections`], in its requests' extensions:
+/// released when the connection ends, unless a WebSocket upgrade took it.
+#[derive(Clone)]
+pub struct ConnectionPermit(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl ConnectionPermit {
+    /// The permit, for a WebSocket to hold while it is open.
+    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// The router, with the connection's permit put into each request.
+#[derive(Clone)]
+struct WithPermit {
+    router: axum::Router,
+    permit: ConnectionPermit,
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for WithPermit
+where
+    axum::Router: tower_service::Service<axum::http::Request<B>>,
+{
+    type Response = <axum::Router as tower_service::Service<axum::http::Request<B>>>::Response;
+    type Error = <axum::Router as tower_service::Service<axum::http::Request<B>>>::Error;
+    type Future = <axum::Router as tower_service::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::http::Request<B>>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.permit.clone());
+        self.router.call(request)
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -44,10 +44,11 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// For a pool of `connections`: a tenant may use half of it, and queue 64 pieces of work
-    /// for up to 2 s.
+    /// For a pool of `connections`: two are left to the work that is not admitted (the live
+    /// feeds' reads, the wake-up sender), a tenant may use half of the rest, and queue 64
+    /// pieces of work for up to 2 s.
     pub fn for_pool(connections: usize) -> Self {
-        let slots = connections.max(1);
+        let slots = connections.saturating_sub(2).max(1);
         Self {
             slots,
             per_tenant: (slots / 2).max(1),

@@ -69,8 +69,8 @@ impl App {
     /// [`EXPORT_PAGE_SIZE`]: the next page is read only when the previous one was taken, so
     /// memory stays constant however long the history. Ends at the head as of the last read.
     ///
-    /// An export is heavy work: it holds a slot of the reports' share for as long as it runs,
-    /// and reads on their connections.
+    /// An export is heavy work: each page is read on the reports' connections with a slot of
+    /// their share, taken for that read only (a client downloading slowly holds nothing).
     pub async fn audit_export(
         &self,
         caller: &Caller,
@@ -78,33 +78,42 @@ impl App {
         after: i64,
     ) -> Result<AuditStream<Vec<LoggedEvent>>, AppError> {
         let filter = self.scope_audit(caller, filter)?;
-        let slot = self.admit_heavy(caller).await?;
         let deadline = tokio::time::Instant::now() + self.timeouts.export;
         let limit = self.timeouts.export;
-        let state = Some((
-            self.heavy_pool.clone(),
-            caller.tenant(),
-            filter,
-            after,
-            slot,
-        ));
-        let pages = futures_util::stream::unfold(state, move |state| async move {
-            let (pool, tenant, filter, after, slot) = state?;
-            if tokio::time::Instant::now() >= deadline {
-                let message = format!(
-                    "the export did not finish within {}; resume after the last position received",
-                    humantime::format_duration(limit)
-                );
-                return Some((Err(AppError::Timeout(message)), None));
-            }
-            match log::read_page(&pool, tenant, &filter, after, EXPORT_PAGE_SIZE).await {
-                Ok(page) if page.events.is_empty() => None,
-                Ok(page) => {
-                    let full = page.events.len() as i64 >= EXPORT_PAGE_SIZE;
-                    let next = full.then_some((pool, tenant, filter, page.scanned_to, slot));
-                    Some((Ok(page.events), next))
+        let (app, caller) = (self.clone(), caller.clone());
+        let state = Some((filter, after));
+        let pages = futures_util::stream::unfold(state, move |state| {
+            let (app, caller) = (app.clone(), caller.clone());
+            async move {
+                let (filter, after) = state?;
+                if tokio::time::Instant::now() >= deadline {
+                    let message = format!(
+                        "the export did not finish within {}; resume after the last position received",
+                        humantime::format_duration(limit)
+                    );
+                    return Some((Err(AppError::Timeout(message)), None));
                 }
-                Err(error) => Some((Err(AppError::from(error)), None)),
+                let page = async {
+                    let _slot = app.admit_heavy(&caller).await?;
+                    let page = log::read_page(
+                        &app.heavy_pool,
+                        caller.tenant(),
+                        &filter,
+                        after,
+                        EXPORT_PAGE_SIZE,
+                    )
+                    .await?;
+                    Ok::<_, AppError>(page)
+                };
+                match page.await {
+                    Ok(page) if page.events.is_empty() => None,
+                    Ok(page) => {
+                        let full = page.events.len() as i64 >= EXPORT_PAGE_SIZE;
+                        let next = full.then_some((filter, page.scanned_to));
+                        Some((Ok(page.events), next))
+                    }
+                    Err(error) => Some((Err(error), None)),
+                }
             }
         });
         Ok(Box::pin(pages))
@@ -225,8 +234,13 @@ impl Follower {
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => self.lagged = true,
-                // The server is stopping.
-                Err(broadcast::error::RecvError::Closed) => return None,
+                // The feed stopped: its reads kept failing, or the server is stopping.
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.failed = true;
+                    let message = "the live feed stopped; resubscribe from the last position \
+                                   received";
+                    return Some((Err(AppError::Unavailable(message.into())), self));
+                }
             }
         }
     }

@@ -30,8 +30,6 @@ const PAGE_SIZE: i64 = 500;
 /// How often a feed looks at the log without a wake-up: the latency a lost notification
 /// costs, at worst.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest pause before a feed reads again after a failed read.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
 /// How many live subscriptions may be open at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,16 +197,40 @@ impl Feeds {
     }
 }
 
+/// Reads that fail in a row before a feed gives up: its followers are then ended with
+/// `DATABASE_UNAVAILABLE` (and resume from their last position), rather than wait silently.
+const MAX_FAILED_READS: u32 = 5;
+
 /// One tenant's feed: reads what is new after each wake-up (or poll) and broadcasts it. Ends
-/// when nobody follows the tenant any more, or the server is stopping.
+/// when nobody follows the tenant any more, the server is stopping, or reads keep failing;
+/// then its channel is closed (removed from the map), which ends its followers.
 async fn run(
     feeds: Weak<Feeds>,
     tenant: TenantId,
     sender: broadcast::Sender<Arc<Batch>>,
+    wake: tokio::sync::watch::Receiver<u64>,
+) {
+    follow_log(&feeds, tenant, &sender, wake).await;
+    if let Some(feeds) = feeds.upgrade() {
+        let mut senders = lock(&feeds.senders);
+        if senders
+            .get(&tenant)
+            .is_some_and(|current| current.same_channel(&sender))
+        {
+            senders.remove(&tenant);
+        }
+        lock(&feeds.paces).remove(&tenant);
+    }
+}
+
+async fn follow_log(
+    feeds: &Weak<Feeds>,
+    tenant: TenantId,
+    sender: &broadcast::Sender<Arc<Batch>>,
     mut wake: tokio::sync::watch::Receiver<u64>,
 ) {
     let mut last: Option<i64> = None;
-    let mut retry_delay = Duration::from_millis(50);
+    let mut failures = 0;
     let mut hub_alive = true;
     loop {
         // Nobody follows any more: stop, under the lock `subscribe` takes, so that no new
@@ -218,7 +240,6 @@ async fn run(
             let mut senders = lock(&feeds.senders);
             if sender.receiver_count() == 0 {
                 senders.remove(&tenant);
-                lock(&feeds.paces).remove(&tenant);
                 return;
             }
             feeds.pool.clone()
@@ -226,12 +247,15 @@ async fn run(
         if pool.is_closed() {
             return;
         }
-        match read_new(&pool, tenant, &mut last, &sender).await {
-            Ok(()) => retry_delay = Duration::from_millis(50),
+        match read_new(&pool, tenant, &mut last, sender).await {
+            Ok(()) => failures = 0,
             Err(error) => {
-                tracing::warn!(%tenant, error = %error, "the live feed cannot read the log; retrying");
-                tokio::time::sleep(retry_delay).await;
-                retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
+                failures += 1;
+                tracing::warn!(%tenant, error = %error, failures, "the live feed cannot read the log");
+                if failures >= MAX_FAILED_READS {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(failures)).await;
                 continue;
             }
         }

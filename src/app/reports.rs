@@ -23,9 +23,15 @@ pub struct ReportOutput<Row> {
     pub events_replayed: u64,
 }
 
+/// A database that cannot be reached is `DATABASE_UNAVAILABLE` here too; anything else
+/// (a stored event this build cannot read, a fold's refusal) is internal.
 impl<E: std::error::Error + Send + Sync + 'static> From<ReplayError<E>> for AppError {
     fn from(error: ReplayError<E>) -> Self {
-        AppError::internal(error)
+        match error {
+            ReplayError::Database(error) => AppError::from(error),
+            ReplayError::Head(error) => AppError::from(error),
+            other => AppError::internal(other),
+        }
     }
 }
 
@@ -34,7 +40,8 @@ impl From<RebuildError> for AppError {
         match error {
             RebuildError::KeptMoving => AppError::ConcurrencyConflict,
             RebuildError::UnknownTenant => AppError::Unauthenticated("unknown tenant".into()),
-            other => AppError::internal(other),
+            RebuildError::Database(error) => AppError::from(error),
+            RebuildError::Replay(error) => AppError::from(error),
         }
     }
 }

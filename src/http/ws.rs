@@ -6,7 +6,8 @@
 //! our [`TokenVerifier`](crate::auth::TokenVerifier), the socket closed when that token expires,
 //! and the protocol's close codes (4400 bad message, 4401 subscribe before ack, 4403 bad token,
 //! 4408 init timeout, 4409 duplicate id, 4429 second init), with RFC 6455's 1009 for a message
-//! over the size limit and 1013 at the connection cap. A client that leaves a message unread
+//! over the size limit. An open socket keeps its HTTP connection's place under the connection
+//! cap. A client that leaves a message unread
 //! longer than the send timeout is dropped: its subscriptions must not hold their buffers.
 //!
 //! It owns the protocol only: operations run through the same schema, resolvers and role rules
@@ -66,8 +67,6 @@ mod close {
     pub const TOO_MANY_INITS: u16 = 4429;
     /// RFC 6455's "message too big".
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// RFC 6455's "try again later": the server is at its connection cap.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// What a client may send.
@@ -110,6 +109,7 @@ enum Outgoing {
 pub async fn handler(
     State(state): State<HttpState>,
     headers: HeaderMap,
+    permit: Option<axum::Extension<crate::server::ConnectionPermit>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let upgrade = upgrade
@@ -117,17 +117,15 @@ pub async fn handler(
         .max_message_size(super::MAX_BODY_BYTES);
     let accepted = upgrade.selected_protocol().is_some();
     let correlation_id = correlation_id(&headers);
-    // A socket counts toward the connection cap for as long as it is open.
-    let permit = state.connections.clone().try_acquire_owned();
+    // A socket counts toward the connection cap for as long as it is open: it keeps its HTTP
+    // connection's place.
+    let permit = permit.and_then(|axum::Extension(permit)| permit.take());
     // The socket's lines keep the upgrade request's span (its request and correlation ids).
     let span = tracing::Span::current();
     upgrade.on_upgrade(move |mut socket| {
         tracing::Instrument::instrument(
             async move {
-                if permit.is_err() {
-                    let _ =
-                        send_close(&mut socket, close::TRY_AGAIN_LATER, "Try again later").await;
-                } else if accepted {
+                if accepted {
                     Connection::run(state, correlation_id, socket).await;
                     drop(permit);
                 } else {

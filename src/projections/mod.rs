@@ -450,8 +450,8 @@ pub async fn submissions(
     let rows = sqlx::query(
         "SELECT submission_id, enrollment_id, submitted_at, score, passed, graded_at \
          FROM submissions WHERE tenant_id = $1 AND enrollment_id = ANY($2) \
-         AND ($3::uuid IS NULL OR enrollment_id IN (SELECT enrollment_id FROM enrollments \
-              WHERE tenant_id = $1 AND trainee_id = $3)) \
+         AND ($3::uuid IS NULL OR (tenant_id, enrollment_id) IN (SELECT tenant_id, \
+              enrollment_id FROM enrollments WHERE tenant_id = $1 AND trainee_id = $3)) \
          ORDER BY enrollment_id, submitted_at, submission_id",
     )
     .bind(tenant.as_uuid())

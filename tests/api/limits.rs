@@ -142,16 +142,18 @@ async fn replays_are_priced_by_their_work_and_run_on_their_own_share() {
         max_wait: Duration::from_secs(5),
         refusal_delay: Duration::ZERO,
     };
+    let mut handle = None;
     let app = Arc::new(
         TestApp::spawn_configured(
             move |app| {
                 let pool = app.pool().clone();
                 app.with_heavy_work(pool, heavy)
             },
-            |_| {},
+            |state| handle = Some(state.app.clone()),
         )
         .await,
     );
+    let server = handle.unwrap();
     let instructor = app.instructor();
 
     // Four whole-log replays in one operation are refused before anything runs.
@@ -163,19 +165,25 @@ async fn replays_are_priced_by_their_work_and_run_on_their_own_share() {
         .await;
     assert_eq!(code, "GRAPHQL_VALIDATION_FAILED");
 
-    // An export holds the tenant's only report slot while it streams (its client reads
-    // nothing more, so its 30,000 events stay unsent): a report meanwhile is refused with
-    // RATE_LIMITED, never an internal error, and another tenant's command is served.
-    app.seed_events(app.tenant, 30_000).await;
+    // A rebuild holds the tenant's only report slot while it replays 60,000 events: a report
+    // meanwhile is refused with RATE_LIMITED, never an internal error, and another tenant's
+    // command is served.
+    app.seed_events(app.tenant, 60_000).await;
     let admin = app.admin();
-    let export = app
-        .client
-        .get(format!("http://{}/audit/export?format=ndjson", app.address))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(export.status(), 200);
+    let rebuild = {
+        let (app, admin) = (app.clone(), admin.clone());
+        tokio::spawn(async move {
+            let rebuild = "mutation { rebuildProjections { eventsReplayed } }";
+            post_raw(&app, &admin, rebuild, json!({})).await
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while server.load().1.0 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the rebuild started");
     let report = "{ funnelReport { eventsReplayed } }";
     let (status, retry_after, body) = post_raw(&app, &instructor, report, json!({})).await;
     assert_eq!(codes(&body), vec!["RATE_LIMITED"], "{body}");
@@ -189,8 +197,9 @@ async fn replays_are_priced_by_their_work_and_run_on_their_own_share() {
     let (status, _, body) = post_raw(&app, &other, CREATE_COURSE, course_input("OTHER")).await;
     assert_eq!((status, codes(&body)), (200, vec![]), "{body}");
 
-    // Once the export is gone, the report runs.
-    drop(export);
+    // Once the rebuild is over, the report runs.
+    let (status, _, body) = rebuild.await.unwrap();
+    assert_eq!((status, codes(&body)), (200, vec![]), "{body}");
     let started = Instant::now();
     loop {
         let (status, _, body) = post_raw(&app, &instructor, report, json!({})).await;
@@ -266,10 +275,9 @@ async fn a_client_sending_its_headers_or_body_too_slowly_is_disconnected() {
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
     let app = TestApp::spawn_with(|state| state.limits.max_connections = 2).await;
-    let idle = [
-        TcpStream::connect(app.address).await.unwrap(),
-        TcpStream::connect(app.address).await.unwrap(),
-    ];
+    // An open WebSocket keeps its place after the upgrade; an idle connection takes the other.
+    let socket = WsClient::ready(&app, &app.admin()).await;
+    let idle = TcpStream::connect(app.address).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let health = format!("http://{}/health", app.address);
     let client = reqwest::Client::new();
@@ -279,7 +287,8 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
         waiting.is_err(),
         "a third connection was served beyond the cap"
     );
-    drop(idle);
+    drop(socket);
+    let _still_idle = idle;
     let served = tokio::time::timeout(Duration::from_secs(5), client.get(&health).send())
         .await
         .expect("served once a connection closed")
