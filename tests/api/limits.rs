@@ -52,6 +52,15 @@ async fn post_raw(
     )
 }
 
+/// Waits until `condition` holds (checked every 2 ms), failing with `what` after `within`.
+async fn until(within: Duration, what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 fn codes(body: &Value) -> Vec<String> {
     body["errors"]
         .as_array()
@@ -177,13 +186,10 @@ async fn replays_are_priced_by_their_work_and_run_on_their_own_share() {
             post_raw(&app, &admin, rebuild, json!({})).await
         })
     };
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while server.load().1.0 == 0 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+    until(Duration::from_secs(10), "the rebuild started", || {
+        server.load().1.0 > 0
     })
-    .await
-    .expect("the rebuild started");
+    .await;
     let report = "{ funnelReport { eventsReplayed } }";
     let (status, retry_after, body) = post_raw(&app, &instructor, report, json!({})).await;
     assert_eq!(codes(&body), vec!["RATE_LIMITED"], "{body}");
@@ -606,23 +612,19 @@ async fn a_websocket_client_that_stops_reading_is_dropped_after_the_send_timeout
         .send(Message::text(subscribe.to_string()))
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while server.live_load(app.tenant).0 == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    until(Duration::from_secs(10), "the subscription started", || {
+        server.live_load(app.tenant).0 > 0
     })
-    .await
-    .expect("the subscription started");
+    .await;
 
     // Read nothing: the server gives up on this client and ends its subscription.
     let started = Instant::now();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while server.live_load(app.tenant).0 > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the server dropped the client that stopped reading");
+    until(
+        Duration::from_secs(60),
+        "the server dropped the client that stopped reading",
+        || server.live_load(app.tenant).0 == 0,
+    )
+    .await;
     println!("dropped {:?} after subscribing", started.elapsed());
     let mut received = 0i64;
     while let Some(Ok(message)) = socket.next().await {
