@@ -77,6 +77,8 @@ pub enum Refusal {
 pub struct Admission {
     limits: Limits,
     state: Mutex<State>,
+    /// Slots handed out since the start (each one piece of work: one statement for a read).
+    admitted: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -139,6 +141,7 @@ impl Admission {
                 free: limits.slots,
                 ..State::default()
             }),
+            admitted: Default::default(),
         })
     }
 
@@ -164,6 +167,7 @@ impl Admission {
             if free > 0 && entry.running < limits.per_tenant && entry.queue.is_empty() {
                 entry.running += 1;
                 state.free -= 1;
+                self.count_admitted();
                 return Ok(Slot {
                     admission: Some(self.clone()),
                     tenant,
@@ -191,7 +195,10 @@ impl Admission {
         // A slot freed between the check above and now finds this waiter in the queue.
         self.pass_on();
         match tokio::time::timeout(self.limits.max_wait, turn).await {
-            Ok(Ok(slot)) => Ok(slot),
+            Ok(Ok(slot)) => {
+                self.count_admitted();
+                Ok(slot)
+            }
             // The waiter is dropped with its receiver: a slot sent to it comes back (`pass_on`).
             Ok(Err(_)) | Err(_) => Err(Refusal::Saturated),
         }
@@ -263,6 +270,16 @@ impl Admission {
             return Some((waiter, tenant));
         }
         None
+    }
+
+    fn count_admitted(&self) {
+        self.admitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Pieces of work admitted since the start.
+    pub fn admitted(&self) -> u64 {
+        self.admitted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Slots held and work queued, for tests and operators: `(running, queued)`.

@@ -315,6 +315,12 @@ impl App {
             .map_err(|refusal| AppError::not_admitted(refusal, "reports and exports"))
     }
 
+    /// Commands and reads admitted since the start: each read is one statement, so the
+    /// difference over a request is what it cost the database (for tests and operators).
+    pub fn admitted(&self) -> u64 {
+        self.admission.admitted()
+    }
+
     /// Work running and queued: `(commands and reads, reports and exports)`, each
     /// `(running, queued)`.
     pub fn load(&self) -> ((usize, usize), (usize, usize)) {

@@ -652,7 +652,13 @@ async fn a_page_reads_each_relation_once_not_once_per_row() {
         max_wait: Duration::from_secs(5),
         refusal_delay: Duration::ZERO,
     };
-    let app = TestApp::spawn_configured(|app| app.with_limits(limits), |_| {}).await;
+    let mut handle = None;
+    let app = TestApp::spawn_configured(
+        |app| app.with_limits(limits),
+        |state| handle = Some(state.app.clone()),
+    )
+    .await;
+    let server = handle.unwrap();
     let admin = app.admin();
     let course = app.create_course(&admin, "PAGE", 50).await;
     for i in 0..30 {
@@ -665,6 +671,7 @@ async fn a_page_reads_each_relation_once_not_once_per_row() {
             app.submit(&admin, enrollment).await;
         }
     }
+    let reads_before = server.admitted();
     let page = app
         .ok(
             &admin,
@@ -673,6 +680,8 @@ async fn a_page_reads_each_relation_once_not_once_per_row() {
             json!({}),
         )
         .await;
+    // One read for the page and one per relation (each read is one statement).
+    assert_eq!(server.admitted() - reads_before, 4);
     let edges = page["enrollments"]["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 30);
     let submitted = edges
