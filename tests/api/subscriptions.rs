@@ -162,6 +162,13 @@ async fn without_a_start_position_a_subscription_delivers_only_new_events_and_re
     let payload = after.next_payload().await;
     assert_eq!(payload["data"]["events"]["position"], json!(position + 1));
     assert_eq!(payload["data"]["events"]["type"], "COURSE_CREATED");
+    // Fields come back in the order the subscription asked for them, not sorted.
+    let fields: Vec<&String> = payload["data"]["events"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(fields, ["position", "type", "traineeId"]);
     let _ = course;
 }
 
