@@ -438,6 +438,32 @@ async fn read_body(
     Ok(Bytes::from(bytes))
 }
 
+/// How a request's operation is named in the log: its `operationName`, else the operation's
+/// own name, else its type and first root field (`mutation createCourse`), so that anonymous
+/// operations can be told apart too.
+fn operation_label(request: &mut async_graphql::Request) -> String {
+    use async_graphql::parser::types::Selection;
+    if let Some(name) = &request.operation_name {
+        return name.clone();
+    }
+    let Ok(document) = request.parsed_query() else {
+        return "-".into();
+    };
+    match document.operations.iter().next() {
+        Some((Some(name), _)) => name.to_string(),
+        Some((None, operation)) => {
+            let first = operation.node.selection_set.node.items.first();
+            match first.map(|selection| &selection.node) {
+                Some(Selection::Field(field)) => {
+                    format!("{} {}", operation.node.ty, field.node.name.node)
+                }
+                _ => operation.node.ty.to_string(),
+            }
+        }
+        None => "-".into(),
+    }
+}
+
 /// A document refused before validation for its size with fragments expanded
 /// ([`documents::TooLarge`]): nothing of it was validated or run.
 fn too_large_response(
@@ -455,13 +481,10 @@ async fn execute(
     headers: &HeaderMap,
     media: MediaType,
     method: Method,
-    batch: BatchRequest,
+    mut batch: BatchRequest,
 ) -> Response {
     let started = Instant::now();
-    let operation_names: Vec<String> = batch
-        .iter()
-        .map(|r| r.operation_name.clone().unwrap_or_else(|| "-".into()))
-        .collect();
+    let operation_names: Vec<String> = batch.iter_mut().map(operation_label).collect();
     let caller = match authenticate(state, headers) {
         Ok(caller) => caller,
         Err(message) => {
