@@ -145,10 +145,6 @@ impl Admission {
         })
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// The state is only touched for a few instructions at a time, so a poisoned lock leaves
     /// nothing half-done: keep using it.
     fn state(&self) -> MutexGuard<'_, State> {
