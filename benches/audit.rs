@@ -253,7 +253,7 @@ impl Pages {
     }
 }
 
-const PAGE: &str = "query($pos: Int, $f: AuditFilter) { auditTrail(first: 100, afterPosition: $pos, filter: $f) { \
+const PAGE: &str = "query($pos: Position, $f: AuditFilter) { auditTrail(first: 100, afterPosition: $pos, filter: $f) { \
     edges { cursor node { eventId position streamId type version data recordedAt \
     metadata { actor { id role } commandId correlationId } } } pageInfo { hasNextPage } } }";
 

@@ -72,6 +72,8 @@ pub struct Config {
     /// WebSocket: time to send `connection_init`, and operations per socket.
     pub ws_init_timeout: Duration,
     pub ws_max_operations: usize,
+    /// When set, `/metrics` answers only with it as a bearer token.
+    pub metrics_token: Option<String>,
 }
 
 /// A duration in humantime's syntax (`1500ms`, `10s`, `2m`).
@@ -159,6 +161,7 @@ impl Config {
             http_max_connections: parsed("HTTP_MAX_CONNECTIONS", 10_000)?,
             ws_init_timeout: duration("WS_INIT_TIMEOUT", Duration::from_secs(10))?,
             ws_max_operations: parsed("WS_MAX_OPERATIONS", 64)?,
+            metrics_token: var("METRICS_TOKEN"),
         })
     }
 

@@ -17,13 +17,14 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State};
+use axum::extract::{MatchedPath, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Largest request body accepted (a 64 KiB answers document plus the query fits easily).
@@ -67,6 +68,8 @@ pub struct HttpState {
     /// Parsed operations, by text (see [`documents`]).
     pub documents: Arc<documents::Documents>,
     pub limits: HttpLimits,
+    /// When set, `/metrics` asks for it as a bearer token.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -76,8 +79,59 @@ pub fn router(state: HttpState) -> Router {
         .route("/audit/export", get(export::handler))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::middleware::from_fn(request_ids))
         .with_state(state)
+}
+
+/// Counts every routed request by its route (the pattern, never the raw path) and status.
+async fn observe(
+    State(state): State<HttpState>,
+    route: Option<MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let metrics = state.app.metrics();
+    metrics
+        .http_requests
+        .with_label_values(&[route, response.status().as_str()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Prometheus' scrape target. Nothing in it names a tenant or a caller; where the port is
+/// reachable by others, `METRICS_TOKEN` makes it ask for a bearer token.
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.metrics_token {
+        use sha2::{Digest, Sha256};
+        // Compared as digests, so the time taken says nothing about a common prefix.
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(bearer_token)
+            .unwrap_or_default();
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.as_bytes()) {
+            let mut response = StatusCode::UNAUTHORIZED.into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    let body = state.app.render_metrics();
+    (
+        [(header::CONTENT_TYPE, crate::metrics::Metrics::CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -91,7 +145,6 @@ async fn request_ids(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    use tracing::Instrument;
     let request_id = request
         .headers()
         .get(REQUEST_ID)
@@ -104,8 +157,14 @@ async fn request_ids(
     if let Some(value) = header(&correlation) {
         request.headers_mut().insert(CORRELATION_ID, value);
     }
-    let span =
-        tracing::info_span!("request", request_id = %request_id, correlation_id = %correlation);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
+        request_id = %request_id,
+        correlation_id = %correlation,
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::trace_request(&span, request.headers());
     let mut response = next.run(request).instrument(span).await;
     for (name, value) in [(REQUEST_ID, &request_id), (CORRELATION_ID, &correlation)] {
         if let Some(value) = header(value) {
@@ -442,7 +501,6 @@ async fn read_body(
 /// own name, else its type and first root field (`mutation createCourse`), so that anonymous
 /// operations can be told apart too.
 fn operation_label(request: &mut async_graphql::Request) -> String {
-    use async_graphql::parser::types::Selection;
     if let Some(name) = &request.operation_name {
         return name.clone();
     }
@@ -451,16 +509,64 @@ fn operation_label(request: &mut async_graphql::Request) -> String {
     };
     match document.operations.iter().next() {
         Some((Some(name), _)) => name.to_string(),
-        Some((None, operation)) => {
-            let first = operation.node.selection_set.node.items.first();
-            match first.map(|selection| &selection.node) {
-                Some(Selection::Field(field)) => {
-                    format!("{} {}", operation.node.ty, field.node.name.node)
-                }
-                _ => operation.node.ty.to_string(),
-            }
-        }
+        Some((None, operation)) => type_and_root_field(&operation.node),
         None => "-".into(),
+    }
+}
+
+/// How an operation is named in metrics: its type and first root field (`mutation
+/// createCourse`), whatever the client called it, so the label's values are bounded by the
+/// schema. Meaningful only for a document that validates; the others count as [`INVALID`].
+pub(crate) fn metric_operation(request: &mut async_graphql::Request) -> String {
+    let wanted = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return INVALID.into();
+    };
+    let chosen = document.operations.iter().find(|(name, _)| match &wanted {
+        Some(wanted) => name.is_some_and(|name| name.as_str() == wanted),
+        None => true,
+    });
+    chosen.map_or_else(
+        || INVALID.into(),
+        |(_, operation)| type_and_root_field(&operation.node),
+    )
+}
+
+/// The metrics' name for operations that did not parse or validate.
+pub(crate) const INVALID: &str = "invalid";
+
+fn type_and_root_field(operation: &async_graphql::parser::types::OperationDefinition) -> String {
+    use async_graphql::parser::types::Selection;
+    match operation.selection_set.node.items.first().map(|s| &s.node) {
+        Some(Selection::Field(field)) => format!("{} {}", operation.ty, field.node.name.node),
+        _ => operation.ty.to_string(),
+    }
+}
+
+/// Counts one GraphQL operation: by `label` unless its document was refused (parse or
+/// validation), by its first error's code or `ok`.
+pub(crate) fn count_operation(
+    app: &App,
+    label: &str,
+    errors: &[ServerError],
+    took: Option<Duration>,
+) {
+    let first_code = errors.first().and_then(code_of);
+    let refused = first_code
+        .as_deref()
+        .is_some_and(|code| code == PARSE_FAILED || code == VALIDATION_FAILED);
+    let label = if refused { INVALID } else { label };
+    let outcome = first_code.as_deref().unwrap_or("ok");
+    let metrics = app.metrics();
+    metrics
+        .graphql_operations
+        .with_label_values(&[label, outcome])
+        .inc();
+    if let Some(took) = took {
+        metrics
+            .graphql_duration
+            .with_label_values(&[label])
+            .observe(took.as_secs_f64());
     }
 }
 
@@ -485,11 +591,15 @@ async fn execute(
 ) -> Response {
     let started = Instant::now();
     let operation_names: Vec<String> = batch.iter_mut().map(operation_label).collect();
+    let metric_names: Vec<String> = batch.iter_mut().map(metric_operation).collect();
     let caller = match authenticate(state, headers) {
         Ok(caller) => caller,
         Err(message) => {
             tracing::info!(method = %method, operation = operation_names.join(","), outcome = "UNAUTHENTICATED", "graphql request refused");
             let error = request_error(message, "UNAUTHENTICATED");
+            for label in &metric_names {
+                count_operation(&state.app, label, std::slice::from_ref(&error), None);
+            }
             let mut response = error_response(StatusCode::UNAUTHORIZED, media, vec![error]);
             response
                 .headers_mut()
@@ -504,7 +614,12 @@ async fn execute(
     let context = RequestContext::new(&state.app, caller, correlation_id(headers));
     // Every request of the batch was prepared by its caller (parsed once, size-checked).
     let batch = batch.data(context);
-    let mut response = state.schema.execute_batch(batch).await;
+    let span = tracing::info_span!(
+        "operation",
+        otel.name = %metric_names.join(","),
+        graphql.operation = %operation_names.join(","),
+    );
+    let mut response = state.schema.execute_batch(batch).instrument(span).await;
     let mut codes: Vec<String> = Vec::new();
     let mut request_failed = false;
     let mut visit = |r: &mut async_graphql::Response| {
@@ -522,6 +637,14 @@ async fn execute(
     match &mut response {
         BatchResponse::Single(r) => visit(r),
         BatchResponse::Batch(rs) => rs.iter_mut().for_each(visit),
+    }
+    let took = started.elapsed();
+    let responses = match &response {
+        BatchResponse::Single(r) => std::slice::from_ref(r),
+        BatchResponse::Batch(rs) => rs.as_slice(),
+    };
+    for (label, r) in metric_names.iter().zip(responses) {
+        count_operation(&state.app, label, &r.errors, Some(took));
     }
     let outcome = if codes.is_empty() {
         "ok".to_string()

@@ -10,6 +10,7 @@ use coursetrail::db::{self, Database};
 use coursetrail::domain::TenantId;
 use coursetrail::reports::LifecyclePoint;
 use coursetrail::reports::duration::{DurationSpec, GroupBy};
+use coursetrail::telemetry::Telemetry;
 use coursetrail::{graphql, server, store};
 use std::path::Path;
 use std::time::Duration;
@@ -144,30 +145,17 @@ enum TenantCommand {
     List,
 }
 
-/// Logs to stderr: text (coloured on a terminal), or one JSON object per line with
-/// `LOG_FORMAT=json`; filtered by `RUST_LOG`. Each request's lines carry its span's fields
-/// (request id, correlation id).
-fn init_logging() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match std::env::var("LOG_FORMAT").as_deref().map(str::trim) {
-        Ok("json") => builder.json().with_current_span(true).init(),
-        Ok("text") | Ok("") | Err(_) => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        Ok(other) => bail!("LOG_FORMAT is not valid: {other:?} (text or json)"),
-    }
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
-    init_logging()?;
+    let telemetry = Telemetry::init()?;
     let cli = Cli::parse();
+    let outcome = run(cli).await;
+    telemetry.shutdown();
+    outcome
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,

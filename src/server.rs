@@ -78,6 +78,7 @@ pub fn configured_state(
     };
     state.ws.init_timeout = config.ws_init_timeout;
     state.ws.max_operations = config.ws_max_operations;
+    state.metrics_token = config.metrics_token.as_deref().map(Arc::from);
     state
 }
 
@@ -97,6 +98,7 @@ pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
         ws: Default::default(),
         documents: Default::default(),
         limits: HttpLimits::default(),
+        metrics_token: None,
     }
 }
 

@@ -64,7 +64,8 @@ const DURATION_REPORT: &str =
     "{ durationReport(input: {from: REGISTERED, to: COMPLETED}) { rows { count } } }";
 /// Every event after a position: the catch-up delivers the last one at once (which tells the
 /// subscription was accepted), then the live ones follow.
-const EVENTS: &str = "subscription($after: Int) { events(afterPosition: $after) { position } }";
+const EVENTS: &str =
+    "subscription($after: Position) { events(afterPosition: $after) { position } }";
 
 /// What tenant A floods the server with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -73,6 +73,16 @@ pub enum Refusal {
     Saturated,
 }
 
+impl Refusal {
+    /// The refusal's name in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::TenantBusy => "tenant_busy",
+            Refusal::Saturated => "saturated",
+        }
+    }
+}
+
 /// One pool's admission: slots, and who waits for them.
 pub struct Admission {
     limits: Limits,

@@ -199,6 +199,7 @@ impl Follower {
         }
         loop {
             if let Some(event) = self.buffer.pop_front() {
+                self.ticket.delivered();
                 return Some((Ok(event), self));
             }
             if !self.caught_up {

@@ -16,6 +16,7 @@
 
 use super::{AppError, Caller};
 use crate::domain::TenantId;
+use crate::metrics::Metrics;
 use crate::store::live::Hub;
 use crate::store::log::{self, LogFilter, LoggedEvent};
 use sqlx::PgPool;
@@ -77,6 +78,7 @@ pub(super) struct Feeds {
     /// Per followed tenant, when its delivery budget is next free (see
     /// [`SubscriptionLimits::events_per_second`]).
     paces: Mutex<HashMap<TenantId, Instant>>,
+    metrics: Arc<Metrics>,
 }
 
 /// An open subscription, counted until dropped.
@@ -91,10 +93,16 @@ impl Ticket {
     pub fn pace(&self, events: usize) -> Duration {
         self.feeds.pace(self.tenant, events)
     }
+
+    /// Counts one event sent to this subscription.
+    pub fn delivered(&self) {
+        self.feeds.metrics.events_delivered.inc();
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.feeds.metrics.subscriptions_open.dec();
         let mut open = lock(&self.feeds.open);
         for key in [(self.tenant, None), (self.tenant, Some(self.actor))] {
             if let Some(count) = open.get_mut(&key) {
@@ -114,8 +122,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Feeds {
-    pub fn new(pool: PgPool, limits: SubscriptionLimits) -> Arc<Self> {
+    pub fn new(pool: PgPool, limits: SubscriptionLimits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
+            metrics,
             hub: Hub::new(pool.clone()),
             pool,
             limits,
@@ -163,6 +172,7 @@ impl Feeds {
         }
         *open.entry((tenant, None)).or_default() += 1;
         *open.entry((tenant, Some(actor))).or_default() += 1;
+        self.metrics.subscriptions_open.inc();
         Ok(Ticket {
             feeds: self.clone(),
             tenant,
@@ -235,19 +245,19 @@ async fn follow_log(
     loop {
         // Nobody follows any more: stop, under the lock `subscribe` takes, so that no new
         // follower can subscribe to a feed that is ending.
-        let pool = {
+        let (pool, metrics) = {
             let Some(feeds) = feeds.upgrade() else { return };
             let mut senders = lock(&feeds.senders);
             if sender.receiver_count() == 0 {
                 senders.remove(&tenant);
                 return;
             }
-            feeds.pool.clone()
+            (feeds.pool.clone(), feeds.metrics.clone())
         };
         if pool.is_closed() {
             return;
         }
-        match read_new(&pool, tenant, &mut last, sender).await {
+        match read_new(&pool, tenant, &mut last, sender, &metrics).await {
             Ok(()) => failures = 0,
             Err(error) => {
                 failures += 1;
@@ -280,6 +290,7 @@ async fn read_new(
     tenant: TenantId,
     last: &mut Option<i64>,
     sender: &broadcast::Sender<Arc<Batch>>,
+    metrics: &Metrics,
 ) -> Result<(), crate::store::StoreError> {
     let Some(after) = *last else {
         let head = log::head(pool, tenant).await?;
@@ -295,7 +306,13 @@ async fn read_new(
     loop {
         let page = log::read_page(pool, tenant, &LogFilter::default(), after, PAGE_SIZE).await?;
         let full = page.events.len() as i64 >= PAGE_SIZE;
-        if !page.events.is_empty() {
+        if let Some(newest) = page.events.last() {
+            // Commit time is the database's clock, read time the server's: on one machine, or
+            // with synchronised clocks, the difference is the feed's lag.
+            let lag = (chrono::Utc::now() - newest.recorded_at).num_microseconds();
+            metrics
+                .feed_lag
+                .observe(lag.unwrap_or(0).max(0) as f64 / 1e6);
             let batch = Batch {
                 after,
                 to: page.scanned_to,
@@ -323,7 +340,7 @@ mod tests {
             events_per_second: 1_000,
             ..SubscriptionLimits::default()
         };
-        let feeds = Feeds::new(pool, limits);
+        let feeds = Feeds::new(pool, limits, Arc::default());
         let (busy, quiet) = (
             TenantId::from_uuid(Uuid::new_v4()),
             TenantId::from_uuid(Uuid::new_v4()),

@@ -15,9 +15,9 @@
 //! a tenant (pairs and the odd triple under the many-tenants load) are then written exactly as
 //! without group commit — each writes its rows while another's commit is flushed and waits only
 //! at the head row — instead of one after the other; only a busier tenant queues, and its
-//! batches pipeline the same way. The many-tenants p99 latency was above 25 ms in 4 of 6 runs
-//! with one in flight, 3 of 7 with two, 0 of 3 with four, and 0 of 7 without group commit; the
-//! hot tenant's commands/s were the same with two and four (CPU-bound by then).
+//! batches pipeline the same way. With a single leader, pairs of overlapping writes waited for
+//! each other and the many-tenants p99 latency rose; four leaders keep it where it is without
+//! group commit, and the hot tenant's throughput was no higher with more (docs/benchmarks.md).
 //!
 //! A queued write holds no connection: most are written by another's batch and never need one
 //! again. A write whose request is dropped while it queues is not written. The batch runs in its own
@@ -34,13 +34,14 @@
 
 use super::Conn;
 use crate::domain::{Event, StreamType, SubmissionId, TenantId};
+use crate::metrics::Metrics;
 use crate::projections::ProjectionWrite;
 use crate::projections::rows::StreamRows;
 use crate::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
 use chrono::{DateTime, Utc};
+use prometheus::{Histogram, IntCounter};
 use sqlx::PgPool;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -114,18 +115,20 @@ struct InFlight {
     queue: Vec<Waiter>,
 }
 
-/// What group commit did since the server started (for tests and operators).
-#[derive(Default)]
+/// What group commit did since the server started: the application's metrics
+/// ([`Metrics`]'s `group_commit_*`), read by tests through [`GroupCommit::stats`].
 struct Stats {
     /// Batches of two or more writes that committed.
-    batches: AtomicU64,
+    batches: IntCounter,
+    /// Writes per committed batch.
+    batch_size: Histogram,
     /// Writes appended by those batches.
-    batched_writes: AtomicU64,
+    batched_writes: IntCounter,
     /// Writes those batches refused (a conflict, a unique rule), each answered as if alone.
-    refused_writes: AtomicU64,
+    refused_writes: IntCounter,
     /// Batches that failed with an error (nothing written), whose writes were then written one
     /// by one.
-    failed_batches: AtomicU64,
+    failed_batches: IntCounter,
 }
 
 /// A copy of [`GroupCommit`]'s counters.
@@ -227,20 +230,26 @@ impl Drop for Leadership {
 }
 
 impl GroupCommit {
-    pub fn new(enabled: bool) -> Self {
+    pub fn new(enabled: bool, metrics: &Metrics) -> Self {
         Self {
             enabled,
             tenants: Mutex::new(HashMap::new()),
-            stats: Stats::default(),
+            stats: Stats {
+                batches: metrics.group_commit_batches.clone(),
+                batch_size: metrics.group_commit_batch_size.clone(),
+                batched_writes: metrics.group_commit_batched_writes.clone(),
+                refused_writes: metrics.group_commit_refused_writes.clone(),
+                failed_batches: metrics.group_commit_failed_batches.clone(),
+            },
         }
     }
 
     pub fn stats(&self) -> GroupCommitStats {
         GroupCommitStats {
-            batches: self.stats.batches.load(Ordering::Relaxed),
-            batched_writes: self.stats.batched_writes.load(Ordering::Relaxed),
-            refused_writes: self.stats.refused_writes.load(Ordering::Relaxed),
-            failed_batches: self.stats.failed_batches.load(Ordering::Relaxed),
+            batches: self.stats.batches.get(),
+            batched_writes: self.stats.batched_writes.get(),
+            refused_writes: self.stats.refused_writes.get(),
+            failed_batches: self.stats.failed_batches.get(),
         }
     }
 
@@ -373,15 +382,13 @@ async fn write_batch(
                 .iter()
                 .filter(|o| matches!(o, BatchOutcome::Appended(_)))
                 .count();
-            group.stats.batches.fetch_add(1, Ordering::Relaxed);
-            group
-                .stats
-                .batched_writes
-                .fetch_add(appended as u64, Ordering::Relaxed);
+            group.stats.batches.inc();
+            group.stats.batch_size.observe(outcomes.len() as f64);
+            group.stats.batched_writes.inc_by(appended as u64);
             group
                 .stats
                 .refused_writes
-                .fetch_add((outcomes.len() - appended) as u64, Ordering::Relaxed);
+                .inc_by((outcomes.len() - appended) as u64);
             for (waiter, outcome) in members.into_iter().zip(&outcomes[1..]) {
                 waiter.answer(Turn::Written(*outcome));
             }
@@ -394,7 +401,7 @@ async fn write_batch(
             Err(StoreError::OutcomeUnknown(error))
         }
         Err(error) => {
-            group.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            group.stats.failed_batches.inc();
             tracing::debug!(%error, writes = members.len() + 1, "a batch failed; its writes are written one by one");
             for waiter in members {
                 waiter.answer(Turn::Alone);

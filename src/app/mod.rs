@@ -28,6 +28,7 @@ pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
 use crate::auth::{Principal, Role};
 use crate::domain::values::Score;
 use crate::domain::{CourseId, Event, StreamType, SubmissionId, TenantId};
+use crate::metrics::Metrics;
 use crate::projections;
 use crate::projections::rows::{EventPlace, StreamRows};
 use crate::store::{self, CommandRecord, Metadata, Notifier, StoreError, StreamEvent, UniqueRule};
@@ -40,6 +41,7 @@ use sqlx::{PgPool, Postgres};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// How many times a command is tried when its stream keeps changing between load and append.
@@ -61,6 +63,7 @@ pub struct App {
     heavy_pool: PgPool,
     heavy_admission: Arc<Admission>,
     timeouts: Timeouts,
+    metrics: Arc<Metrics>,
 }
 
 /// The longest each kind of work runs, waiting included, before it is answered `TIMEOUT`.
@@ -259,7 +262,8 @@ impl App {
     /// As [`App::new`], keeping up to `capacity` recently used streams (0: none; every command
     /// then reads its stream).
     pub fn with_stream_cache(pool: PgPool, capacity: usize) -> Self {
-        let feeds = feed::Feeds::new(pool.clone(), SubscriptionLimits::default());
+        let metrics = Arc::new(Metrics::new());
+        let feeds = feed::Feeds::new(pool.clone(), SubscriptionLimits::default(), metrics.clone());
         let notifier = Notifier::spawn(pool.clone());
         let connections = pool.options().get_max_connections() as usize;
         Self {
@@ -268,10 +272,11 @@ impl App {
             feeds,
             notifier,
             recent: Arc::new(Recent::new(capacity)),
-            group: Arc::new(GroupCommit::new(true)),
+            group: Arc::new(GroupCommit::new(true, &metrics)),
             admission: Admission::new(Limits::for_pool(connections)),
             heavy_admission: Admission::new(default_heavy_limits()),
             timeouts: Timeouts::default(),
+            metrics,
         }
     }
 
@@ -288,7 +293,7 @@ impl App {
 
     /// How many live subscriptions may be open per caller and per tenant.
     pub fn with_subscription_limits(mut self, limits: SubscriptionLimits) -> Self {
-        self.feeds = feed::Feeds::new(self.pool.clone(), limits);
+        self.feeds = feed::Feeds::new(self.pool.clone(), limits, self.metrics.clone());
         self
     }
 
@@ -304,7 +309,7 @@ impl App {
         self.admission
             .enter(caller.tenant())
             .await
-            .map_err(|refusal| AppError::not_admitted(refusal, "requests"))
+            .map_err(|refusal| self.refused(refusal, "main", "requests"))
     }
 
     /// A slot for one report, rebuild or export of the caller's tenant.
@@ -312,7 +317,49 @@ impl App {
         self.heavy_admission
             .enter(caller.tenant())
             .await
-            .map_err(|refusal| AppError::not_admitted(refusal, "reports and exports"))
+            .map_err(|refusal| self.refused(refusal, "report", "reports and exports"))
+    }
+
+    /// Counts a refused slot of `pool` and says so to the caller.
+    fn refused(&self, refusal: admission::Refusal, pool: &str, what: &str) -> AppError {
+        self.metrics
+            .admission_refused
+            .with_label_values(&[pool, refusal.label()])
+            .inc();
+        AppError::not_admitted(refusal, what)
+    }
+
+    /// The application's metrics, for the HTTP layer to count requests in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metrics in Prometheus' text format, with the pools' and queues' gauges read now.
+    pub fn render_metrics(&self) -> String {
+        let metrics = &self.metrics;
+        let pools = [
+            ("main", &self.pool, &self.admission),
+            ("report", &self.heavy_pool, &self.heavy_admission),
+        ];
+        for (name, pool, admission) in pools {
+            let (size, idle) = (pool.size() as i64, pool.num_idle() as i64);
+            let max = i64::from(pool.options().get_max_connections());
+            let connections =
+                |state: &str| metrics.db_connections.with_label_values(&[name, state]);
+            connections("in_use").set(size - idle);
+            connections("idle").set(idle);
+            metrics
+                .db_connections_max
+                .with_label_values(&[name])
+                .set(max);
+            let (running, waiting) = admission.load();
+            let gauge = |family: &prometheus::IntGaugeVec, value: usize| {
+                family.with_label_values(&[name]).set(value as i64)
+            };
+            gauge(&metrics.admission_running, running);
+            gauge(&metrics.admission_waiting, waiting);
+        }
+        metrics.render()
     }
 
     /// Commands and reads admitted since the start: each read is one statement, so the
@@ -330,7 +377,7 @@ impl App {
     /// Turns group commit ([`group`]) on (the default) or off (every write then commits on its
     /// own, as in a server without it).
     pub fn with_group_commit(mut self, enabled: bool) -> Self {
-        self.group = Arc::new(GroupCommit::new(enabled));
+        self.group = Arc::new(GroupCommit::new(enabled, &self.metrics));
         self
     }
 
@@ -366,8 +413,18 @@ impl App {
         F: FnMut(Conn, Source) -> Fut,
         Fut: Future<Output = Result<CommandOutcome, AppError>>,
     {
+        let started = std::time::Instant::now();
+        let span = tracing::info_span!("command", otel.name = command_type, command = command_type);
         let run = self.run_untimed(caller, options, command_type, attempt);
-        within(self.timeouts.command, "command", run).await
+        let outcome = within(self.timeouts.command, "command", run)
+            .instrument(span)
+            .await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(error) => error.code(),
+        };
+        self.metrics.command(command_type, label, started.elapsed());
+        outcome
     }
 
     async fn run_untimed<F, Fut>(

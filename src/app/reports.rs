@@ -77,10 +77,13 @@ impl App {
             course_ids,
             data_for,
         };
+        let started = std::time::Instant::now();
         let replay = async {
             Ok::<_, AppError>(replay::replay(&self.heavy_pool, &query, &mut fold, progress).await?)
         };
         let stats = super::within(self.timeouts.report, "report", replay).await?;
+        self.metrics
+            .replay("report", stats.events, started.elapsed());
         Ok(ReportOutput {
             rows: finish(fold),
             as_of,
@@ -143,12 +146,16 @@ impl App {
     ) -> Result<RebuildReport, AppError> {
         caller.require(&[Role::Admin], "rebuild projections")?;
         let _slot = self.admit_heavy(caller).await?;
+        let started = std::time::Instant::now();
         let rebuild = async {
             Ok::<_, AppError>(
                 rebuild::rebuild_tenant(&self.heavy_pool, caller.tenant(), progress).await?,
             )
         };
-        super::within(self.timeouts.report, "rebuild", rebuild).await
+        let report = super::within(self.timeouts.report, "rebuild", rebuild).await?;
+        self.metrics
+            .replay("rebuild", report.events, started.elapsed());
+        Ok(report)
     }
 
     /// An enrollment as it was at `as_of`, by replaying its stream up to then. `None` if it did

@@ -9,6 +9,7 @@
 use super::context::{app, caller};
 use super::error::{GqlResultExt, to_graphql};
 use super::pagination::{PageArgs, decode_cursor, encode_cursor, page};
+use super::scalars::Position;
 use super::types::Role;
 use crate::app::AppError;
 use crate::store::log::{LogFilter, LoggedEvent};
@@ -104,8 +105,8 @@ impl AuditEvent {
         self.0.event_id
     }
     /// The tenant position: gap-free, in commit order. Usable as `afterPosition`.
-    async fn position(&self) -> i64 {
-        self.0.position
+    async fn position(&self) -> Position {
+        Position(self.0.position)
     }
     /// The same position as an opaque cursor, usable as `after`.
     async fn cursor(&self) -> String {
@@ -160,13 +161,15 @@ impl AuditEvent {
 }
 
 /// The start position from `after` (a cursor) or `afterPosition`; `None` when neither is given.
-fn start(after: Option<String>, after_position: Option<i64>) -> async_graphql::Result<Option<i64>> {
+fn start(
+    after: Option<String>,
+    after_position: Option<Position>,
+) -> async_graphql::Result<Option<i64>> {
     let bad = |message: &str| to_graphql(AppError::BadInput(message.into()));
     match (after, after_position) {
         (Some(_), Some(_)) => Err(bad("give either after or afterPosition, not both")),
         (Some(cursor), None) => decode_cursor::<i64>(&cursor, "after").map(Some),
-        (None, Some(position)) if position < 0 => Err(bad("afterPosition must not be negative")),
-        (None, position) => Ok(position),
+        (None, position) => Ok(position.map(|Position(position)| position)),
     }
 }
 
@@ -184,7 +187,7 @@ impl AuditQuery {
         filter: Option<AuditFilter>,
         first: Option<i32>,
         after: Option<String>,
-        after_position: Option<i64>,
+        after_position: Option<Position>,
     ) -> async_graphql::Result<Connection<String, AuditEvent>> {
         let caller = caller(ctx)?;
         let start = start(after, after_position)?;
@@ -210,7 +213,7 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
-        after_position: Option<i64>,
+        after_position: Option<Position>,
         filter: Option<AuditFilter>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<AuditEvent>> + use<>> {
         let caller = caller(ctx)?;

@@ -11,6 +11,7 @@ mod mutation;
 mod pagination;
 mod query;
 mod reports;
+mod scalars;
 mod types;
 
 pub use context::RequestContext;

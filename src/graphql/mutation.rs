@@ -4,6 +4,7 @@
 
 use super::context::{app, caller, command_options};
 use super::error::{GqlResultExt, to_graphql};
+use super::scalars::Position;
 use super::types::{Course, Enrollment, Trainee};
 use crate::app::{AppError, Caller, CommandOutcome, may_see_trainee, visible_enrollment};
 use crate::domain::values::{
@@ -85,7 +86,7 @@ pub struct WithdrawRegistrationInput {
 pub struct CoursePayload {
     pub course: Course,
     /// The tenant position of the last event appended.
-    pub position: i64,
+    pub position: Position,
     /// True when this answers a repeat of an earlier command (same commandId).
     pub replayed: bool,
 }
@@ -93,14 +94,14 @@ pub struct CoursePayload {
 #[derive(SimpleObject)]
 pub struct TraineePayload {
     pub trainee: Trainee,
-    pub position: i64,
+    pub position: Position,
     pub replayed: bool,
 }
 
 #[derive(SimpleObject)]
 pub struct EnrollmentPayload {
     pub enrollment: Enrollment,
-    pub position: i64,
+    pub position: Position,
     pub replayed: bool,
 }
 
@@ -108,7 +109,7 @@ pub struct EnrollmentPayload {
 pub struct SubmitTestPayload {
     pub enrollment: Enrollment,
     pub submission_id: Uuid,
-    pub position: i64,
+    pub position: Position,
     pub replayed: bool,
 }
 
@@ -132,7 +133,7 @@ async fn course_payload(
     })?;
     Ok(CoursePayload {
         course: Course(row),
-        position: outcome.position,
+        position: outcome.position.into(),
         replayed: outcome.replayed,
     })
 }
@@ -154,7 +155,7 @@ async fn enrollment_payload(
     let row = row.ok_or_else(|| to_graphql(AppError::NotFound("enrollment not found".into())))?;
     Ok(EnrollmentPayload {
         enrollment: Enrollment::live(row),
-        position: outcome.position,
+        position: outcome.position.into(),
         replayed: outcome.replayed,
     })
 }
@@ -226,7 +227,7 @@ impl CoreMutation {
         let row = row.ok_or_else(|| to_graphql(AppError::NotFound("trainee not found".into())))?;
         Ok(TraineePayload {
             trainee: Trainee(row),
-            position: outcome.position,
+            position: outcome.position.into(),
             replayed: outcome.replayed,
         })
     }

@@ -2,6 +2,7 @@
 
 use super::context::{app, caller, rows};
 use super::error::{GqlResultExt, to_graphql};
+use super::scalars::Position;
 use super::types::Course;
 use crate::app::AppError;
 use crate::domain::CourseId;
@@ -133,8 +134,8 @@ pub struct DurationReport {
     /// The time the report describes.
     pub as_of: DateTime<Utc>,
     /// The tenant position the replay ended at.
-    pub position: i64,
-    pub events_replayed: u64,
+    pub position: Position,
+    pub events_replayed: Position,
 }
 
 pub struct FunnelReportRow(crate::reports::funnel::FunnelRow);
@@ -210,13 +211,13 @@ impl FunnelReportRow {
 pub struct FunnelReport {
     pub rows: Vec<FunnelReportRow>,
     pub as_of: DateTime<Utc>,
-    pub position: i64,
-    pub events_replayed: u64,
+    pub position: Position,
+    pub events_replayed: Position,
 }
 
 #[derive(SimpleObject)]
 pub struct RebuildProjectionsPayload {
-    pub events_replayed: u64,
+    pub events_replayed: Position,
     pub courses: u64,
     pub trainees: u64,
     pub enrollments: u64,
@@ -256,8 +257,8 @@ impl ReportQuery {
                 })
                 .collect(),
             as_of: report.as_of,
-            position: report.position,
-            events_replayed: report.events_replayed,
+            position: report.position.into(),
+            events_replayed: report.events_replayed.into(),
         })
     }
 
@@ -277,8 +278,8 @@ impl ReportQuery {
         Ok(FunnelReport {
             rows: report.rows.into_iter().map(FunnelReportRow).collect(),
             as_of: report.as_of,
-            position: report.position,
-            events_replayed: report.events_replayed,
+            position: report.position.into(),
+            events_replayed: report.events_replayed.into(),
         })
     }
 }
@@ -297,7 +298,7 @@ impl ReportMutation {
         let caller = caller(ctx)?;
         let report = app(ctx).rebuild_projections(caller, |_| {}).await.gql()?;
         Ok(RebuildProjectionsPayload {
-            events_replayed: report.events,
+            events_replayed: report.events.into(),
             courses: report.courses,
             trainees: report.trainees,
             enrollments: report.enrollments,

@@ -44,6 +44,15 @@ enum Format {
     Csv,
 }
 
+impl Format {
+    fn as_str(self) -> &'static str {
+        match self {
+            Format::Ndjson => "ndjson",
+            Format::Csv => "csv",
+        }
+    }
+}
+
 /// The CSV columns, in order; the NDJSON objects carry the same fields (actor nested).
 const CSV_HEADER: &str = "position,eventId,streamId,streamType,version,type,schemaVersion,\
 recordedAt,actorId,actorRole,commandId,correlationId,causationId,traineeId,courseId,data\r\n";
@@ -81,14 +90,25 @@ pub async fn handler(
         Format::Ndjson => None,
         Format::Csv => Some(Ok(Bytes::from_static(CSV_HEADER.as_bytes()))),
     };
-    let body = stream::iter(header).chain(pages.map(move |page| match page {
-        Ok(events) => Ok(render(&events, format)),
-        Err(error) => {
-            let code = error.code();
-            tracing::error!(error = %error, code, "audit export failed midway");
-            Err(std::io::Error::other("audit export failed"))
-        }
-    }));
+    let sent = state
+        .app
+        .metrics()
+        .export_bytes
+        .with_label_values(&[format.as_str()]);
+    let body = stream::iter(header)
+        .chain(pages.map(move |page| match page {
+            Ok(events) => Ok(render(&events, format)),
+            Err(error) => {
+                let code = error.code();
+                tracing::error!(error = %error, code, "audit export failed midway");
+                Err(std::io::Error::other("audit export failed"))
+            }
+        }))
+        .inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                sent.inc_by(bytes.len() as u64);
+            }
+        });
     tracing::info!(tenant = %caller.tenant(), "audit export started");
     let (content_type, extension) = match format {
         Format::Ndjson => ("application/x-ndjson", "ndjson"),

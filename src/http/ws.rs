@@ -332,16 +332,26 @@ impl Connection {
         }
         self.generation += 1;
         let generation = self.generation;
+        let label = super::metric_operation(&mut request);
         let context = RequestContext::new(&self.state.app, Some(caller), self.correlation_id);
         let request = request.data(context);
         let mut responses = self.state.schema.execute_stream(request);
+        let app = self.state.app.clone();
         let outgoing = self.outgoing_tx.clone();
         let task_id = id.clone();
         let task = tokio::spawn(async move {
             let id = task_id;
             let mut first = true;
+            let mut counted = Counted {
+                app,
+                label,
+                errors: Vec::new(),
+            };
             while let Some(mut response) = responses.next().await {
                 response.errors.iter_mut().for_each(ensure_code);
+                if counted.errors.is_empty() {
+                    counted.errors.clone_from(&response.errors);
+                }
                 // An operation that failed before producing anything (validation, or a
                 // resolver refusing to start) is an `error` message, which ends it.
                 let failed = first
@@ -404,6 +414,20 @@ impl Connection {
 
 /// The token in a `connection_init` payload: `{"Authorization": "Bearer …"}` (any case) or
 /// `{"token": "…"}`.
+/// A subscription, counted in the metrics when it ends however it ends (completed, failed,
+/// stopped by the client, or the socket closed), by its first error or as `ok`.
+struct Counted {
+    app: crate::app::App,
+    label: String,
+    errors: Vec<async_graphql::ServerError>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        super::count_operation(&self.app, &self.label, &self.errors, None);
+    }
+}
+
 fn token_of(fields: &serde_json::Map<String, Value>) -> Option<String> {
     for (key, value) in fields {
         let Some(value) = value.as_str() else {

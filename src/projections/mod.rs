@@ -180,6 +180,7 @@ impl<'q> ProjectionRows<'q> for ProjectionWrite<'q> {
 
 /// A course's passing score, for grading. A plain read: the passing score never changes once
 /// the course is created, so no lock is needed to keep it valid until the grade is written.
+#[tracing::instrument(level = "debug", name = "db.passing_score", skip_all, fields(db.system = "postgresql"))]
 pub async fn passing_score(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -197,6 +198,7 @@ pub async fn passing_score(
 /// active enrollment in the course. The write then re-checks the course under a lock
 /// ([`ProjectionWrite::Registration`]) and the unique index re-checks the enrollment, so these
 /// reads need no lock of their own.
+#[tracing::instrument(level = "debug", name = "db.registration_facts", skip_all, fields(db.system = "postgresql"))]
 pub async fn registration_facts(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -281,6 +283,7 @@ fn submission_row(r: &PgRow) -> Result<SubmissionRow, sqlx::Error> {
     })
 }
 
+#[tracing::instrument(level = "debug", name = "db.course", skip_all, fields(db.system = "postgresql"))]
 pub async fn course(
     pool: &PgPool,
     tenant: TenantId,
@@ -297,6 +300,7 @@ pub async fn course(
 }
 
 /// The courses of `ids` that exist (one statement for a page's worth of relations).
+#[tracing::instrument(level = "debug", name = "db.courses_by_id", skip_all, fields(db.system = "postgresql"))]
 pub async fn courses_by_id(
     pool: &PgPool,
     tenant: TenantId,
@@ -315,6 +319,7 @@ pub async fn courses_by_id(
 }
 
 /// One keyset page of courses in id order (ids are UUIDv7, so this is creation order).
+#[tracing::instrument(level = "debug", name = "db.courses", skip_all, fields(db.system = "postgresql"))]
 pub async fn courses(
     pool: &PgPool,
     tenant: TenantId,
@@ -337,6 +342,7 @@ pub async fn courses(
     rows.iter().map(course_row).collect()
 }
 
+#[tracing::instrument(level = "debug", name = "db.trainee", skip_all, fields(db.system = "postgresql"))]
 pub async fn trainee(
     pool: &PgPool,
     tenant: TenantId,
@@ -353,6 +359,7 @@ pub async fn trainee(
 }
 
 /// The trainees of `ids` that exist.
+#[tracing::instrument(level = "debug", name = "db.trainees_by_id", skip_all, fields(db.system = "postgresql"))]
 pub async fn trainees_by_id(
     pool: &PgPool,
     tenant: TenantId,
@@ -370,6 +377,7 @@ pub async fn trainees_by_id(
     rows.iter().map(trainee_row).collect()
 }
 
+#[tracing::instrument(level = "debug", name = "db.trainees", skip_all, fields(db.system = "postgresql"))]
 pub async fn trainees(
     pool: &PgPool,
     tenant: TenantId,
@@ -389,6 +397,7 @@ pub async fn trainees(
     rows.iter().map(trainee_row).collect()
 }
 
+#[tracing::instrument(level = "debug", name = "db.enrollment", skip_all, fields(db.system = "postgresql"))]
 pub async fn enrollment(
     pool: &PgPool,
     tenant: TenantId,
@@ -413,6 +422,7 @@ pub struct EnrollmentFilter {
     pub status: Option<EnrollmentStatus>,
 }
 
+#[tracing::instrument(level = "debug", name = "db.enrollments", skip_all, fields(db.system = "postgresql"))]
 pub async fn enrollments(
     pool: &PgPool,
     tenant: TenantId,
@@ -440,6 +450,7 @@ pub async fn enrollments(
 
 /// The submissions of the `enrollments` (only of `trainee`'s, when given), each
 /// enrollment's in submission order.
+#[tracing::instrument(level = "debug", name = "db.submissions", skip_all, fields(db.system = "postgresql"))]
 pub async fn submissions(
     pool: &PgPool,
     tenant: TenantId,

@@ -72,6 +72,7 @@ const MAX_ATTEMPTS: usize = 5;
 /// batch, though, locks several streams' rows one after another, in its own order, so it and
 /// the swap can form a lock cycle; PostgreSQL then cancels one of them, and the swap starts
 /// over like when the log moved (a cancelled batch's writes are written one by one).
+#[tracing::instrument(level = "debug", name = "db.rebuild_tenant", skip_all, fields(db.system = "postgresql"))]
 pub async fn rebuild_tenant(
     pool: &PgPool,
     tenant: TenantId,

@@ -109,6 +109,7 @@ pub enum ReplayError<E> {
 
 /// Replays the events matching `query` into `fold`, in position order. `progress` is called
 /// after each page with the events replayed so far.
+#[tracing::instrument(level = "debug", name = "db.replay", skip_all, fields(db.system = "postgresql"))]
 pub async fn replay<F: Fold>(
     pool: &PgPool,
     query: &ReplayQuery,

@@ -86,6 +86,7 @@ const COLUMNS: &str = "e.position, e.event_id, e.stream_id, e.stream_type, e.ver
 /// One statement, so the events and the head come from one snapshot: because positions are
 /// handed out under the head row's lock and in commit order, a snapshot that shows the head at
 /// `h` shows every event up to `h` and none after it.
+#[tracing::instrument(level = "debug", name = "db.read_page", skip_all, fields(db.system = "postgresql"))]
 pub async fn read_page(
     executor: impl PgExecutor<'_>,
     tenant: TenantId,
@@ -134,6 +135,7 @@ pub async fn read_page(
 
 /// The tenant's head: the position of its newest committed event (0 when it has none or does
 /// not exist).
+#[tracing::instrument(level = "debug", name = "db.head", skip_all, fields(db.system = "postgresql"))]
 pub async fn head(executor: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64, StoreError> {
     let head: Option<i64> =
         sqlx::query_scalar("SELECT last_position FROM tenant_heads WHERE tenant_id = $1")

@@ -79,6 +79,7 @@ pub struct StreamEvent {
 }
 
 /// Loads a whole stream in version order (streams are short: a handful of events).
+#[tracing::instrument(level = "debug", name = "db.load_stream", skip_all, fields(db.system = "postgresql"))]
 pub async fn load_stream(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -119,6 +120,7 @@ pub struct CommandRecord {
 }
 
 /// The outcome of a command seen before, if any.
+#[tracing::instrument(level = "debug", name = "db.find_command", skip_all, fields(db.system = "postgresql"))]
 pub async fn find_command(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -247,6 +249,7 @@ const APPEND_STATEMENT: &str = "SELECT coursetrail_append($1, $2, $3, $4, $5, $6
 /// in one self-committing call. Returns the tenant position of its last event.
 ///
 /// The new-event wake-up is not sent here: see [`Notifier`].
+#[tracing::instrument(level = "debug", name = "db.append_with", skip_all, fields(db.system = "postgresql"))]
 pub async fn append_with<'q, P: ProjectionRows<'q>>(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -275,6 +278,7 @@ pub async fn append_with<'q, P: ProjectionRows<'q>>(
 /// An error the database reports means nothing was written; it is returned as is. Any other
 /// error (the connection lost while the call ran) leaves the outcome unknown:
 /// [`StoreError::OutcomeUnknown`].
+#[tracing::instrument(level = "debug", name = "db.append_batch", skip_all, fields(db.system = "postgresql"))]
 pub async fn append_batch<'q, P: ProjectionRows<'q>>(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -457,6 +461,7 @@ fn classify(error: sqlx::Error) -> StoreError {
 }
 
 /// Creates a tenant and its head row. Writes the reference table first (Citus rule 15).
+#[tracing::instrument(level = "debug", name = "db.create_tenant", skip_all, fields(db.system = "postgresql"))]
 pub async fn create_tenant(conn: &mut PgConnection, name: &str) -> Result<TenantId, StoreError> {
     let tenant = TenantId::generate();
     sqlx::query("INSERT INTO tenants (tenant_id, name) VALUES ($1, $2)")
@@ -472,6 +477,7 @@ pub async fn create_tenant(conn: &mut PgConnection, name: &str) -> Result<Tenant
 }
 
 /// The tenants, oldest first (an operator's listing).
+#[tracing::instrument(level = "debug", name = "db.list_tenants", skip_all, fields(db.system = "postgresql"))]
 pub async fn list_tenants(
     conn: &mut PgConnection,
 ) -> Result<Vec<(TenantId, String, DateTime<Utc>)>, StoreError> {

@@ -1,12 +1,12 @@
 //! The `auditTrail` query and the `/audit/export` endpoint: order, metadata, filters, cursors,
 //! the page cap, role rules and tenant isolation.
 
-use crate::helpers::{TestApp, uuid};
+use crate::helpers::{TestApp, position, uuid};
 use coursetrail::auth::Role;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const TRAIL: &str = "query($f: AuditFilter, $first: Int, $after: String, $pos: Int) { \
+const TRAIL: &str = "query($f: AuditFilter, $first: Int, $after: String, $pos: Position) { \
     auditTrail(filter: $f, first: $first, after: $after, afterPosition: $pos) { \
       pageInfo { hasNextPage hasPreviousPage endCursor } \
       edges { cursor node { eventId position streamId streamType version type data recordedAt \
@@ -35,7 +35,7 @@ fn types(connection: &Value) -> Vec<String> {
 fn positions(connection: &Value) -> Vec<i64> {
     nodes(connection)
         .iter()
-        .map(|node| node["position"].as_i64().expect("position"))
+        .map(|node| position(&node["position"]))
         .collect()
 }
 
@@ -189,7 +189,7 @@ async fn pages_follow_opaque_cursors_or_a_payload_position_and_the_page_size_is_
             json!({}),
         )
         .await;
-    let position = data["createCourse"]["position"].as_i64().unwrap();
+    let position = position(&data["createCourse"]["position"]);
     assert_eq!(position, 46);
     let page = trail(&app, &admin, json!({ "pos": 45 })).await;
     assert_eq!(positions(&page), vec![46]);

@@ -1,6 +1,6 @@
 //! Races decided by constraints, and the ordering guarantees of the log.
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, position};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -102,7 +102,7 @@ async fn concurrent_commands_on_one_stream_get_gap_free_versions_in_commit_order
     );
     // Every acknowledged command's event is there, at the position it was told.
     for ack in &acknowledged {
-        let position = ack["position"].as_i64().unwrap();
+        let position = position(&ack["position"]);
         let row = rows
             .iter()
             .find(|r| r.1 == position)

@@ -42,6 +42,14 @@ struct SharedEngine {
 }
 
 /// Whether the suite runs on Citus (`COURSETRAIL_TEST_CITUS=1`).
+/// A `Position` from a response: a 64-bit integer sent as a decimal string.
+pub fn position(value: &serde_json::Value) -> i64 {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("not a Position: {value}"))
+}
+
 pub fn on_citus() -> bool {
     std::env::var("COURSETRAIL_TEST_CITUS").is_ok_and(|v| v == "1" || v == "true")
 }

@@ -32,7 +32,8 @@ async fn the_full_lifecycle_through_http_for_each_role() {
     assert_eq!(completed["enrollment"]["status"], "COMPLETED");
     assert_eq!(completed["enrollment"]["version"], 5);
     // Tenant positions: course, trainee, then five enrollment events.
-    assert_eq!(completed["position"], 7);
+    // Positions are 64-bit, sent as strings.
+    assert_eq!(completed["position"], "7");
 
     // The projections show it immediately.
     let data = app

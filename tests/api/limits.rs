@@ -211,7 +211,7 @@ async fn replays_are_priced_by_their_work_and_run_on_their_own_share() {
         let (status, _, body) = post_raw(&app, &instructor, report, json!({})).await;
         if status == 200 {
             assert!(
-                body["data"]["funnelReport"]["eventsReplayed"].is_number(),
+                body["data"]["funnelReport"]["eventsReplayed"].is_string(),
                 "{body}"
             );
             break;

@@ -1,6 +1,6 @@
 //! Replays: projection rebuilds reproduce the live tables, reports read the log as of a time.
 
-use crate::helpers::{TestApp, caller};
+use crate::helpers::{TestApp, caller, position};
 use coursetrail::app::{App, AppError, CommandOptions};
 use coursetrail::auth::Role;
 use coursetrail::domain::values::{Answers, CourseCode, CourseTitle, Email, PersonName, Score};
@@ -205,7 +205,7 @@ async fn rebuild_through_graphql_is_admin_only_and_reads_keep_working() {
     app.register_for_course(&admin, course, Some(trainee)).await;
     let rebuild = "mutation { rebuildProjections { eventsReplayed courses trainees enrollments submissions } }";
     let data = app.ok(&admin, rebuild, json!({})).await;
-    assert_eq!(data["rebuildProjections"]["eventsReplayed"], 3);
+    assert_eq!(data["rebuildProjections"]["eventsReplayed"], "3");
     assert_eq!(data["rebuildProjections"]["enrollments"], 1);
     assert_eq!(
         app.error_code(Some(&app.instructor()), rebuild, json!({}))
@@ -287,8 +287,8 @@ async fn reports_as_of_a_past_time_ignore_later_events() {
     );
     assert!(row["durations"].is_null());
     assert!(
-        then["durationReport"]["eventsReplayed"].as_u64()
-            < now["durationReport"]["eventsReplayed"].as_u64()
+        position(&then["durationReport"]["eventsReplayed"])
+            < position(&now["durationReport"]["eventsReplayed"])
     );
 
     let funnel = "query($i: FunnelReportInput!) { funnelReport(input: $i) { rows { registered started passed completed withdrawn firstAttemptPassRate } } }";

@@ -128,4 +128,4 @@ impl WsClient {
 }
 
 /// The subscription the tests use: every event after a position, with its position.
-pub const EVENTS: &str = "subscription($after: Int, $filter: AuditFilter) { events(afterPosition: $after, filter: $filter) { position type traineeId } }";
+pub const EVENTS: &str = "subscription($after: Position, $filter: AuditFilter) { events(afterPosition: $after, filter: $filter) { position type traineeId } }";

@@ -1,0 +1,333 @@
+//! `/metrics`: every family the operator's dashboards read, in a format a Prometheus parser
+//! accepts, with values that follow what the server did, and labels bounded by the schema.
+
+use crate::helpers::TestApp;
+use crate::ws::{EVENTS, WsClient};
+use prometheus_parse::{Scrape, Value as Metric};
+use serde_json::json;
+use std::sync::Arc;
+
+async fn fetch(app: &TestApp, token: Option<&str>) -> (u16, String, String) {
+    let mut request = app.client.get(format!("http://{}/metrics", app.address));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("scrape");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.expect("body"))
+}
+
+fn parse(text: &str) -> Scrape {
+    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("Prometheus text format")
+}
+
+/// The value of the series `name{labels}` (a histogram: its count), if present.
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == name)
+        .find(|sample| {
+            labels
+                .iter()
+                .all(|(key, wanted)| sample.labels.get(key) == Some(wanted))
+        })
+        .map(|sample| match &sample.value {
+            Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v) => *v,
+            Metric::Histogram(buckets) => buckets.last().map_or(0.0, |bucket| bucket.count),
+            Metric::Summary(_) => panic!("no summaries are exported"),
+        })
+}
+
+const FAMILIES: &[&str] = &[
+    "coursetrail_http_requests_total",
+    "coursetrail_http_request_duration_seconds",
+    "coursetrail_graphql_operations_total",
+    "coursetrail_graphql_operation_duration_seconds",
+    "coursetrail_commands_total",
+    "coursetrail_command_duration_seconds",
+    "coursetrail_group_commit_batches_total",
+    "coursetrail_group_commit_batch_size",
+    "coursetrail_group_commit_batched_writes_total",
+    "coursetrail_group_commit_refused_writes_total",
+    "coursetrail_group_commit_failed_batches_total",
+    "coursetrail_db_connections",
+    "coursetrail_db_connections_max",
+    "coursetrail_admission_running",
+    "coursetrail_admission_waiting",
+    "coursetrail_admission_refused_total",
+    "coursetrail_subscriptions_open",
+    "coursetrail_events_delivered_total",
+    "coursetrail_feed_lag_seconds",
+    "coursetrail_replay_events_total",
+    "coursetrail_replay_duration_seconds",
+    "coursetrail_export_bytes_total",
+];
+
+#[tokio::test]
+async fn metrics_follow_what_the_server_did_in_prometheus_text_format() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let course = app.create_course(&admin, "MET", 50).await;
+    let trainee = app.register_trainee(&admin, "m@example.com").await;
+    app.register_for_course(&admin, course, Some(trainee)).await;
+    // A rejected command counts under its code.
+    let code = app
+        .error_code(
+            Some(&admin),
+            "mutation { createCourse(input: {code: \"MET\", title: \"again\", passingScore: 50}) { position } }",
+            json!({}),
+        )
+        .await;
+
+    // A live subscription that has received the three events.
+    let mut live = WsClient::ready(&app, &admin).await;
+    live.subscribe("all", EVENTS, json!({ "after": 0 })).await;
+    for _ in 0..3 {
+        let payload = live.next_payload().await;
+        assert!(payload.get("errors").is_none(), "{payload}");
+    }
+
+    // A report (a replay) and an export.
+    let report = app
+        .ok(&admin, "{ funnelReport { eventsReplayed } }", json!({}))
+        .await;
+    let replayed: f64 = crate::helpers::position(&report["funnelReport"]["eventsReplayed"]) as f64;
+    assert!(replayed >= 1.0);
+    let export = app
+        .client
+        .get(format!("http://{}/audit/export?format=csv", app.address))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(export.status().as_u16(), 200);
+    let exported = export.bytes().await.expect("export body").len() as f64;
+
+    // Whatever a client names its operation, it is counted by type and root field; a document
+    // that does not validate is counted as invalid, whatever it asked for.
+    app.ok(
+        &admin,
+        "query ClientChosenName123 { me { role } }",
+        json!({}),
+    )
+    .await;
+    let invalid = app
+        .error_code(Some(&admin), "{ noSuchField }", json!({}))
+        .await;
+    assert_eq!(invalid, "GRAPHQL_VALIDATION_FAILED");
+
+    let (status, content_type, text) = fetch(&app, None).await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let scrape = parse(&text);
+    for family in FAMILIES {
+        assert!(
+            scrape.docs.contains_key(*family),
+            "{family} is missing:\n{text}"
+        );
+    }
+    let get = |name: &str, labels: &[(&str, &str)]| value(&scrape, name, labels).unwrap_or(0.0);
+
+    let commands = "coursetrail_commands_total";
+    for command in ["createCourse", "registerTrainee", "registerForCourse"] {
+        assert_eq!(
+            get(commands, &[("command", command), ("outcome", "ok")]),
+            1.0,
+            "{command}"
+        );
+    }
+    assert_eq!(
+        get(
+            commands,
+            &[("command", "createCourse"), ("outcome", code.as_str())]
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "coursetrail_command_duration_seconds",
+            &[("command", "createCourse")]
+        ),
+        2.0
+    );
+    let operations = "coursetrail_graphql_operations_total";
+    assert_eq!(
+        get(operations, &[("operation", "query me"), ("outcome", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        get(
+            operations,
+            &[
+                ("operation", "invalid"),
+                ("outcome", "GRAPHQL_VALIDATION_FAILED")
+            ]
+        ),
+        1.0
+    );
+    assert!(!text.contains("ClientChosenName123") && !text.contains("noSuchField"));
+    assert_eq!(
+        get(
+            operations,
+            &[("operation", "mutation createCourse"), ("outcome", "ok")]
+        ),
+        1.0
+    );
+    // Six operations answered 200; the one that did not validate, 400 (this client accepts
+    // application/graphql-response+json).
+    let requests = "coursetrail_http_requests_total";
+    assert_eq!(
+        get(requests, &[("route", "/graphql"), ("status", "200")]),
+        6.0,
+        "{text}"
+    );
+    assert_eq!(
+        get(requests, &[("route", "/graphql"), ("status", "400")]),
+        1.0
+    );
+    assert_eq!(
+        get(requests, &[("route", "/graphql/ws"), ("status", "101")]),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "coursetrail_http_requests_total",
+            &[("route", "/audit/export"), ("status", "200")]
+        ),
+        1.0
+    );
+
+    assert_eq!(get("coursetrail_subscriptions_open", &[]), 1.0);
+    assert_eq!(get("coursetrail_events_delivered_total", &[]), 3.0);
+    assert_eq!(
+        get("coursetrail_replay_events_total", &[("purpose", "report")]),
+        replayed
+    );
+    assert_eq!(
+        get("coursetrail_replay_events_total", &[("purpose", "rebuild")]),
+        0.0
+    );
+    assert_eq!(
+        get(
+            "coursetrail_replay_duration_seconds",
+            &[("purpose", "report")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        get("coursetrail_export_bytes_total", &[("format", "csv")]),
+        exported
+    );
+    assert_eq!(
+        get("coursetrail_export_bytes_total", &[("format", "ndjson")]),
+        0.0
+    );
+    assert_eq!(
+        get(
+            "coursetrail_admission_refused_total",
+            &[("pool", "main"), ("reason", "tenant_busy")]
+        ),
+        0.0
+    );
+    let max = get("coursetrail_db_connections_max", &[("pool", "main")]);
+    let in_use = get(
+        "coursetrail_db_connections",
+        &[("pool", "main"), ("state", "in_use")],
+    );
+    let idle = get(
+        "coursetrail_db_connections",
+        &[("pool", "main"), ("state", "idle")],
+    );
+    assert!(
+        max > 0.0 && in_use + idle <= max && in_use + idle >= 1.0,
+        "{in_use} {idle} {max}"
+    );
+    assert_eq!(
+        get("coursetrail_admission_waiting", &[("pool", "main")]),
+        0.0
+    );
+
+    // The subscription, once closed, is no longer open.
+    drop(live);
+    let mut open = 1.0;
+    for _ in 0..100 {
+        let (_, _, text) = fetch(&app, None).await;
+        open = value(&parse(&text), "coursetrail_subscriptions_open", &[]).unwrap();
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, 0.0);
+}
+
+#[tokio::test]
+async fn group_commit_batches_are_counted_as_the_stats_say() {
+    let mut handle = None;
+    let app = TestApp::spawn_with(|state| handle = Some(state.app.clone())).await;
+    let server = handle.unwrap();
+    let admin = Arc::new(app.admin());
+    let app = Arc::new(app);
+    // Enough concurrent writes of one tenant that some queue and are written in batches.
+    let writes: Vec<_> = (0..40)
+        .map(|i| {
+            let (app, admin) = (app.clone(), admin.clone());
+            tokio::spawn(async move { app.create_course(&admin, &format!("G{i}"), 50).await })
+        })
+        .collect();
+    for write in writes {
+        write.await.expect("write");
+    }
+    let stats = server.group_commit_stats();
+    let (_, _, text) = fetch(&app, None).await;
+    let scrape = parse(&text);
+    let get = |name: &str| value(&scrape, name, &[]).unwrap();
+    assert_eq!(
+        get("coursetrail_group_commit_batches_total"),
+        stats.batches as f64
+    );
+    assert_eq!(
+        get("coursetrail_group_commit_batch_size"),
+        stats.batches as f64
+    );
+    assert_eq!(
+        get("coursetrail_group_commit_batched_writes_total"),
+        stats.batched_writes as f64
+    );
+    let commands: f64 = scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == "coursetrail_commands_total")
+        .filter(|sample| sample.labels.get("command") == Some("createCourse"))
+        .map(|sample| match sample.value {
+            Metric::Counter(count) => count,
+            _ => panic!("a counter"),
+        })
+        .sum();
+    assert_eq!(commands, 40.0, "every write is one command, batched or not");
+}
+
+#[tokio::test]
+async fn a_metrics_token_keeps_the_scrape_target_private() {
+    let app = TestApp::spawn_with(|state| state.metrics_token = Some(Arc::from("scrape-me"))).await;
+    let (status, _, _) = fetch(&app, None).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = fetch(&app, Some("wrong")).await;
+    assert_eq!(status, 401);
+    let (status, _, text) = fetch(&app, Some("scrape-me")).await;
+    assert_eq!(status, 200);
+    assert!(
+        parse(&text)
+            .docs
+            .contains_key("coursetrail_admission_refused_total")
+    );
+}
