@@ -44,6 +44,8 @@ use uuid::Uuid;
 
 #[path = "load/noisy.rs"]
 mod noisy;
+#[path = "load/scrape.rs"]
+mod scrape;
 
 const ISSUER: &str = "coursetrail";
 const AUDIENCE: &str = "coursetrail";
@@ -1030,6 +1032,9 @@ async fn load_scenario(args: &Args, env: &Environment) -> anyhow::Result<Figures
     );
     println!("  errors by extensions.code: {}", codes_line(&tally.codes));
     println!("  replayed (same commandId): {}", tally.replayed);
+    if let Err(error) = scrape::print_metrics(&env.url).await {
+        println!("  server /metrics: not read ({error:#})");
+    }
     if let Some((commits, rollbacks)) = result.transactions {
         println!(
             "  database transactions per command: {:.2} ({commits} committed, {rollbacks} rolled \

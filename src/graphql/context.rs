@@ -1,10 +1,9 @@
 //! What a resolver can reach: the application, and the verified caller of this request.
 
 use super::error::to_graphql;
-use super::loaders::Rows;
+use super::loaders::{RowLoader, Rows};
 use crate::app::{App, AppError, Caller, CommandOptions};
 use async_graphql::Context;
-use async_graphql::dataloader::DataLoader;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -16,7 +15,7 @@ pub struct RequestContext {
     /// Ties together everything this request causes (from `X-Correlation-Id` or generated).
     pub correlation_id: Uuid,
     /// The caller's row loader (`None` without a caller).
-    rows: Option<Arc<DataLoader<Rows>>>,
+    rows: Option<Arc<RowLoader>>,
 }
 
 impl RequestContext {
@@ -33,7 +32,7 @@ impl RequestContext {
 }
 
 /// The request's row loader ([`Rows`]), or `UNAUTHENTICATED`.
-pub fn rows<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a DataLoader<Rows>> {
+pub fn rows<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a RowLoader> {
     ctx.data_opt::<RequestContext>()
         .and_then(|request| request.rows.as_deref())
         .ok_or_else(|| {

@@ -1,7 +1,8 @@
 //! Queries: parse arguments, call the application, wrap the rows.
 
-use super::context::{app, caller};
+use super::context::{app, caller, rows as row_loader};
 use super::error::GqlResultExt;
+use super::loaders::prefetch_enrollment_relations;
 use super::pagination::{PageArgs, page};
 use super::types::{Course, Enrollment, EnrollmentStatus, Me, Trainee};
 use crate::domain::{CourseId, EnrollmentId, TraineeId};
@@ -113,6 +114,7 @@ impl CoreQuery {
             .enrollments(caller, filter, args.after, args.fetch_limit())
             .await
             .gql()?;
+        prefetch_enrollment_relations(ctx, row_loader(ctx)?, &rows).await?;
         Ok(page(
             &args,
             rows,
