@@ -109,7 +109,7 @@ pub async fn connect_with(
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
         .application_name("coursetrail");
     let options = if is_citus(&options).await? {
-        // Citus cannot plan many statement shapes generically (CITUS.md rule 19): keep
+        // Citus cannot plan many statement shapes generically (docs/citus-rules.md, rule 19): keep
         // PostgreSQL's default plan choice there.
         options
     } else {

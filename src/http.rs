@@ -590,6 +590,15 @@ async fn execute(
     mut batch: BatchRequest,
 ) -> Response {
     let started = Instant::now();
+    // Not a GraphQL request at all (no `query`, say `{"qeury": …}`): a 400 whatever the media
+    // type, rather than the parse error of an empty document.
+    if batch
+        .iter_mut()
+        .any(|request| request.query.trim().is_empty())
+    {
+        let error = request_error("the request has no query", "BAD_REQUEST");
+        return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
+    }
     let operation_names: Vec<String> = batch.iter_mut().map(operation_label).collect();
     let metric_names: Vec<String> = batch.iter_mut().map(metric_operation).collect();
     let caller = match authenticate(state, headers) {

@@ -227,6 +227,7 @@ impl Metrics {
         }
         for purpose in ["report", "rebuild"] {
             metrics.replay_events.with_label_values(&[purpose]);
+            metrics.replay_duration.with_label_values(&[purpose]);
         }
         for format in ["ndjson", "csv"] {
             metrics.export_bytes.with_label_values(&[format]);

@@ -5,7 +5,7 @@
 //! event types that ask for it, as text, decoded lazily by the fold), lets PostgreSQL filter by
 //! `asOf`, event type and course, and fetches the next pages on their own connections while the
 //! current one is folded. What it never does: hold more than a few pages in memory, use a
-//! server-side cursor (on Citus a cursor materialises the whole result, CITUS.md rule 13), or
+//! server-side cursor (on Citus a cursor materialises the whole result, docs/citus-rules.md, rule 13), or
 //! read projection tables.
 
 use crate::domain::events::DecodeError;

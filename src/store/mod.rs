@@ -239,7 +239,7 @@ pub trait ProjectionRows<'q>: Sized {
 
 /// The whole write path in one call: the function `coursetrail_append` (migration `…0005`).
 /// Called alone, it is one transaction; on Citus the coordinator delegates it to the worker
-/// holding the tenant (a distributed function, CITUS.md rule 18).
+/// holding the tenant (a distributed function, docs/citus-rules.md, rule 18).
 const APPEND_STATEMENT: &str = "SELECT coursetrail_append($1, $2, $3, $4, $5, $6, $7, $8, $9, \
      $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
      $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, \
