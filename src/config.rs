@@ -77,8 +77,8 @@ pub struct Config {
 }
 
 /// A duration in humantime's syntax (`1500ms`, `10s`, `2m`).
-fn duration(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-    match var(name) {
+fn duration(env: Env, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    match var(env, name) {
         None => Ok(default),
         Some(raw) => humantime::parse_duration(raw.trim()).map_err(|e| ConfigError::Invalid {
             name,
@@ -87,15 +87,18 @@ fn duration(name: &'static str, default: Duration) -> Result<Duration, ConfigErr
     }
 }
 
-fn var(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// Where settings are read from: the environment, or (for [`Config::defaults`]) nowhere.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn var(env: Env, name: &'static str) -> Option<String> {
+    env(name).filter(|v| !v.trim().is_empty())
 }
 
-fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+fn parsed<T: std::str::FromStr>(env: Env, name: &'static str, default: T) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    match var(name) {
+    match var(env, name) {
         None => Ok(default),
         Some(raw) => raw
             .trim()
@@ -110,10 +113,19 @@ where
 impl Config {
     /// Reads the environment; call `dotenvy::dotenv()` first to include a `.env` file.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&|name| std::env::var(name).ok())
+    }
+
+    /// Every setting at its default, whatever the environment says (tests, tools).
+    pub fn defaults() -> Self {
+        Self::read(&|_| None).expect("the defaults are valid")
+    }
+
+    fn read(env: Env) -> Result<Self, ConfigError> {
         let keys: Vec<JwtKeys> = [
-            var("JWT_SECRET").map(JwtKeys::Secret),
-            var("JWT_PUBLIC_KEY_FILE").map(|p| JwtKeys::PublicKeyFile(p.into())),
-            var("JWT_JWKS_FILE").map(|p| JwtKeys::JwksFile(p.into())),
+            var(env, "JWT_SECRET").map(JwtKeys::Secret),
+            var(env, "JWT_PUBLIC_KEY_FILE").map(|p| JwtKeys::PublicKeyFile(p.into())),
+            var(env, "JWT_JWKS_FILE").map(|p| JwtKeys::JwksFile(p.into())),
         ]
         .into_iter()
         .flatten()
@@ -122,46 +134,49 @@ impl Config {
             return Err(ConfigError::SeveralKeySources);
         }
         Ok(Self {
-            database_url: var("DATABASE_URL"),
-            data_dir: var("COURSETRAIL_DATA_DIR")
+            database_url: var(env, "DATABASE_URL"),
+            data_dir: var(env, "COURSETRAIL_DATA_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".coursetrail")),
-            listen_addr: parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 16)?,
+            listen_addr: parsed(env, "LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            database_max_connections: parsed(env, "DATABASE_MAX_CONNECTIONS", 16)?,
             stream_cache_capacity: parsed(
+                env,
                 "STREAM_CACHE_CAPACITY",
                 crate::app::DEFAULT_STREAM_CACHE_CAPACITY,
             )?,
-            group_commit: parsed("GROUP_COMMIT", true)?,
+            group_commit: parsed(env, "GROUP_COMMIT", true)?,
             jwt_keys: keys.into_iter().next().unwrap_or(JwtKeys::Unset),
-            jwt_issuer: var("JWT_ISSUER").unwrap_or_else(|| "coursetrail".into()),
-            jwt_audience: var("JWT_AUDIENCE").unwrap_or_else(|| "coursetrail".into()),
-            jwt_leeway_seconds: parsed("JWT_LEEWAY_SECONDS", DEFAULT_LEEWAY_SECONDS)?,
+            jwt_issuer: var(env, "JWT_ISSUER").unwrap_or_else(|| "coursetrail".into()),
+            jwt_audience: var(env, "JWT_AUDIENCE").unwrap_or_else(|| "coursetrail".into()),
+            jwt_leeway_seconds: parsed(env, "JWT_LEEWAY_SECONDS", DEFAULT_LEEWAY_SECONDS)?,
             database_acquire_timeout: duration(
+                env,
                 "DATABASE_ACQUIRE_TIMEOUT",
                 crate::db::DEFAULT_ACQUIRE_TIMEOUT,
             )?,
-            report_connections: parsed("DATABASE_REPORT_CONNECTIONS", 4)?,
-            tenant_concurrency: parsed("TENANT_CONCURRENCY", 0)?,
-            tenant_queue: parsed("TENANT_QUEUE", 64)?,
-            queue_timeout: duration("QUEUE_TIMEOUT", Duration::from_secs(2))?,
-            tenant_report_concurrency: parsed("TENANT_REPORT_CONCURRENCY", 1)?,
+            report_connections: parsed(env, "DATABASE_REPORT_CONNECTIONS", 4)?,
+            tenant_concurrency: parsed(env, "TENANT_CONCURRENCY", 0)?,
+            tenant_queue: parsed(env, "TENANT_QUEUE", 64)?,
+            queue_timeout: duration(env, "QUEUE_TIMEOUT", Duration::from_secs(2))?,
+            tenant_report_concurrency: parsed(env, "TENANT_REPORT_CONCURRENCY", 1)?,
             rate_limit_delay: duration(
+                env,
                 "RATE_LIMIT_DELAY",
                 crate::app::admission::DEFAULT_REFUSAL_DELAY,
             )?,
-            subscription_events_per_second: parsed("SUBSCRIPTION_EVENTS_PER_SECOND", 5_000)?,
-            subscriptions_per_caller: parsed("SUBSCRIPTIONS_PER_CALLER", 64)?,
-            subscriptions_per_tenant: parsed("SUBSCRIPTIONS_PER_TENANT", 2_000)?,
-            command_timeout: duration("COMMAND_TIMEOUT", Duration::from_secs(10))?,
-            report_timeout: duration("REPORT_TIMEOUT", Duration::from_secs(300))?,
-            export_timeout: duration("EXPORT_TIMEOUT", Duration::from_secs(3600))?,
-            http_header_timeout: duration("HTTP_HEADER_TIMEOUT", Duration::from_secs(10))?,
-            http_body_timeout: duration("HTTP_BODY_TIMEOUT", Duration::from_secs(10))?,
-            http_max_connections: parsed("HTTP_MAX_CONNECTIONS", 10_000)?,
-            ws_init_timeout: duration("WS_INIT_TIMEOUT", Duration::from_secs(10))?,
-            ws_max_operations: parsed("WS_MAX_OPERATIONS", 64)?,
-            metrics_token: var("METRICS_TOKEN"),
+            subscription_events_per_second: parsed(env, "SUBSCRIPTION_EVENTS_PER_SECOND", 5_000)?,
+            subscriptions_per_caller: parsed(env, "SUBSCRIPTIONS_PER_CALLER", 64)?,
+            subscriptions_per_tenant: parsed(env, "SUBSCRIPTIONS_PER_TENANT", 2_000)?,
+            command_timeout: duration(env, "COMMAND_TIMEOUT", Duration::from_secs(10))?,
+            report_timeout: duration(env, "REPORT_TIMEOUT", Duration::from_secs(300))?,
+            export_timeout: duration(env, "EXPORT_TIMEOUT", Duration::from_secs(3600))?,
+            http_header_timeout: duration(env, "HTTP_HEADER_TIMEOUT", Duration::from_secs(10))?,
+            http_body_timeout: duration(env, "HTTP_BODY_TIMEOUT", Duration::from_secs(10))?,
+            http_max_connections: parsed(env, "HTTP_MAX_CONNECTIONS", 10_000)?,
+            ws_init_timeout: duration(env, "WS_INIT_TIMEOUT", Duration::from_secs(10))?,
+            ws_max_operations: parsed(env, "WS_MAX_OPERATIONS", 64)?,
+            metrics_token: var(env, "METRICS_TOKEN"),
         })
     }
 

@@ -92,7 +92,7 @@ impl Database {
 }
 
 /// A pooled connection idle at least this long is pinged before it is handed out.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
 
 /// A connection pool for tools and tests: waits up to 10 s for a connection.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
@@ -104,6 +104,16 @@ pub async fn connect_with(
     url: &str,
     max_connections: u32,
     acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
+    connect_pinging(url, max_connections, acquire_timeout, PING_AFTER_IDLE).await
+}
+
+/// [`connect_with`], pinging a connection idle for `ping_after_idle` before handing it out.
+pub async fn connect_pinging(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    ping_after_idle: Duration,
 ) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(url)
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
@@ -128,9 +138,9 @@ pub async fn connect_with(
         // statement, so only one that sat idle a while (a database restart, a cut firewall
         // flow) is pinged; a failed ping discards it and another is handed out.
         .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
+        .before_acquire(move |conn, meta| {
             Box::pin(async move {
-                if meta.idle_for >= PING_AFTER_IDLE {
+                if meta.idle_for >= ping_after_idle {
                     conn.ping().await?;
                 }
                 Ok(true)

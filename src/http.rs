@@ -5,7 +5,10 @@
 
 pub mod documents;
 mod export;
+mod middleware;
 pub mod ws;
+
+use middleware::{correlation_id, metrics, observe, request_ids};
 
 use crate::app::{App, Caller};
 use crate::auth::{TokenVerifier, bearer_token};
@@ -17,7 +20,7 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -25,7 +28,6 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
-use uuid::Uuid;
 
 /// Largest request body accepted (a 64 KiB answers document plus the query fits easily).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -83,95 +85,6 @@ pub fn router(state: HttpState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::middleware::from_fn(request_ids))
         .with_state(state)
-}
-
-/// Counts every routed request by its route (the pattern, never the raw path) and status.
-async fn observe(
-    State(state): State<HttpState>,
-    route: Option<MatchedPath>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let metrics = state.app.metrics();
-    metrics
-        .http_requests
-        .with_label_values(&[route, response.status().as_str()])
-        .inc();
-    metrics
-        .http_duration
-        .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
-    response
-}
-
-/// Prometheus' scrape target. Nothing in it names a tenant or a caller; where the port is
-/// reachable by others, `METRICS_TOKEN` makes it ask for a bearer token.
-async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Some(expected) = &state.metrics_token {
-        use sha2::{Digest, Sha256};
-        // Compared as digests, so the time taken says nothing about a common prefix.
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(bearer_token)
-            .unwrap_or_default();
-        if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.as_bytes()) {
-            let mut response = StatusCode::UNAUTHORIZED.into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
-    }
-    let body = state.app.render_metrics();
-    (
-        [(header::CONTENT_TYPE, crate::metrics::Metrics::CONTENT_TYPE)],
-        body,
-    )
-        .into_response()
-}
-
-const REQUEST_ID: &str = "x-request-id";
-const CORRELATION_ID: &str = "x-correlation-id";
-
-/// Gives every request a request id (the client's `X-Request-Id` when it is a plain token of at
-/// most 128 visible characters, else a new UUIDv7) and a correlation id (`X-Correlation-Id`,
-/// else a new one, which the handlers then read), runs it in a span carrying both (so every
-/// log line of the request has them), and echoes both in the response.
-async fn request_ids(
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| Uuid::now_v7().to_string());
-    let correlation = correlation_id(request.headers()).to_string();
-    let header = |value: &str| HeaderValue::from_str(value).ok();
-    if let Some(value) = header(&correlation) {
-        request.headers_mut().insert(CORRELATION_ID, value);
-    }
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
-        request_id = %request_id,
-        correlation_id = %correlation,
-        trace_id = tracing::field::Empty,
-    );
-    crate::telemetry::trace_request(&span, request.headers());
-    let mut response = next.run(request).instrument(span).await;
-    for (name, value) in [(REQUEST_ID, &request_id), (CORRELATION_ID, &correlation)] {
-        if let Some(value) = header(value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
 }
 
 /// How long `/ready` waits for the database: a load balancer must hear "not ready" quickly,
@@ -296,14 +209,6 @@ fn authenticate(state: &HttpState, headers: &HeaderMap) -> Result<Option<Caller>
         .verify(token)
         .map(|principal| Some(Caller::from_principal(&principal)))
         .map_err(|error| format!("invalid token: {error}"))
-}
-
-fn correlation_id(headers: &HeaderMap) -> Uuid {
-    headers
-        .get(CORRELATION_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| Uuid::parse_str(v).ok())
-        .unwrap_or_else(Uuid::now_v7)
 }
 
 async fn graphql_get(
@@ -629,52 +534,84 @@ async fn execute(
         graphql.operation = %operation_names.join(","),
     );
     let mut response = state.schema.execute_batch(batch).instrument(span).await;
-    let mut codes: Vec<String> = Vec::new();
-    let mut request_failed = false;
-    let mut visit = |r: &mut async_graphql::Response| {
-        for error in &mut r.errors {
-            ensure_code(error);
-            let code = code_of(error).unwrap_or_default();
-            if r.data == async_graphql::Value::Null
-                && (code == PARSE_FAILED || code == VALIDATION_FAILED)
-            {
-                request_failed = true;
-            }
-            codes.push(code);
-        }
-    };
-    match &mut response {
-        BatchResponse::Single(r) => visit(r),
-        BatchResponse::Batch(rs) => rs.iter_mut().for_each(visit),
-    }
+    let outcome = Outcome::of(&mut response);
     let took = started.elapsed();
-    let responses = match &response {
-        BatchResponse::Single(r) => std::slice::from_ref(r),
-        BatchResponse::Batch(rs) => rs.as_slice(),
-    };
-    for (label, r) in metric_names.iter().zip(responses) {
+    for (label, r) in metric_names.iter().zip(responses(&response)) {
         count_operation(&state.app, label, &r.errors, Some(took));
     }
-    let outcome = if codes.is_empty() {
-        "ok".to_string()
-    } else {
-        codes.join(",")
-    };
     tracing::info!(
         method = %method,
         tenant = %tenant,
         operation = operation_names.join(","),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        outcome = %outcome,
+        duration_ms = took.as_secs_f64() * 1000.0,
+        outcome = %outcome.summary(),
         "graphql request"
     );
-    let single_request_error = request_failed && matches!(response, BatchResponse::Single(_));
-    if single_request_error && let BatchResponse::Single(r) = response {
+    http_response(response, &outcome, media)
+}
+
+/// The responses of a batch, or the one of a single request.
+fn responses(response: &BatchResponse) -> &[async_graphql::Response] {
+    match response {
+        BatchResponse::Single(r) => std::slice::from_ref(r),
+        BatchResponse::Batch(rs) => rs.as_slice(),
+    }
+}
+
+/// What the errors of an executed request say about the HTTP answer.
+struct Outcome {
+    /// Every error's code, in order.
+    codes: Vec<String>,
+    /// A request's document failed to parse or validate (nothing ran).
+    request_failed: bool,
+}
+
+impl Outcome {
+    /// Gives every error its code, and collects them.
+    fn of(response: &mut BatchResponse) -> Self {
+        let mut outcome = Outcome {
+            codes: Vec::new(),
+            request_failed: false,
+        };
+        let mut visit = |r: &mut async_graphql::Response| {
+            for error in &mut r.errors {
+                ensure_code(error);
+                let code = code_of(error).unwrap_or_default();
+                if r.data == async_graphql::Value::Null
+                    && (code == PARSE_FAILED || code == VALIDATION_FAILED)
+                {
+                    outcome.request_failed = true;
+                }
+                outcome.codes.push(code);
+            }
+        };
+        match response {
+            BatchResponse::Single(r) => visit(r),
+            BatchResponse::Batch(rs) => rs.iter_mut().for_each(visit),
+        }
+        outcome
+    }
+
+    fn summary(&self) -> String {
+        if self.codes.is_empty() {
+            "ok".into()
+        } else {
+            self.codes.join(",")
+        }
+    }
+}
+
+/// The HTTP answer to an executed request: a request error's status for a document that did
+/// not parse or validate; the load status for an operation refused as a whole for load (no
+/// data at all, every error asking to come back later), so proxies and clients back off
+/// without reading the body; else 200. Any error asking to come back later adds `Retry-After`.
+fn http_response(response: BatchResponse, outcome: &Outcome, media: MediaType) -> Response {
+    let codes = &outcome.codes;
+    if outcome.request_failed
+        && let BatchResponse::Single(r) = response
+    {
         return error_response(request_error_status(media), media, r.errors);
     }
-    // An operation refused as a whole for load (no data at all, every error asking to come
-    // back later) is answered with that status, so proxies and clients back off without
-    // reading the body; any such error adds `Retry-After`.
     let retry_later = codes.iter().any(|code| is_retry_later(code));
     let status = match &response {
         BatchResponse::Single(r)

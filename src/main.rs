@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use coursetrail::app::{App, Caller};
-use coursetrail::auth::{Role, TokenIssuer, TokenVerifier};
+use coursetrail::auth::{Role, TokenIssuer};
 use coursetrail::config::{Config, JwtKeys};
 use coursetrail::db::{self, Database};
 use coursetrail::domain::TenantId;
@@ -165,45 +165,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("migrations applied");
             database.close().await
         }
-        Command::Tenant(TenantCommand::Create { name }) => {
-            let name = name.trim();
-            if name.is_empty() || name.chars().any(char::is_control) {
-                bail!("--name must be a non-empty name without control characters");
-            }
-            let database = Database::open(&config).await?;
-            db::migrate(&database.pool).await?;
-            let mut tx = database.pool.begin().await?;
-            let tenant = store::create_tenant(&mut tx, name).await?;
-            tx.commit().await?;
-            println!("{tenant}");
-            database.close().await
-        }
-        Command::Tenant(TenantCommand::List) => {
-            let database = Database::open(&config).await?;
-            let mut conn = database.pool.acquire().await?;
-            for (id, name, created_at) in store::list_tenants(&mut conn).await? {
-                println!("{id}\t{}\t{name}", created_at.to_rfc3339());
-            }
-            drop(conn);
-            database.close().await
-        }
+        Command::Tenant(command) => with_app(&config, async |app| tenant(app, command).await).await,
         Command::Token {
             tenant,
             role,
             sub,
             ttl,
         } => {
-            let secret = match config.hs256_secret() {
-                Some(secret) => secret.to_owned(),
-                None if matches!(config.jwt_keys, JwtKeys::Unset)
-                    && config.database_url.is_none() =>
-                {
-                    dev_secret(&config.data_dir)?
-                }
-                None => bail!(
-                    "minting needs JWT_SECRET (HS256); with public keys, tokens come from your identity provider"
-                ),
-            };
+            let secret = minting_secret(&config)?;
             let issuer = TokenIssuer::new(&secret, &config.jwt_issuer, &config.jwt_audience);
             println!("{}", issuer.mint(tenant, sub, role, ttl)?);
             Ok(())
@@ -213,47 +182,85 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections(ProjectionsCommand::Rebuild { tenant }) => {
-            let database = Database::open(&config).await?;
-            db::migrate(&database.pool).await?;
-            let tenants = match tenant {
-                Some(id) => vec![TenantId::from_uuid(id)],
-                None => {
-                    let mut conn = database.pool.acquire().await?;
-                    store::list_tenants(&mut conn)
-                        .await?
-                        .into_iter()
-                        .map(|t| t.0)
-                        .collect()
-                }
-            };
-            let app = App::new(database.pool.clone());
-            for tenant in tenants {
-                let started = std::time::Instant::now();
-                let report = app
-                    .rebuild_projections(&Caller::operator(tenant), progress_printer())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("rebuilding tenant {tenant}: {e}"))?;
-                clear_progress();
-                println!(
-                    "{tenant}: {} events replayed -> {} courses, {} trainees, {} enrollments, {} submissions in {:.2} s",
-                    report.events,
-                    report.courses,
-                    report.trainees,
-                    report.enrollments,
-                    report.submissions,
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            database.close().await
+            with_app(&config, async |app| rebuild(app, tenant).await).await
         }
         Command::Report(report) => {
-            let database = Database::open(&config).await?;
-            let app = App::new(database.pool.clone());
-            let result = run_report(&app, report).await;
-            database.close().await?;
-            result
+            with_app(&config, async |app| run_report(app, report).await).await
         }
     }
+}
+
+/// Runs `work` on the application over the configured (and migrated) database, then closes it.
+async fn with_app(
+    config: &Config,
+    work: impl AsyncFnOnce(&App) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let database = Database::open(config).await?;
+    db::migrate(&database.pool).await?;
+    let app = App::new(database.pool.clone());
+    let result = work(&app).await;
+    drop(app);
+    database.close().await?;
+    result
+}
+
+async fn tenant(app: &App, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create { name } => {
+            println!(
+                "{}",
+                app.create_tenant(&name)
+                    .await
+                    .context("creating the tenant")?
+            );
+        }
+        TenantCommand::List => {
+            for tenant in app.tenants().await.context("listing the tenants")? {
+                let created = tenant.created_at.to_rfc3339();
+                println!("{}\t{created}\t{}", tenant.id, tenant.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The HS256 secret tokens are minted with: the configured one, or a private development
+/// setup's own.
+fn minting_secret(config: &Config) -> anyhow::Result<String> {
+    match config.hs256_secret() {
+        Some(secret) => Ok(secret.to_owned()),
+        None if matches!(config.jwt_keys, JwtKeys::Unset) && config.database_url.is_none() => {
+            dev_secret(&config.data_dir)
+        }
+        None => bail!(
+            "minting needs JWT_SECRET (HS256); with public keys, tokens come from your identity provider"
+        ),
+    }
+}
+
+async fn rebuild(app: &App, tenant: Option<Uuid>) -> anyhow::Result<()> {
+    let tenants = match tenant {
+        Some(id) => vec![TenantId::from_uuid(id)],
+        None => app.tenants().await?.into_iter().map(|t| t.id).collect(),
+    };
+    for tenant in tenants {
+        let started = std::time::Instant::now();
+        let report = app
+            .rebuild_projections(&Caller::operator(tenant), progress_printer())
+            .await
+            .with_context(|| format!("rebuilding tenant {tenant}"))?;
+        clear_progress();
+        println!(
+            "{tenant}: {} events replayed -> {} courses, {} trainees, {} enrollments, {} submissions in {:.2} s",
+            report.events,
+            report.courses,
+            report.trainees,
+            report.enrollments,
+            report.submissions,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// Prints "replayed N events" on stderr as a replay goes, when stderr is a terminal.
@@ -292,7 +299,7 @@ async fn run_report(app: &App, command: ReportCommand) -> anyhow::Result<()> {
                     progress_printer(),
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .context("the duration report")?;
             clear_progress();
             print!("{}", cli_report::duration(&report, scope.json));
         }
@@ -305,7 +312,7 @@ async fn run_report(app: &App, command: ReportCommand) -> anyhow::Result<()> {
                     progress_printer(),
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .context("the funnel report")?;
             clear_progress();
             print!("{}", cli_report::funnel(&report, scope.json));
         }
@@ -327,13 +334,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let settings = config
-        .jwt_settings(fallback_secret.as_deref())
-        .context("no token validation keys")?;
-    let verifier = TokenVerifier::new(&settings).context("loading token validation keys")?;
-    for warning in verifier.warnings() {
-        tracing::warn!(warning = %warning, "token configuration");
-    }
+    let verifier = server::verifier(&config, fallback_secret.as_deref())?;
 
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await

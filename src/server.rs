@@ -1,6 +1,7 @@
-//! Running the server: the application and HTTP state wired from the configuration, served
-//! until a shutdown signal. `serve_on` takes a bound listener and a shutdown future, so tests
-//! can bind port 0.
+//! Running the server: the token verifier and the application and HTTP state wired from the
+//! configuration ([`configured_state`], the one wiring `coursetrail serve`, the load
+//! generator's server and the test suite share), served until a shutdown signal. `serve_on`
+//! takes a bound listener and a shutdown future, so tests can bind port 0.
 //!
 //! The connection loop is hyper's, driven here rather than through `axum::serve` for the limits
 //! a public server needs and `axum::serve` does not expose: a header read timeout (a client
@@ -13,6 +14,7 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::graphql::build_schema;
 use crate::http::{HttpLimits, HttpState, router};
+use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -62,15 +64,44 @@ pub fn app(config: &Config, pool: PgPool, report_pool: PgPool) -> App {
         })
 }
 
+/// The token verifier for the configured keys (or `fallback_secret`, when none are configured),
+/// its warnings logged once.
+pub fn verifier(config: &Config, fallback_secret: Option<&str>) -> anyhow::Result<TokenVerifier> {
+    let settings = config
+        .jwt_settings(fallback_secret)
+        .context("no token validation keys")?;
+    let verifier = TokenVerifier::new(&settings).context("loading token validation keys")?;
+    for warning in verifier.warnings() {
+        tracing::warn!(warning = %warning, "token configuration");
+    }
+    Ok(verifier)
+}
+
 /// The whole server's state as configured: the application over its two pools, and the HTTP
-/// and WebSocket limits.
+/// and WebSocket limits. This is the one place configuration and pools become a server:
+/// `coursetrail serve`, the load generator's server and (through [`configured_state_with`])
+/// the test suite's all go through it.
 pub fn configured_state(
     config: &Config,
     pool: PgPool,
     report_pool: PgPool,
     verifier: TokenVerifier,
 ) -> HttpState {
-    let mut state = http_state(app(config, pool, report_pool), verifier);
+    configured_state_with(config, pool, report_pool, verifier, |app| app)
+}
+
+/// [`configured_state`], with the application adjusted by `adjust_app` before the state is
+/// built around it (the schema holds the application, so it cannot change afterwards): the
+/// test suite tightens an application's limits this way.
+pub fn configured_state_with(
+    config: &Config,
+    pool: PgPool,
+    report_pool: PgPool,
+    verifier: TokenVerifier,
+    adjust_app: impl FnOnce(App) -> App,
+) -> HttpState {
+    let app = adjust_app(app(config, pool, report_pool));
+    let mut state = http_state(app, verifier);
     state.limits = HttpLimits {
         header_timeout: config.http_header_timeout,
         body_timeout: config.http_body_timeout,

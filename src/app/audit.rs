@@ -12,8 +12,7 @@
 use super::admission::Admission;
 use super::feed::{Batch, Ticket};
 use super::{App, AppError, Caller};
-use crate::auth::Role;
-use crate::domain::TenantId;
+use crate::domain::{Role, TenantId};
 use crate::store::log::{self, LogFilter, LoggedEvent};
 use futures_util::Stream;
 use sqlx::PgPool;
@@ -171,6 +170,12 @@ impl App {
             self.feeds.feeds_running(),
         )
     }
+
+    /// Subscriptions (of every tenant) that have caught up and wait for new events: one
+    /// committed from now on reaches them live.
+    pub fn live_subscriptions(&self) -> usize {
+        self.feeds.live_subscriptions()
+    }
 }
 
 struct Follower {
@@ -210,6 +215,7 @@ impl Follower {
                 }
                 continue;
             }
+            self.ticket.set_live(true);
             let received = self.feed.recv().await;
             let lagged = std::mem::take(&mut self.lagged);
             match received {
@@ -220,7 +226,10 @@ impl Follower {
                 }
                 // Events before this batch and after `last` were never in a batch this
                 // follower received (the feed started after it): read them from the log.
-                Ok(batch) if batch.after > self.last => self.caught_up = false,
+                Ok(batch) if batch.after > self.last => {
+                    self.caught_up = false;
+                    self.ticket.set_live(false);
+                }
                 Ok(batch) => {
                     let last = self.last;
                     let new = batch.events.iter().filter(|e| e.position > last);

@@ -1,14 +1,13 @@
 //! The commands, one function each: authorize, gather what the decision needs, decide, write.
 
-use super::{App, AppError, Caller, CommandOptions, CommandOutcome, OnMiss, Write};
-use crate::auth::Role;
+use super::{App, AppError, Caller, Command, CommandOptions, CommandOutcome, OnMiss, Write};
 use crate::domain::course::{CourseAggregate, CourseCommand};
 use crate::domain::enrollment::{CourseFacts, Enrollment, EnrollmentAggregate, EnrollmentCommand};
 use crate::domain::trainee::{TraineeAggregate, TraineeCommand};
 use crate::domain::values::{
     Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason,
 };
-use crate::domain::{Aggregate, CourseId, EnrollmentId, StreamType, SubmissionId, TraineeId};
+use crate::domain::{Aggregate, CourseId, EnrollmentId, Role, StreamType, SubmissionId, TraineeId};
 use crate::projections;
 use crate::store::StreamEvent;
 use serde_json::json;
@@ -41,7 +40,9 @@ impl App {
     ) -> Result<CommandOutcome, AppError> {
         caller.require(&[Role::Admin, Role::Instructor], "create courses")?;
         let course_id = CourseId::generate();
-        self.run(caller, options, "createCourse", |conn, _| {
+        let command = Command::new(caller, options, "createCourse");
+
+        self.run(command, |conn, _| {
             let (code, title) = (code.clone(), title.clone());
             async move {
                 let events = CourseAggregate::decide(
@@ -62,8 +63,7 @@ impl App {
                     result: json!({}),
                     registration: false,
                 };
-                self.commit(conn, caller, options, "createCourse", write)
-                    .await
+                self.commit(conn, command, write).await
             }
         })
         .await
@@ -76,36 +76,32 @@ impl App {
         course_id: CourseId,
     ) -> Result<CommandOutcome, AppError> {
         caller.require(&[Role::Admin, Role::Instructor], "retire courses")?;
-        self.run(
-            caller,
-            options,
-            "retireCourse",
-            |mut conn, source| async move {
-                let stream = self
-                    .stream(
-                        &mut conn,
-                        caller.tenant(),
-                        course_id.as_uuid(),
-                        source,
-                        OnMiss::Read,
-                    )
-                    .await?;
-                let state = fold::<CourseAggregate>(&stream);
-                let events = CourseAggregate::decide(&state, CourseCommand::Retire)?;
-                let write = Write {
-                    stream_id: course_id.as_uuid(),
-                    stream_type: StreamType::Course,
-                    prior: &stream[..],
-                    events,
-                    trainee_id: None,
-                    course_id: Some(course_id.as_uuid()),
-                    result: json!({}),
-                    registration: false,
-                };
-                self.commit(conn, caller, options, "retireCourse", write)
-                    .await
-            },
-        )
+        let command = Command::new(caller, options, "retireCourse");
+
+        self.run(command, |mut conn, source| async move {
+            let stream = self
+                .stream(
+                    &mut conn,
+                    caller.tenant(),
+                    course_id.as_uuid(),
+                    source,
+                    OnMiss::Read,
+                )
+                .await?;
+            let state = fold::<CourseAggregate>(&stream);
+            let events = CourseAggregate::decide(&state, CourseCommand::Retire)?;
+            let write = Write {
+                stream_id: course_id.as_uuid(),
+                stream_type: StreamType::Course,
+                prior: &stream[..],
+                events,
+                trainee_id: None,
+                course_id: Some(course_id.as_uuid()),
+                result: json!({}),
+                registration: false,
+            };
+            self.commit(conn, command, write).await
+        })
         .await
     }
 
@@ -130,7 +126,9 @@ impl App {
             (_, Some(id)) => id,
             (_, None) => TraineeId::generate(),
         };
-        self.run(caller, options, "registerTrainee", |mut conn, source| {
+        let command = Command::new(caller, options, "registerTrainee");
+
+        self.run(command, |mut conn, source| {
             let (email, name) = (email.clone(), name.clone());
             async move {
                 let stream = self
@@ -155,8 +153,7 @@ impl App {
                     result: json!({}),
                     registration: false,
                 };
-                self.commit(conn, caller, options, "registerTrainee", write)
-                    .await
+                self.commit(conn, command, write).await
             }
         })
         .await
@@ -186,39 +183,34 @@ impl App {
             }
         };
         let enrollment_id = EnrollmentId::generate();
-        self.run(
-            caller,
-            options,
-            "registerForCourse",
-            |mut conn, _| async move {
-                let tenant = caller.tenant();
-                let (course_retired, trainee_exists, has_active_enrollment) =
-                    projections::registration_facts(&mut conn, tenant, course_id, trainee_id)
-                        .await?;
-                let events = EnrollmentAggregate::decide(
-                    &None,
-                    EnrollmentCommand::Register {
-                        course_id,
-                        trainee_id,
-                        course: course_retired.map(|retired| CourseFacts { retired }),
-                        trainee_exists,
-                        has_active_enrollment,
-                    },
-                )?;
-                let write = Write {
-                    stream_id: enrollment_id.as_uuid(),
-                    stream_type: StreamType::Enrollment,
-                    prior: &[],
-                    events,
-                    trainee_id: Some(trainee_id.as_uuid()),
-                    course_id: Some(course_id.as_uuid()),
-                    result: json!({}),
-                    registration: true,
-                };
-                self.commit(conn, caller, options, "registerForCourse", write)
-                    .await
-            },
-        )
+        let command = Command::new(caller, options, "registerForCourse");
+
+        self.run(command, |mut conn, _| async move {
+            let tenant = caller.tenant();
+            let (course_retired, trainee_exists, has_active_enrollment) =
+                projections::registration_facts(&mut conn, tenant, course_id, trainee_id).await?;
+            let events = EnrollmentAggregate::decide(
+                &None,
+                EnrollmentCommand::Register {
+                    course_id,
+                    trainee_id,
+                    course: course_retired.map(|retired| CourseFacts { retired }),
+                    trainee_exists,
+                    has_active_enrollment,
+                },
+            )?;
+            let write = Write {
+                stream_id: enrollment_id.as_uuid(),
+                stream_type: StreamType::Enrollment,
+                prior: &[],
+                events,
+                trainee_id: Some(trainee_id.as_uuid()),
+                course_id: Some(course_id.as_uuid()),
+                result: json!({}),
+                registration: true,
+            };
+            self.commit(conn, command, write).await
+        })
         .await
     }
 
@@ -335,62 +327,58 @@ impl App {
         make: impl Fn(Option<Score>) -> Result<EnrollmentCommand, AppError>,
     ) -> Result<CommandOutcome, AppError> {
         let make = &make;
-        self.run(
-            caller,
-            options,
-            command_type,
-            |mut conn, source| async move {
-                let tenant = caller.tenant();
-                let stream = self
-                    .stream(
-                        &mut conn,
-                        tenant,
-                        enrollment_id.as_uuid(),
-                        source,
-                        OnMiss::Read,
-                    )
-                    .await?;
-                let state = fold::<EnrollmentAggregate>(&stream);
-                own_enrollment(caller, &state)?;
-                if state.is_none() && needs_passing_score {
-                    // Nothing to grade, in this tenant: not the enrollment's missing course.
-                    return Err(AppError::NotFound("enrollment not found".into()));
+        let command = Command::new(caller, options, command_type);
+
+        self.run(command, |mut conn, source| async move {
+            let tenant = caller.tenant();
+            let stream = self
+                .stream(
+                    &mut conn,
+                    tenant,
+                    enrollment_id.as_uuid(),
+                    source,
+                    OnMiss::Read,
+                )
+                .await?;
+            let state = fold::<EnrollmentAggregate>(&stream);
+            own_enrollment(caller, &state)?;
+            if state.is_none() && needs_passing_score {
+                // Nothing to grade, in this tenant: not the enrollment's missing course.
+                return Err(AppError::NotFound("enrollment not found".into()));
+            }
+            let passing_score = match (&state, needs_passing_score) {
+                (Some(enrollment), true) => {
+                    self.passing_score(&mut conn, tenant, enrollment.course_id)
+                        .await?
                 }
-                let passing_score = match (&state, needs_passing_score) {
-                    (Some(enrollment), true) => {
-                        self.passing_score(&mut conn, tenant, enrollment.course_id)
-                            .await?
-                    }
-                    _ => None,
-                };
-                let command = make(passing_score)?;
-                let submission_id = match &command {
-                    EnrollmentCommand::Submit { submission_id, .. } => Some(*submission_id),
-                    EnrollmentCommand::Grade { submission_id, .. } => Some(*submission_id),
-                    _ => None,
-                };
-                let events = EnrollmentAggregate::decide(&state, command)?;
-                let (trainee_id, course_id) = state
-                    .as_ref()
-                    .map(|e| (e.trainee_id.as_uuid(), e.course_id.as_uuid()))
-                    .unzip();
-                let write = Write {
-                    stream_id: enrollment_id.as_uuid(),
-                    stream_type: StreamType::Enrollment,
-                    prior: &stream[..],
-                    events,
-                    trainee_id,
-                    course_id,
-                    result: match submission_id {
-                        Some(id) => json!({ "submissionId": id }),
-                        None => json!({}),
-                    },
-                    registration: false,
-                };
-                self.commit(conn, caller, options, command_type, write)
-                    .await
-            },
-        )
+                _ => None,
+            };
+            let decision = make(passing_score)?;
+            let submission_id = match &decision {
+                EnrollmentCommand::Submit { submission_id, .. } => Some(*submission_id),
+                EnrollmentCommand::Grade { submission_id, .. } => Some(*submission_id),
+                _ => None,
+            };
+            let events = EnrollmentAggregate::decide(&state, decision)?;
+            let (trainee_id, course_id) = state
+                .as_ref()
+                .map(|e| (e.trainee_id.as_uuid(), e.course_id.as_uuid()))
+                .unzip();
+            let write = Write {
+                stream_id: enrollment_id.as_uuid(),
+                stream_type: StreamType::Enrollment,
+                prior: &stream[..],
+                events,
+                trainee_id,
+                course_id,
+                result: match submission_id {
+                    Some(id) => json!({ "submissionId": id }),
+                    None => json!({}),
+                },
+                registration: false,
+            };
+            self.commit(conn, command, write).await
+        })
         .await
     }
 }

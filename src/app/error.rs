@@ -98,10 +98,10 @@ impl AppError {
     }
 
     /// Whether a command refused with this error wrote nothing and might have been decided
-    /// differently on the stored stream: a domain refusal, a version conflict, a unique index's
-    /// refusal, or a command id recorded meanwhile. (An infrastructure error is not one: a
-    /// connection lost around COMMIT leaves the outcome unknown, and the command must not run
-    /// again on its own.)
+    /// differently on the stored stream: a domain refusal, a unique index's refusal, or a
+    /// conflict (the stream changed, or its command id was recorded meanwhile). An
+    /// infrastructure error is not one: a connection lost around COMMIT leaves the outcome
+    /// unknown, and the command must not run again on its own.
     pub fn may_be_stale(&self) -> bool {
         match self {
             AppError::NotFound(_)
@@ -109,9 +109,6 @@ impl AppError {
             | AppError::AlreadyExists(_)
             | AppError::InvalidState(_)
             | AppError::ConcurrencyConflict => true,
-            AppError::Internal(error) => {
-                matches!(error.downcast_ref(), Some(StoreError::DuplicateCommand))
-            }
             AppError::Unauthenticated(_)
             | AppError::Forbidden(_)
             | AppError::BadInput(_)
@@ -120,7 +117,8 @@ impl AppError {
             | AppError::Overloaded(_)
             | AppError::Unavailable(_)
             | AppError::SlowConsumer
-            | AppError::Timeout(_) => false,
+            | AppError::Timeout(_)
+            | AppError::Internal(_) => false,
         }
     }
 }
@@ -155,7 +153,9 @@ impl From<sqlx::Error> for AppError {
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::VersionConflict => AppError::ConcurrencyConflict,
+            StoreError::VersionConflict | StoreError::DuplicateCommand => {
+                AppError::ConcurrencyConflict
+            }
             StoreError::UnknownTenant => AppError::Unauthenticated("unknown tenant".into()),
             StoreError::Database(error) => AppError::from(error),
             StoreError::OutcomeUnknown(cause) => {

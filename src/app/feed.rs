@@ -21,6 +21,7 @@ use crate::store::live::Hub;
 use crate::store::log::{self, LogFilter, LoggedEvent};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -79,6 +80,8 @@ pub(super) struct Feeds {
     /// [`SubscriptionLimits::events_per_second`]).
     paces: Mutex<HashMap<TenantId, Instant>>,
     metrics: Arc<Metrics>,
+    /// Subscriptions caught up and following their tenant's feed.
+    live: AtomicIsize,
 }
 
 /// An open subscription, counted until dropped.
@@ -86,6 +89,8 @@ pub(super) struct Ticket {
     feeds: Arc<Feeds>,
     tenant: TenantId,
     actor: Uuid,
+    /// Caught up: waiting for the feed's batches (counted in [`Feeds::live`]).
+    live: bool,
 }
 
 impl Ticket {
@@ -98,10 +103,20 @@ impl Ticket {
     pub fn delivered(&self) {
         self.feeds.metrics.events_delivered.inc();
     }
+
+    /// Marks the subscription as caught up (following the feed) or not (reading the log).
+    pub fn set_live(&mut self, live: bool) {
+        if live != self.live {
+            self.live = live;
+            let delta = if live { 1 } else { -1 };
+            self.feeds.live.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        self.set_live(false);
         self.feeds.metrics.subscriptions_open.dec();
         let mut open = lock(&self.feeds.open);
         for key in [(self.tenant, None), (self.tenant, Some(self.actor))] {
@@ -125,6 +140,7 @@ impl Feeds {
     pub fn new(pool: PgPool, limits: SubscriptionLimits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             metrics,
+            live: AtomicIsize::new(0),
             hub: Hub::new(pool.clone()),
             pool,
             limits,
@@ -177,6 +193,7 @@ impl Feeds {
             feeds: self.clone(),
             tenant,
             actor,
+            live: false,
         })
     }
 
@@ -204,6 +221,12 @@ impl Feeds {
     /// Tenants with a feed running (for tests and operators).
     pub fn feeds_running(&self) -> usize {
         lock(&self.senders).len()
+    }
+
+    /// Subscriptions that have caught up and follow the feed: an event committed from now on
+    /// reaches them through it (for tests: the moment a subscription is live).
+    pub fn live_subscriptions(&self) -> usize {
+        self.live.load(Ordering::Relaxed).max(0) as usize
     }
 }
 

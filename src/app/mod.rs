@@ -15,6 +15,8 @@ mod group;
 mod queries;
 mod recent;
 mod reports;
+mod tenants;
+mod write;
 
 pub use reports::ReportOutput;
 
@@ -25,13 +27,13 @@ pub use group::GroupCommitStats;
 pub use queries::{may_see_trainee, visible_enrollment};
 pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
 
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::domain::values::Score;
-use crate::domain::{CourseId, Event, StreamType, SubmissionId, TenantId};
+use crate::domain::{CourseId, Event, Role, StreamType, TenantId};
 use crate::metrics::Metrics;
 use crate::projections;
-use crate::projections::rows::{EventPlace, StreamRows};
-use crate::store::{self, CommandRecord, Metadata, Notifier, StoreError, StreamEvent, UniqueRule};
+use crate::projections::rows::StreamRows;
+use crate::store::{self, CommandRecord, Metadata, Notifier, StreamEvent};
 use admission::{Admission, Limits, Slot};
 use chrono::{DateTime, SubsecRound, Utc};
 use group::{GroupCommit, PendingWrite};
@@ -41,8 +43,10 @@ use sqlx::{PgPool, Postgres};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+pub use tenants::TenantSummary;
 use tracing::Instrument;
 use uuid::Uuid;
+use write::{project, stored_stream, write_refused};
 
 /// How many times a command is tried when its stream keeps changing between load and append.
 const MAX_ATTEMPTS: u32 = 8;
@@ -124,9 +128,9 @@ pub struct Caller {
 impl Caller {
     pub fn from_principal(principal: &Principal) -> Self {
         Self {
-            tenant: TenantId::from_uuid(principal.tenant_id),
-            actor_id: principal.subject,
-            role: principal.role,
+            tenant: principal.tenant(),
+            actor_id: principal.subject(),
+            role: principal.role(),
         }
     }
 
@@ -252,6 +256,25 @@ enum OnMiss {
 /// plain reads (its decision is protected by the stream version and the unique rules, checked
 /// by the write), and its whole write is one call that commits by itself.
 type Conn = PoolConnection<Postgres>;
+
+/// One command being run: who asks, with which options, and its type (its name in the log,
+/// the metrics and its command record), given once for the whole run.
+#[derive(Clone, Copy)]
+struct Command<'a> {
+    caller: &'a Caller,
+    options: &'a CommandOptions,
+    name: &'static str,
+}
+
+impl<'a> Command<'a> {
+    fn new(caller: &'a Caller, options: &'a CommandOptions, name: &'static str) -> Self {
+        Self {
+            caller,
+            options,
+            name,
+        }
+    }
+}
 
 impl App {
     /// Must be called inside a tokio runtime: it starts the wake-up sender ([`Notifier`]).
@@ -404,15 +427,18 @@ impl App {
     /// whether it was written).
     async fn run<F, Fut>(
         &self,
-        caller: &Caller,
-        options: &CommandOptions,
-        command_type: &'static str,
+        command: Command<'_>,
         attempt: F,
     ) -> Result<CommandOutcome, AppError>
     where
         F: FnMut(Conn, Source) -> Fut,
         Fut: Future<Output = Result<CommandOutcome, AppError>>,
     {
+        let Command {
+            caller,
+            options,
+            name: command_type,
+        } = command;
         let started = std::time::Instant::now();
         let span = tracing::info_span!("command", otel.name = command_type, command = command_type);
         let run = self.run_untimed(caller, options, command_type, attempt);
@@ -463,12 +489,9 @@ impl App {
                 return replayed(record, caller, options, command_type);
             }
             match attempt(conn, Source::Stored).await {
+                // Another write of the stream, or of the same commandId, committed first: the
+                // next attempt decides again, or finds the command's record and replays it.
                 Err(AppError::ConcurrencyConflict) => last_error = AppError::ConcurrencyConflict,
-                Err(AppError::Internal(error))
-                    if matches!(error.downcast_ref(), Some(StoreError::DuplicateCommand)) =>
-                {
-                    last_error = AppError::Internal(error)
-                }
                 other => return other,
             }
         }
@@ -521,43 +544,18 @@ impl App {
     async fn commit(
         &self,
         conn: Conn,
-        caller: &Caller,
-        options: &CommandOptions,
-        command_type: &'static str,
+        command: Command<'_>,
         write: Write<'_>,
     ) -> Result<CommandOutcome, AppError> {
+        let Command {
+            caller,
+            options,
+            name: command_type,
+        } = command;
         let recorded_at = now();
         let expected_version = write.prior.last().map_or(0, |e| e.version);
         let new_versions = expected_version + 1..;
-        let mut rows = StreamRows::default();
-        let placed = write
-            .prior
-            .iter()
-            .map(|e| (e.version, e.recorded_at, &e.event))
-            .chain(
-                write
-                    .events
-                    .iter()
-                    .zip(new_versions.clone())
-                    .map(|(event, version)| (version, recorded_at, event)),
-            );
-        for (version, recorded_at, event) in placed {
-            let place = EventPlace {
-                stream_id: write.stream_id,
-                version,
-                recorded_at,
-            };
-            rows.apply(place, event);
-        }
-        let touched_submissions: Vec<SubmissionId> = write
-            .events
-            .iter()
-            .filter_map(|event| match event {
-                Event::TestSubmitted(e) => Some(e.submission_id),
-                Event::TestGraded(e) => Some(e.submission_id),
-                _ => None,
-            })
-            .collect();
+        let (rows, touched_submissions) = project(&write, recorded_at);
         let metadata = Metadata {
             actor_id: caller.actor_id,
             actor_role: caller.role,
@@ -589,40 +587,11 @@ impl App {
             .group
             .write(conn, &self.pool, caller.tenant, pending.clone())
             .await
-            .map_err(|error| match error {
-                StoreError::DuplicateCommand => AppError::internal(error),
-                // The course was retired after the decision, or the write lost a lock cycle
-                // (nothing written either way): decide again on the new state.
-                StoreError::Refused | StoreError::Deadlock => AppError::ConcurrencyConflict,
-                // A cross-stream rule, possibly for a concurrent command that committed first.
-                StoreError::Taken(UniqueRule::CourseCode) => {
-                    AppError::AlreadyExists("a course with this code exists already".into())
-                }
-                StoreError::Taken(UniqueRule::TraineeEmail) => {
-                    AppError::AlreadyExists("a trainee with this email exists already".into())
-                }
-                StoreError::Taken(UniqueRule::ActiveEnrollment) => AppError::AlreadyRegistered,
-                other => AppError::from(other),
-            })?;
+            .map_err(write_refused)?;
         // The batch that wrote it (if any) has let go of it by now, but need not have: then copy.
         let pending = Arc::try_unwrap(pending).unwrap_or_else(|shared| (*shared).clone());
         if self.recent.enabled() {
-            let stored: Stream = write
-                .prior
-                .iter()
-                .cloned()
-                .chain(
-                    pending
-                        .events
-                        .into_iter()
-                        .zip(new_versions)
-                        .map(|(event, version)| StreamEvent {
-                            version,
-                            recorded_at,
-                            event,
-                        }),
-                )
-                .collect();
+            let stored = stored_stream(write.prior, pending.events, new_versions, recorded_at);
             self.recent
                 .store_stream(caller.tenant, write.stream_id, stored);
         }

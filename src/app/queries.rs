@@ -2,8 +2,7 @@
 //! filtered out here, so no resolver can forget it.
 
 use super::{App, AppError, Caller};
-use crate::auth::Role;
-use crate::domain::{CourseId, EnrollmentId, TraineeId};
+use crate::domain::{CourseId, EnrollmentId, Role, TraineeId};
 use crate::projections::rows::{CourseRow, EnrollmentRow, SubmissionRow, TraineeRow};
 use crate::projections::{self, EnrollmentFilter};
 use std::collections::HashMap;

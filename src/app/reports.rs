@@ -1,8 +1,7 @@
 //! Reports, time travel and projection rebuilds: replays of the log, with the role rules.
 
 use super::{App, AppError, Caller};
-use crate::auth::Role;
-use crate::domain::{EnrollmentId, EventType};
+use crate::domain::{EnrollmentId, EventType, Role};
 use crate::projections::rebuild::{self, RebuildError, RebuildReport};
 use crate::projections::rows::{EnrollmentRow, EventPlace, StreamRows, SubmissionRow};
 use crate::replay::{self, DataFor, Fold, ReplayError, ReplayQuery};

@@ -152,7 +152,7 @@ impl Aggregate for EnrollmentAggregate {
         state: &Option<Enrollment>,
         command: EnrollmentCommand,
     ) -> Result<Vec<Event>, DomainError> {
-        let enrollment = match (state, command) {
+        match (state, command) {
             (
                 None,
                 EnrollmentCommand::Register {
@@ -176,91 +176,113 @@ impl Aggregate for EnrollmentAggregate {
                 if has_active_enrollment {
                     return Err(DomainError::AlreadyRegistered);
                 }
-                return Ok(vec![Event::CourseRegistered(CourseRegistered {
+                Ok(vec![Event::CourseRegistered(CourseRegistered {
                     course_id,
                     trainee_id,
-                })]);
-            }
-            (Some(_), EnrollmentCommand::Register { .. }) => {
-                return Err(DomainError::AlreadyExists(
-                    "the enrollment exists already".into(),
-                ));
-            }
-            (None, _) => return Err(DomainError::NotFound("enrollment not found".into())),
-            (Some(enrollment), command) => (enrollment, command),
-        };
-        let (enrollment, command) = enrollment;
-        use EnrollmentStatus as S;
-        match command {
-            EnrollmentCommand::Register { .. } => unreachable!("handled above"),
-            EnrollmentCommand::Start => match enrollment.status {
-                S::Registered => Ok(vec![Event::CourseStarted(CourseStarted {})]),
-                S::Started => Err(invalid("the course has been started already")),
-                S::Completed => Err(invalid("the course has been completed already")),
-                S::Withdrawn => Err(invalid("the registration has been withdrawn")),
-            },
-            EnrollmentCommand::Submit {
-                submission_id,
-                answers,
-            } => match enrollment.status {
-                S::Started => {
-                    if enrollment.submissions.iter().any(|s| s.id == submission_id) {
-                        return Err(DomainError::AlreadyExists(
-                            "a submission with this id exists already".into(),
-                        ));
-                    }
-                    Ok(vec![Event::TestSubmitted(TestSubmitted {
-                        submission_id,
-                        answers,
-                    })])
-                }
-                S::Registered => Err(invalid(
-                    "the course must be started before submitting a test",
-                )),
-                S::Completed => Err(invalid("the course has been completed already")),
-                S::Withdrawn => Err(invalid("the registration has been withdrawn")),
-            },
-            EnrollmentCommand::Grade {
-                submission_id,
-                score,
-                passing_score,
-            } => {
-                if enrollment.status == S::Withdrawn {
-                    return Err(invalid("the registration has been withdrawn"));
-                }
-                let submission = enrollment
-                    .submissions
-                    .iter()
-                    .find(|s| s.id == submission_id)
-                    .ok_or_else(|| invalid("no such submission in this enrollment"))?;
-                if submission.grade.is_some() {
-                    return Err(invalid("the submission has been graded already"));
-                }
-                Ok(vec![Event::TestGraded(TestGraded {
-                    submission_id,
-                    score,
-                    passed: score >= passing_score,
                 })])
             }
-            EnrollmentCommand::Complete => match enrollment.status {
-                S::Completed => Err(invalid("the course has been completed already")),
-                S::Withdrawn => Err(invalid("the registration has been withdrawn")),
-                S::Registered | S::Started if !enrollment.has_passed() => {
-                    Err(invalid("completing the course requires a passing grade"))
-                }
-                S::Registered | S::Started => Ok(vec![Event::CourseCompleted(CourseCompleted {})]),
-            },
-            EnrollmentCommand::Withdraw { reason } => match enrollment.status {
-                S::Registered | S::Started => {
-                    Ok(vec![Event::RegistrationWithdrawn(RegistrationWithdrawn {
-                        reason,
-                    })])
-                }
-                S::Completed => Err(invalid("a completed course cannot be withdrawn from")),
-                S::Withdrawn => Err(invalid("the registration has been withdrawn already")),
-            },
+            (Some(_), EnrollmentCommand::Register { .. }) => Err(DomainError::AlreadyExists(
+                "the enrollment exists already".into(),
+            )),
+            (None, _) => Err(DomainError::NotFound("enrollment not found".into())),
+            (Some(enrollment), command) => decide_on(enrollment, command),
         }
     }
+}
+
+/// A command on an enrollment that exists (every command but `Register`).
+fn decide_on(
+    enrollment: &Enrollment,
+    command: EnrollmentCommand,
+) -> Result<Vec<Event>, DomainError> {
+    use EnrollmentStatus as S;
+    match command {
+        EnrollmentCommand::Register { .. } => Err(DomainError::AlreadyExists(
+            "the enrollment exists already".into(),
+        )),
+        EnrollmentCommand::Start => match enrollment.status {
+            S::Registered => Ok(vec![Event::CourseStarted(CourseStarted {})]),
+            S::Started => Err(invalid("the course has been started already")),
+            S::Completed => Err(invalid("the course has been completed already")),
+            S::Withdrawn => Err(invalid("the registration has been withdrawn")),
+        },
+        EnrollmentCommand::Submit {
+            submission_id,
+            answers,
+        } => submit(enrollment, submission_id, answers),
+        EnrollmentCommand::Grade {
+            submission_id,
+            score,
+            passing_score,
+        } => grade(enrollment, submission_id, score, passing_score),
+        EnrollmentCommand::Complete => match enrollment.status {
+            S::Completed => Err(invalid("the course has been completed already")),
+            S::Withdrawn => Err(invalid("the registration has been withdrawn")),
+            S::Registered | S::Started if !enrollment.has_passed() => {
+                Err(invalid("completing the course requires a passing grade"))
+            }
+            S::Registered | S::Started => Ok(vec![Event::CourseCompleted(CourseCompleted {})]),
+        },
+        EnrollmentCommand::Withdraw { reason } => match enrollment.status {
+            S::Registered | S::Started => {
+                Ok(vec![Event::RegistrationWithdrawn(RegistrationWithdrawn {
+                    reason,
+                })])
+            }
+            S::Completed => Err(invalid("a completed course cannot be withdrawn from")),
+            S::Withdrawn => Err(invalid("the registration has been withdrawn already")),
+        },
+    }
+}
+
+fn submit(
+    enrollment: &Enrollment,
+    submission_id: SubmissionId,
+    answers: Answers,
+) -> Result<Vec<Event>, DomainError> {
+    use EnrollmentStatus as S;
+    match enrollment.status {
+        S::Started => {
+            if enrollment.submissions.iter().any(|s| s.id == submission_id) {
+                return Err(DomainError::AlreadyExists(
+                    "a submission with this id exists already".into(),
+                ));
+            }
+            Ok(vec![Event::TestSubmitted(TestSubmitted {
+                submission_id,
+                answers,
+            })])
+        }
+        S::Registered => Err(invalid(
+            "the course must be started before submitting a test",
+        )),
+        S::Completed => Err(invalid("the course has been completed already")),
+        S::Withdrawn => Err(invalid("the registration has been withdrawn")),
+    }
+}
+
+fn grade(
+    enrollment: &Enrollment,
+    submission_id: SubmissionId,
+    score: Score,
+    passing_score: Score,
+) -> Result<Vec<Event>, DomainError> {
+    if enrollment.status == EnrollmentStatus::Withdrawn {
+        return Err(invalid("the registration has been withdrawn"));
+    }
+    let submission = enrollment
+        .submissions
+        .iter()
+        .find(|s| s.id == submission_id)
+        .ok_or_else(|| invalid("no such submission in this enrollment"))?;
+    if submission.grade.is_some() {
+        return Err(invalid("the submission has been graded already"));
+    }
+    Ok(vec![Event::TestGraded(TestGraded {
+        submission_id,
+        score,
+        passed: score >= passing_score,
+    })])
 }
 
 #[cfg(test)]

@@ -10,11 +10,13 @@ pub mod course;
 pub mod enrollment;
 pub mod events;
 pub mod ids;
+pub mod role;
 pub mod trainee;
 pub mod values;
 
 pub use events::{Event, EventType, StreamType};
 pub use ids::{CourseId, EnrollmentId, SubmissionId, TenantId, TraineeId};
+pub use role::{Role, UnknownRole};
 pub use values::ValidationError;
 
 /// Why the domain refused a command. Each variant maps to one stable GraphQL error code.

@@ -6,7 +6,9 @@ use super::context::{app, caller, command_options};
 use super::error::{GqlResultExt, to_graphql};
 use super::scalars::Position;
 use super::types::{Course, Enrollment, Trainee};
-use crate::app::{AppError, Caller, CommandOutcome, may_see_trainee, visible_enrollment};
+use crate::app::{
+    App, AppError, Caller, CommandOptions, CommandOutcome, may_see_trainee, visible_enrollment,
+};
 use crate::domain::values::{
     Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason,
 };
@@ -160,6 +162,19 @@ async fn enrollment_payload(
     })
 }
 
+/// Runs an enrollment command for the request's caller, with the request's command options,
+/// and answers with the enrollment it wrote.
+async fn enrollment_command(
+    ctx: &Context<'_>,
+    command_id: Option<Uuid>,
+    command: impl AsyncFnOnce(&App, &Caller, &CommandOptions) -> Result<CommandOutcome, AppError>,
+) -> async_graphql::Result<EnrollmentPayload> {
+    let caller = caller(ctx)?;
+    let options = command_options(ctx, command_id);
+    let outcome = command(app(ctx), caller, &options).await.gql()?;
+    enrollment_payload(ctx, caller, outcome).await
+}
+
 #[derive(Default)]
 pub struct CoreMutation;
 
@@ -238,18 +253,13 @@ impl CoreMutation {
         ctx: &Context<'_>,
         input: RegisterForCourseInput,
     ) -> async_graphql::Result<EnrollmentPayload> {
-        let caller = caller(ctx)?;
-        let options = command_options(ctx, input.command_id);
-        let outcome = app(ctx)
-            .register_for_course(
-                caller,
-                &options,
-                CourseId::from_uuid(input.course_id),
-                input.trainee_id.map(TraineeId::from_uuid),
-            )
-            .await
-            .gql()?;
-        enrollment_payload(ctx, caller, outcome).await
+        let course = CourseId::from_uuid(input.course_id);
+        let trainee = input.trainee_id.map(TraineeId::from_uuid);
+        enrollment_command(ctx, input.command_id, async |app, caller, options| {
+            app.register_for_course(caller, options, course, trainee)
+                .await
+        })
+        .await
     }
 
     async fn start_course(
@@ -257,17 +267,11 @@ impl CoreMutation {
         ctx: &Context<'_>,
         input: EnrollmentInput,
     ) -> async_graphql::Result<EnrollmentPayload> {
-        let caller = caller(ctx)?;
-        let options = command_options(ctx, input.command_id);
-        let outcome = app(ctx)
-            .start_course(
-                caller,
-                &options,
-                EnrollmentId::from_uuid(input.enrollment_id),
-            )
-            .await
-            .gql()?;
-        enrollment_payload(ctx, caller, outcome).await
+        let enrollment = EnrollmentId::from_uuid(input.enrollment_id);
+        enrollment_command(ctx, input.command_id, async |app, caller, options| {
+            app.start_course(caller, options, enrollment).await
+        })
+        .await
     }
 
     /// Submits a test for grading; the payload carries the new submission's id.
@@ -311,20 +315,14 @@ impl CoreMutation {
         ctx: &Context<'_>,
         input: GradeSubmissionInput,
     ) -> async_graphql::Result<EnrollmentPayload> {
-        let caller = caller(ctx)?;
         let score = parsed(Score::parse("score", i64::from(input.score)))?;
-        let options = command_options(ctx, input.command_id);
-        let outcome = app(ctx)
-            .grade_submission(
-                caller,
-                &options,
-                EnrollmentId::from_uuid(input.enrollment_id),
-                SubmissionId::from_uuid(input.submission_id),
-                score,
-            )
-            .await
-            .gql()?;
-        enrollment_payload(ctx, caller, outcome).await
+        let enrollment = EnrollmentId::from_uuid(input.enrollment_id);
+        let submission = SubmissionId::from_uuid(input.submission_id);
+        enrollment_command(ctx, input.command_id, async |app, caller, options| {
+            app.grade_submission(caller, options, enrollment, submission, score)
+                .await
+        })
+        .await
     }
 
     /// Completes the course; needs a passing grade.
@@ -333,17 +331,11 @@ impl CoreMutation {
         ctx: &Context<'_>,
         input: EnrollmentInput,
     ) -> async_graphql::Result<EnrollmentPayload> {
-        let caller = caller(ctx)?;
-        let options = command_options(ctx, input.command_id);
-        let outcome = app(ctx)
-            .complete_course(
-                caller,
-                &options,
-                EnrollmentId::from_uuid(input.enrollment_id),
-            )
-            .await
-            .gql()?;
-        enrollment_payload(ctx, caller, outcome).await
+        let enrollment = EnrollmentId::from_uuid(input.enrollment_id);
+        enrollment_command(ctx, input.command_id, async |app, caller, options| {
+            app.complete_course(caller, options, enrollment).await
+        })
+        .await
     }
 
     /// Withdraws a registration that is not completed.
@@ -352,23 +344,17 @@ impl CoreMutation {
         ctx: &Context<'_>,
         input: WithdrawRegistrationInput,
     ) -> async_graphql::Result<EnrollmentPayload> {
-        let caller = caller(ctx)?;
         let reason = input
             .reason
             .as_deref()
             .map(WithdrawalReason::parse)
             .transpose();
         let reason = parsed(reason)?;
-        let options = command_options(ctx, input.command_id);
-        let outcome = app(ctx)
-            .withdraw_registration(
-                caller,
-                &options,
-                EnrollmentId::from_uuid(input.enrollment_id),
-                reason,
-            )
-            .await
-            .gql()?;
-        enrollment_payload(ctx, caller, outcome).await
+        let enrollment = EnrollmentId::from_uuid(input.enrollment_id);
+        enrollment_command(ctx, input.command_id, async |app, caller, options| {
+            app.withdraw_registration(caller, options, enrollment, reason)
+                .await
+        })
+        .await
     }
 }

@@ -187,7 +187,7 @@ impl Submission {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(remote = "crate::auth::Role")]
+#[graphql(remote = "crate::domain::Role")]
 pub enum Role {
     Admin,
     Instructor,

@@ -293,7 +293,7 @@ impl Connection {
         };
         match self.state.verifier.verify(&token) {
             Ok(principal) => {
-                let left = (principal.expires_at - chrono::Utc::now())
+                let left = (principal.expires_at() - chrono::Utc::now())
                     .to_std()
                     .unwrap_or(Duration::ZERO);
                 self.caller = Some((Caller::from_principal(&principal), Instant::now() + left));
@@ -335,54 +335,20 @@ impl Connection {
         let label = super::metric_operation(&mut request);
         let context = RequestContext::new(&self.state.app, Some(caller), self.correlation_id);
         let request = request.data(context);
-        let mut responses = self.state.schema.execute_stream(request);
-        let app = self.state.app.clone();
+        let responses = self.state.schema.execute_stream(request);
+        let counted = Counted {
+            app: self.state.app.clone(),
+            label,
+            errors: Vec::new(),
+        };
         let outgoing = self.outgoing_tx.clone();
-        let task_id = id.clone();
-        let task = tokio::spawn(async move {
-            let id = task_id;
-            let mut first = true;
-            let mut counted = Counted {
-                app,
-                label,
-                errors: Vec::new(),
-            };
-            while let Some(mut response) = responses.next().await {
-                response.errors.iter_mut().for_each(ensure_code);
-                if counted.errors.is_empty() {
-                    counted.errors.clone_from(&response.errors);
-                }
-                // An operation that failed before producing anything (validation, or a
-                // resolver refusing to start) is an `error` message, which ends it.
-                let failed = first
-                    && response.data == async_graphql::Value::Null
-                    && !response.errors.is_empty();
-                let text = if failed {
-                    json!({ "type": "error", "id": id, "payload": response.errors })
-                } else {
-                    json!({ "type": "next", "id": id, "payload": response })
-                };
-                let message = Outgoing::Message {
-                    id: id.clone(),
-                    generation,
-                    text: text.to_string(),
-                };
-                if outgoing.send(message).await.is_err() || failed {
-                    let _ = outgoing.send(Outgoing::Done { id, generation }).await;
-                    return;
-                }
-                first = false;
-            }
-            let complete = json!({ "type": "complete", "id": id }).to_string();
-            let message = Outgoing::Message {
-                id: id.clone(),
-                generation,
-                text: complete,
-            };
-            if outgoing.send(message).await.is_ok() {
-                let _ = outgoing.send(Outgoing::Done { id, generation }).await;
-            }
-        });
+        let task = tokio::spawn(forward(
+            responses,
+            outgoing,
+            id.clone(),
+            generation,
+            counted,
+        ));
         self.operations
             .insert(id, (generation, task.abort_handle()));
         Flow::Continue
@@ -414,6 +380,52 @@ impl Connection {
 
 /// The token in a `connection_init` payload: `{"Authorization": "Bearer …"}` (any case) or
 /// `{"token": "…"}`.
+/// Sends an operation's responses as `next` messages (or, failing before its first, one
+/// `error`), then `complete`, and says when it is done.
+async fn forward(
+    mut responses: impl futures_util::Stream<Item = async_graphql::Response> + Unpin,
+    outgoing: mpsc::Sender<Outgoing>,
+    id: String,
+    generation: u64,
+    mut counted: Counted,
+) {
+    let mut first = true;
+    while let Some(mut response) = responses.next().await {
+        response.errors.iter_mut().for_each(ensure_code);
+        if counted.errors.is_empty() {
+            counted.errors.clone_from(&response.errors);
+        }
+        // An operation that failed before producing anything (validation, or a resolver
+        // refusing to start) is an `error` message, which ends it.
+        let failed =
+            first && response.data == async_graphql::Value::Null && !response.errors.is_empty();
+        let text = if failed {
+            json!({ "type": "error", "id": id, "payload": response.errors })
+        } else {
+            json!({ "type": "next", "id": id, "payload": response })
+        };
+        let message = Outgoing::Message {
+            id: id.clone(),
+            generation,
+            text: text.to_string(),
+        };
+        if outgoing.send(message).await.is_err() || failed {
+            let _ = outgoing.send(Outgoing::Done { id, generation }).await;
+            return;
+        }
+        first = false;
+    }
+    let complete = json!({ "type": "complete", "id": id }).to_string();
+    let message = Outgoing::Message {
+        id: id.clone(),
+        generation,
+        text: complete,
+    };
+    if outgoing.send(message).await.is_ok() {
+        let _ = outgoing.send(Outgoing::Done { id, generation }).await;
+    }
+}
+
 /// A subscription, counted in the metrics when it ends however it ends (completed, failed,
 /// stopped by the client, or the socket closed), by its first error or as `ok`.
 struct Counted {

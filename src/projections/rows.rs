@@ -3,6 +3,7 @@
 //! rows here, which is why a rebuild reproduces the live tables exactly.
 
 use crate::domain::enrollment::EnrollmentStatus;
+use crate::domain::events::{CourseRegistered, TestGraded};
 use crate::domain::{CourseId, EnrollmentId, Event, SubmissionId, TraineeId};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -107,22 +108,7 @@ impl StreamRows {
                 })
             }
             Event::CourseRegistered(registered) => {
-                self.enrollment = Some(EnrollmentRow {
-                    enrollment_id: EnrollmentId::from_uuid(place.stream_id),
-                    course_id: registered.course_id,
-                    trainee_id: registered.trainee_id,
-                    status: EnrollmentStatus::Registered,
-                    registered_at: at,
-                    started_at: None,
-                    completed_at: None,
-                    withdrawn_at: None,
-                    withdrawal_reason: None,
-                    submission_count: 0,
-                    best_score: None,
-                    passed_at: None,
-                    version: place.version,
-                    updated_at: at,
-                })
+                self.enrollment = Some(EnrollmentRow::registered(place, registered));
             }
             Event::CourseStarted(_) => self.update_enrollment(place, |row| {
                 row.status = EnrollmentStatus::Started;
@@ -140,24 +126,7 @@ impl StreamRows {
                 });
                 self.update_enrollment(place, |row| row.submission_count += 1);
             }
-            Event::TestGraded(graded) => {
-                let score = i16::from(graded.score.value());
-                if let Some(submission) = self
-                    .submissions
-                    .iter_mut()
-                    .find(|s| s.submission_id == graded.submission_id)
-                {
-                    submission.score = Some(score);
-                    submission.passed = Some(graded.passed);
-                    submission.graded_at = Some(at);
-                }
-                self.update_enrollment(place, |row| {
-                    row.best_score = Some(row.best_score.map_or(score, |best| best.max(score)));
-                    if graded.passed && row.passed_at.is_none() {
-                        row.passed_at = Some(at);
-                    }
-                });
-            }
+            Event::TestGraded(graded) => self.grade(place, graded),
             Event::CourseCompleted(_) => self.update_enrollment(place, |row| {
                 row.status = EnrollmentStatus::Completed;
                 row.completed_at = Some(at);
@@ -170,11 +139,54 @@ impl StreamRows {
         }
     }
 
+    /// A grade: on its submission's row, and the enrollment's best score and first pass.
+    fn grade(&mut self, place: EventPlace, graded: &TestGraded) {
+        let (at, score) = (place.recorded_at, i16::from(graded.score.value()));
+        if let Some(submission) = self
+            .submissions
+            .iter_mut()
+            .find(|s| s.submission_id == graded.submission_id)
+        {
+            submission.score = Some(score);
+            submission.passed = Some(graded.passed);
+            submission.graded_at = Some(at);
+        }
+        self.update_enrollment(place, |row| {
+            row.best_score = Some(row.best_score.map_or(score, |best| best.max(score)));
+            if graded.passed && row.passed_at.is_none() {
+                row.passed_at = Some(at);
+            }
+        });
+    }
+
     fn update_enrollment(&mut self, place: EventPlace, change: impl FnOnce(&mut EnrollmentRow)) {
         if let Some(row) = &mut self.enrollment {
             change(row);
             row.version = place.version;
             row.updated_at = place.recorded_at;
+        }
+    }
+}
+
+impl EnrollmentRow {
+    /// A new enrollment's row.
+    fn registered(place: EventPlace, registered: &CourseRegistered) -> Self {
+        let at = place.recorded_at;
+        EnrollmentRow {
+            enrollment_id: EnrollmentId::from_uuid(place.stream_id),
+            course_id: registered.course_id,
+            trainee_id: registered.trainee_id,
+            status: EnrollmentStatus::Registered,
+            registered_at: at,
+            started_at: None,
+            completed_at: None,
+            withdrawn_at: None,
+            withdrawal_reason: None,
+            submission_count: 0,
+            best_score: None,
+            passed_at: None,
+            version: place.version,
+            updated_at: at,
         }
     }
 }

@@ -6,8 +6,7 @@
 //! reads by position, never through a cursor (Citus rule 13).
 
 use super::{Metadata, StoreError};
-use crate::auth::Role;
-use crate::domain::{EventType, StreamType, TenantId};
+use crate::domain::{EventType, Role, StreamType, TenantId};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
@@ -198,9 +197,7 @@ fn decode(row: &PgRow) -> Result<LoggedEvent, StoreError> {
         recorded_at: row.try_get("recorded_at")?,
         metadata: Metadata {
             actor_id: row.try_get("actor_id")?,
-            actor_role: Role::ALL
-                .into_iter()
-                .find(|role| role.as_str() == actor_role)
+            actor_role: Role::parse(&actor_role)
                 .ok_or_else(|| corrupt("actor_role", &actor_role))?,
             command_id: row.try_get("command_id")?,
             correlation_id: row.try_get("correlation_id")?,

@@ -17,6 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// Waits until the tenant's writers have committed another 20 events.
+async fn writes_flow(test: &TestApp, tenant: TenantId) {
+    let from = test.head(tenant).await;
+    crate::wait::eventually(Duration::from_secs(30), "writes flow", async || {
+        test.head(tenant).await >= from + 20
+    })
+    .await;
+}
+
 /// The worker holding a tenant's shards (all co-located), as its `postgres` URL.
 async fn owner_of(pool: &PgPool, nodes: &LocalCitus, tenant: TenantId) -> String {
     let port: i32 = sqlx::query_scalar(
@@ -404,7 +413,7 @@ async fn a_busy_tenants_shards_move_to_the_other_worker_while_its_commands_flow(
         .clone();
     let stop = Arc::new(AtomicBool::new(false));
     let writers = tokio::spawn(write_until(app.clone(), tenant, 8, stop.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    writes_flow(&test, tenant).await;
 
     // All of the tenant's co-located shards move together; logical replication keeps the
     // writes flowing while the data is copied.
@@ -422,7 +431,7 @@ async fn a_busy_tenants_shards_move_to_the_other_worker_while_its_commands_flow(
     .execute(&test.pool)
     .await
     .expect("move the tenant's shards");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    writes_flow(&test, tenant).await;
     stop.store(true, Ordering::Relaxed);
     let (acknowledged, failed) = writers.await.unwrap();
 

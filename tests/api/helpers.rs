@@ -7,8 +7,9 @@
 //! database of its own, cloned from a distributed template on every node.
 
 use coursetrail::app::{App, Caller, CommandOptions};
-use coursetrail::auth::{JwtSettings, KeySource, Principal, Role, TokenIssuer, TokenVerifier};
+use coursetrail::auth::{JwtSettings, KeySource, Role, TokenIssuer, TokenVerifier};
 use coursetrail::citus::LocalCitus;
+use coursetrail::config::{Config, JwtKeys};
 use coursetrail::db;
 use coursetrail::domain::CourseId;
 use coursetrail::domain::TenantId;
@@ -189,6 +190,29 @@ async fn new_database(template: Option<&str>, connections: u32) -> (PgPool, Stri
     (pool, url)
 }
 
+/// The suite's server configuration: every setting at its default, with the suite's token
+/// secret. Not read with `Config::from_env`, so that nothing in the environment of whoever
+/// runs the suite (a `METRICS_TOKEN`, a `TENANT_QUEUE`) changes what the tests see.
+pub fn config() -> Config {
+    Config {
+        listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        jwt_keys: JwtKeys::Secret(SECRET.into()),
+        jwt_issuer: ISSUER.into(),
+        jwt_audience: AUDIENCE.into(),
+        ..Config::defaults()
+    }
+}
+
+/// The reports' own pool, as a server has one (`DATABASE_REPORT_CONNECTIONS`): `connections`
+/// more to where `pool` connects (through the same proxy, if it goes through one), opened
+/// when reports, rebuilds or exports first need them.
+fn report_pool_beside(pool: &PgPool, connections: u32) -> PgPool {
+    pool.options()
+        .clone()
+        .max_connections(connections)
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 pub struct TestApp {
     pub address: SocketAddr,
     pub pool: PgPool,
@@ -246,9 +270,13 @@ impl TestApp {
         configure: impl FnOnce(App) -> App,
         adjust: impl FnOnce(&mut server_state::HttpState),
     ) -> TestApp {
-        let settings = JwtSettings::new(KeySource::Secret(SECRET.into()), ISSUER, AUDIENCE);
-        let verifier = TokenVerifier::new(&settings).expect("verifier");
-        let mut state = server::http_state(configure(App::new(server_pool)), verifier);
+        // The server is wired as `coursetrail serve` wires it, from the suite's configuration;
+        // the test then adjusts the application and the state.
+        let config = config();
+        let verifier = server::verifier(&config, None).expect("verifier");
+        let report_pool = report_pool_beside(&server_pool, config.report_connections);
+        let mut state =
+            server::configured_state_with(&config, server_pool, report_pool, verifier, configure);
         adjust(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -502,14 +530,18 @@ pub async fn submit_through(app: &App, caller: &Caller, enrollment: EnrollmentId
     )
 }
 
-/// A verified caller of the application layer, as a token would make it.
+/// A verified caller of the application layer, made as a request makes one: a token minted
+/// with the suite's secret, then verified (a `Principal` comes only from the verifier).
 pub fn caller(tenant: TenantId, role: Role, sub: Uuid) -> Caller {
-    Caller::from_principal(&Principal {
-        tenant_id: tenant.as_uuid(),
-        subject: sub,
-        role,
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
-    })
+    let token = TokenIssuer::new(SECRET, ISSUER, AUDIENCE)
+        .mint(tenant.as_uuid(), sub, role, Duration::from_secs(3600))
+        .expect("mint a test token");
+    let settings = JwtSettings::new(KeySource::Secret(SECRET.into()), ISSUER, AUDIENCE);
+    let principal = TokenVerifier::new(&settings)
+        .expect("verifier")
+        .verify(&token)
+        .expect("verify the test token");
+    Caller::from_principal(&principal)
 }
 
 pub fn uuid(value: &Value) -> Uuid {

@@ -3,6 +3,7 @@
 //! disconnected, oversized messages refused properly, and a database outage answered fast.
 
 use crate::helpers::{TestApp, fresh_database};
+use crate::wait::until;
 use crate::ws::{Frame, WsClient};
 use coursetrail::app::admission::Limits;
 use coursetrail::db;
@@ -50,15 +51,6 @@ async fn post_raw(
         retry_after,
         response.json().await.unwrap_or(Value::Null),
     )
-}
-
-/// Waits until `condition` holds (checked every 2 ms), failing with `what` after `within`.
-async fn until(within: Duration, what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 fn codes(body: &Value) -> Vec<String> {
@@ -283,8 +275,8 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     let app = TestApp::spawn_with(|state| state.limits.max_connections = 2).await;
     // An open WebSocket keeps its place after the upgrade; an idle connection takes the other.
     let socket = WsClient::ready(&app, &app.admin()).await;
+    // Accepted before the requests below: the listener takes connections in arrival order.
     let idle = TcpStream::connect(app.address).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let health = format!("http://{}/health", app.address);
     let client = reqwest::Client::new();
     let waiting =

@@ -18,4 +18,5 @@ mod schema;
 mod stream_cache;
 mod subscriptions;
 mod telemetry;
+mod wait;
 mod ws;

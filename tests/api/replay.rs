@@ -240,9 +240,14 @@ async fn reports_as_of_a_past_time_ignore_later_events() {
         app.enrollment_step(&admin, "startCourse", enrollment).await;
         enrollments.push(enrollment);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let as_of = chrono::Utc::now();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // As of the last event so far (a report includes what was recorded by then): everything
+    // below is recorded later.
+    let as_of: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT max(recorded_at) FROM events WHERE tenant_id = $1")
+            .bind(app.tenant.as_uuid())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     // After as_of: two complete, one withdraws.
     for enrollment in &enrollments[..2] {
         let submission = app.submit(&admin, *enrollment).await;

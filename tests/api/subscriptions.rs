@@ -2,12 +2,31 @@
 //! the catch-up/live switch-over, isolation, and the protocol's close codes.
 
 use crate::helpers::{TestApp, position};
+use crate::wait::{eventually, until};
 use crate::ws::{EVENTS, Frame, WsClient};
+use coursetrail::app::App;
 use coursetrail::auth::Role;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// A server, and its application for watching its subscriptions.
+async fn spawn_with_handle() -> (TestApp, App) {
+    let mut handle = None;
+    let app = TestApp::spawn_with(|state| handle = Some(state.app.clone())).await;
+    (app, handle.expect("the application"))
+}
+
+/// Waits until `count` subscriptions follow the feed: an event committed from then on is
+/// delivered live (not found by a catch-up read).
+async fn until_live(server: &App, count: usize) {
+    let what = format!("{count} live subscriptions");
+    until(Duration::from_secs(10), &what, || {
+        server.live_subscriptions() == count
+    })
+    .await;
+}
 
 /// Runs `commands` mutations from `writers` concurrent tasks (courses and trainees, so every
 /// one appends exactly one event); returns how many were acknowledged.
@@ -92,7 +111,12 @@ async fn a_subscription_from_a_middle_position_switches_from_catch_up_to_live_wi
         tokio::spawn(async move { write_concurrently(&app, 4, 20).await })
     };
     // Start while the writers are in flight, from the middle of what was there before.
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the writers have started",
+        async || app.head(app.tenant).await > before,
+    )
+    .await;
     let middle = before / 2;
     let mut client = WsClient::ready(&app, &app.admin()).await;
     client
@@ -111,11 +135,11 @@ async fn a_subscription_from_a_middle_position_switches_from_catch_up_to_live_wi
 
 #[tokio::test]
 async fn a_subscriber_gets_events_whose_notification_was_never_sent() {
-    let app = TestApp::spawn().await;
+    let (app, server) = spawn_with_handle().await;
     let mut client = WsClient::ready(&app, &app.admin()).await;
     client.subscribe("quiet", EVENTS, json!({})).await;
-    // Let the subscription reach the live phase, then commit without pg_notify.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the subscription follows the feed, commit without pg_notify.
+    until_live(&server, 1).await;
     let head = app.seed_events(app.tenant, 3).await;
     let started = std::time::Instant::now();
     assert_eq!(
@@ -131,12 +155,12 @@ async fn a_subscriber_gets_events_whose_notification_was_never_sent() {
 #[tokio::test]
 async fn without_a_start_position_a_subscription_delivers_only_new_events_and_read_your_writes_works()
  {
-    let app = TestApp::spawn().await;
+    let (app, server) = spawn_with_handle().await;
     let admin = app.admin();
     app.create_course(&admin, "OLD", 50).await;
     let mut live = WsClient::ready(&app, &admin).await;
     live.subscribe("live", EVENTS, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_live(&server, 1).await;
     let data = app
         .ok(
             &admin,
@@ -343,18 +367,19 @@ async fn the_socket_closes_with_4403_when_the_token_expires() {
 
 #[tokio::test]
 async fn ping_gets_pong_complete_ends_an_operation_and_its_id_can_be_reused() {
-    let app = TestApp::spawn().await;
+    let (app, server) = spawn_with_handle().await;
     let admin = app.admin();
     let mut client = WsClient::ready(&app, &admin).await;
     client.send(json!({ "type": "ping" })).await;
     assert_eq!(client.recv().await, Frame::Json(json!({ "type": "pong" })));
 
     client.subscribe("a", EVENTS, json!({})).await;
+    until_live(&server, 1).await;
     client.send(json!({ "type": "complete", "id": "a" })).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_live(&server, 0).await;
     // The completed id is free again; the new operation sees the next event.
     client.subscribe("a", EVENTS, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_live(&server, 1).await;
     app.create_course(&admin, "PING", 50).await;
     match client.recv().await {
         Frame::Json(message) => {

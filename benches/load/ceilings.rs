@@ -1,0 +1,169 @@
+//! The ceilings: what PostgreSQL itself commits on the same database with as many writers as
+//! the load has users, each a loop of one-statement transactions. The load's commands per
+//! second are stated as ratios of these, measured in the same run.
+//!
+//! 1. a bare single-row `INSERT` into `events` (what this PostgreSQL can commit);
+//! 2. the same insert plus the per-tenant head-row increment, spread over as many tenants as
+//!    the scenario (the ceiling of the ordering design);
+//! 3. (2) with every writer on one tenant (the hot-tenant ceiling).
+
+use super::Args;
+use super::common::{self, ms};
+use super::env::Environment;
+use coursetrail::domain::TenantId;
+use hdrhistogram::Histogram;
+use rand::Rng;
+use sqlx::PgPool;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// The tenants each ceiling writes to, made before the first measurement.
+pub struct CeilingTenants {
+    pub bare: Vec<TenantId>,
+    pub head: Vec<TenantId>,
+    pub hot: Vec<TenantId>,
+}
+
+impl CeilingTenants {
+    /// As many tenants as the scenario for (1) and (2), one for (3).
+    pub async fn new(pool: &PgPool, tenants: usize) -> anyhow::Result<Self> {
+        Ok(Self {
+            bare: common::new_tenants(pool, tenants, "ceiling bare").await?,
+            head: common::new_tenants(pool, tenants, "ceiling head").await?,
+            hot: common::new_tenants(pool, 1, "ceiling hot").await?,
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum CeilingKind {
+    /// A bare single-row insert into `events`, one per transaction.
+    BareInsert,
+    /// The insert plus the tenant head increment, in one transaction.
+    InsertAndHead,
+}
+
+struct CeilingResult {
+    per_second: f64,
+    latency: Histogram<u64>,
+}
+
+/// The ceiling statements. Each is one statement, i.e. one transaction and one round trip: the
+/// least a client can do to commit one event.
+const BARE_INSERT: &str = "INSERT INTO events (tenant_id, stream_id, version, position, event_id, \
+     stream_type, event_type, schema_version, data, recorded_at, actor_id, actor_role, \
+     correlation_id, trainee_id, course_id) \
+     VALUES ($1, $2, 1, $3, $4, 'enrollment', 'CourseStarted', 1, '{}', now(), $5, 'trainee', \
+     $4, $5, $6)";
+const INSERT_AND_HEAD: &str = "WITH head AS (UPDATE tenant_heads SET last_position = \
+     last_position + 1 WHERE tenant_id = $1 RETURNING last_position) \
+     INSERT INTO events (tenant_id, stream_id, version, position, event_id, \
+     stream_type, event_type, schema_version, data, recorded_at, actor_id, actor_role, \
+     correlation_id, trainee_id, course_id) \
+     SELECT $1, $2, 1, head.last_position, $3, 'enrollment', 'CourseStarted', 1, '{}', now(), \
+     $4, 'trainee', $3, $4, $5 FROM head";
+
+/// Positions of the bare inserts, which bump no head row: far above anything a head hands out.
+static BARE_POSITION: AtomicI64 = AtomicI64::new(1_000_000_000_000_000);
+
+/// Measures and prints the three ceilings; returns their rates.
+pub async fn ceilings(
+    args: &Args,
+    env: &Environment,
+    tenants: &CeilingTenants,
+    when: &str,
+) -> anyhow::Result<[f64; 3]> {
+    let (writers, d) = (args.users, args.ceiling_duration);
+    let pool = &env.pool;
+    let bare = ceiling(pool, CeilingKind::BareInsert, &tenants.bare, writers, d).await?;
+    let head = ceiling(pool, CeilingKind::InsertAndHead, &tenants.head, writers, d).await?;
+    let hot = ceiling(pool, CeilingKind::InsertAndHead, &tenants.hot, writers, d).await?;
+    println!(
+        "ceilings {when} ({writers} writers, one-statement transactions, {} each):",
+        humantime::format_duration(d)
+    );
+    print_ceiling("(1) bare INSERT into events", &bare);
+    print_ceiling(
+        &format!("(2) INSERT + head bump, {} tenant(s)", args.tenants),
+        &head,
+    );
+    print_ceiling("(3) INSERT + head bump, 1 tenant", &hot);
+    Ok([bare.per_second, head.per_second, hot.per_second])
+}
+
+fn print_ceiling(name: &str, result: &CeilingResult) {
+    println!(
+        "  {name:<40} {:>8.0} tx/s   p50 {} p99 {}",
+        result.per_second,
+        ms(result.latency.value_at_quantile(0.50)),
+        ms(result.latency.value_at_quantile(0.99)),
+    );
+}
+
+/// `writers` connections committing `kind` in a loop for a second of warm-up, then `duration`
+/// measured.
+async fn ceiling(
+    pool: &PgPool,
+    kind: CeilingKind,
+    tenants: &[TenantId],
+    writers: usize,
+    duration: Duration,
+) -> anyhow::Result<CeilingResult> {
+    let from = Instant::now() + Duration::from_secs(1);
+    let to = from + duration;
+    let tasks = (0..writers).map(|_| writer(pool, kind, tenants, from, to));
+    let mut total = 0;
+    let mut latency = common::latency_histogram();
+    for result in futures_util::future::join_all(tasks).await {
+        let (count, histogram) = result?;
+        total += count;
+        latency.add(&histogram)?;
+    }
+    Ok(CeilingResult {
+        per_second: total as f64 / duration.as_secs_f64(),
+        latency,
+    })
+}
+
+/// One writer of a ceiling: commits until `to`, counting and timing those started from `from`.
+async fn writer(
+    pool: &PgPool,
+    kind: CeilingKind,
+    tenants: &[TenantId],
+    from: Instant,
+    to: Instant,
+) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let mut conn = pool.acquire().await?;
+    let mut latency = common::latency_histogram();
+    let mut count = 0u64;
+    loop {
+        let started = Instant::now();
+        if started >= to {
+            break;
+        }
+        let tenant = tenants[rand::rng().random_range(0..tenants.len())].as_uuid();
+        let (stream, event, subject) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let statement = match kind {
+            CeilingKind::BareInsert => sqlx::query(BARE_INSERT)
+                .bind(tenant)
+                .bind(stream)
+                .bind(BARE_POSITION.fetch_add(1, Ordering::Relaxed))
+                .bind(event)
+                .bind(subject)
+                .bind(subject),
+            CeilingKind::InsertAndHead => sqlx::query(INSERT_AND_HEAD)
+                .bind(tenant)
+                .bind(stream)
+                .bind(event)
+                .bind(subject)
+                .bind(subject),
+        };
+        statement.execute(&mut *conn).await?;
+        if started >= from {
+            count += 1;
+            common::record_since(&mut latency, started);
+        }
+    }
+    Ok((count, latency))
+}

@@ -1,0 +1,255 @@
+//! Appending: one command's write, or a batch of one tenant's writes, in one call of the
+//! database function `coursetrail_append` (migration `…0005`), which commits by itself and
+//! reports each write's refusal instead of raising it.
+
+use super::{Metadata, StoreError};
+use crate::domain::{Event, StreamType, TenantId};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+/// New events for one stream, with everything stored alongside them.
+pub struct Append<'a> {
+    pub stream_id: Uuid,
+    pub stream_type: StreamType,
+    /// The stream's version the decision was made on (0 for a new stream).
+    pub expected_version: i32,
+    pub events: &'a [Event],
+    pub recorded_at: DateTime<Utc>,
+    pub metadata: &'a Metadata,
+    /// Subjects denormalised onto the events for audit queries.
+    pub trainee_id: Option<Uuid>,
+    pub course_id: Option<Uuid>,
+    /// `(command type, result)` recorded under the metadata's command id, if it has one.
+    pub command: Option<(&'a str, &'a serde_json::Value)>,
+}
+
+/// A query of the write path, with its bound arguments.
+pub type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Why the store refused a write. Nothing of a refused write is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The stream is not at the version the decision was made on (or, for a new stream,
+    /// exists already).
+    VersionConflict,
+    /// The command id is recorded already (by an earlier or a concurrent request).
+    DuplicateCommand,
+    /// A registration's course is gone or retired since the decision.
+    CourseClosed,
+    /// A cross-stream rule of the projections.
+    Taken(UniqueRule),
+    UnknownTenant,
+}
+
+/// The cross-stream rules the projections' unique indexes keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueRule {
+    /// One course code per tenant.
+    CourseCode,
+    /// One e-mail address per tenant.
+    TraineeEmail,
+    /// One active enrollment per trainee and course.
+    ActiveEnrollment,
+}
+
+impl Refusal {
+    /// The reason `coursetrail_append` reports (migration `…0005`).
+    fn parse(reason: &str) -> Option<Self> {
+        Some(match reason {
+            "version_conflict" => Refusal::VersionConflict,
+            "duplicate_command" => Refusal::DuplicateCommand,
+            "course_closed" => Refusal::CourseClosed,
+            "course_code_taken" => Refusal::Taken(UniqueRule::CourseCode),
+            "email_taken" => Refusal::Taken(UniqueRule::TraineeEmail),
+            "already_registered" => Refusal::Taken(UniqueRule::ActiveEnrollment),
+            "unknown_tenant" => Refusal::UnknownTenant,
+            _ => return None,
+        })
+    }
+}
+
+impl From<Refusal> for StoreError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::VersionConflict => StoreError::VersionConflict,
+            Refusal::DuplicateCommand => StoreError::DuplicateCommand,
+            Refusal::CourseClosed => StoreError::Refused,
+            Refusal::Taken(rule) => StoreError::Taken(rule),
+            Refusal::UnknownTenant => StoreError::UnknownTenant,
+        }
+    }
+}
+
+/// What became of one write of a batch ([`append_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Written; the tenant position of its last event.
+    Appended(i64),
+    /// Refused; nothing of it was written.
+    Refused(Refusal),
+}
+
+/// The projection rows written with each write of an append (migration `…0005`'s parameters
+/// from `$20` on: per write the kind of its row and where it is, its number of submissions,
+/// then the rows of every kind, one array per column). Implemented by the projections module,
+/// which owns those tables.
+pub trait ProjectionRows<'q>: Sized {
+    /// Binds the rows of every write, in batch order.
+    fn bind(rows: Vec<Self>, query: PgQuery<'q>) -> PgQuery<'q>;
+}
+
+/// The whole write path in one call: the function `coursetrail_append` (migration `…0005`).
+/// Called alone, it is one transaction; on Citus the coordinator delegates it to the worker
+/// holding the tenant (a distributed function, docs/citus-rules.md, rule 18).
+const APPEND_STATEMENT: &str = "SELECT coursetrail_append($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
+     $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, \
+     $46, $47, $48, $49, $50, $51, $52, $53, $54, $55)";
+
+/// Writes one command: its projection rows, events, command record and the head increment,
+/// in one self-committing call. Returns the tenant position of its last event.
+///
+/// The new-event wake-up is not sent here: see [`Notifier`].
+#[tracing::instrument(level = "debug", name = "db.append_with", skip_all, fields(db.system = "postgresql"))]
+pub async fn append_with<'q, P: ProjectionRows<'q>>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    append: Append<'q>,
+    rows: P,
+) -> Result<i64, StoreError> {
+    let outcomes = append_batch(conn, tenant, vec![(append, rows)]).await?;
+    match outcomes.first() {
+        Some(BatchOutcome::Appended(position)) => Ok(*position),
+        Some(BatchOutcome::Refused(refusal)) => Err((*refusal).into()),
+        None => Err(StoreError::OutcomeUnknown(
+            "no outcome for the write".into(),
+        )),
+    }
+}
+
+/// Writes several commands of one tenant in one call, which commits by itself: every write's
+/// projection rows, one head increment for all, every event and command record. They share one
+/// commit (one WAL flush) instead of queueing on the head row for one flush each.
+///
+/// Each write is accepted or refused on its own ([`BatchOutcome`]); positions are gap-free and
+/// in commit order, in batch order within the batch, over the accepted writes. The head row is
+/// locked after every projection row and held only until this call's COMMIT. The writes must
+/// be of distinct streams.
+///
+/// An error the database reports means nothing was written; it is returned as is. Any other
+/// error (the connection lost while the call ran) leaves the outcome unknown:
+/// [`StoreError::OutcomeUnknown`].
+#[tracing::instrument(level = "debug", name = "db.append_batch", skip_all, fields(db.system = "postgresql"))]
+pub async fn append_batch<'q, P: ProjectionRows<'q>>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    writes: Vec<(Append<'q>, P)>,
+) -> Result<Vec<BatchOutcome>, StoreError> {
+    let (appends, rows): (Vec<Append<'q>>, Vec<P>) = writes.into_iter().unzip();
+    let query = bind_appends(sqlx::query(APPEND_STATEMENT), tenant, &appends);
+    let row = match P::bind(rows, query).fetch_one(&mut *conn).await {
+        Ok(row) => row,
+        Err(error @ sqlx::Error::Database(_)) => return Err(classify(error)),
+        Err(error) => return Err(unknown(error)),
+    };
+    // From here on the call has committed: nothing may send its writes to be written again.
+    let (last_position, refusals): (Option<i64>, Vec<Option<String>>) =
+        row.try_get(0).map_err(unknown)?;
+    let refusals = refusals
+        .iter()
+        .map(|reason| {
+            reason
+                .as_deref()
+                .map(|r| Refusal::parse(r).ok_or_else(|| format!("unknown refusal {r:?}")))
+                .transpose()
+        })
+        .collect::<Result<Vec<Option<Refusal>>, String>>()
+        .map_err(StoreError::OutcomeUnknown)?;
+    if refusals.len() != appends.len() {
+        return Err(StoreError::OutcomeUnknown(
+            "one outcome per write expected".into(),
+        ));
+    }
+    let total: i64 = appends
+        .iter()
+        .zip(&refusals)
+        .filter(|(_, refusal)| refusal.is_none())
+        .map(|(append, _)| append.events.len() as i64)
+        .sum();
+    let mut position = last_position.unwrap_or(0) - total;
+    Ok(appends
+        .iter()
+        .zip(refusals)
+        .map(|(append, refusal)| match refusal {
+            Some(refusal) => BatchOutcome::Refused(refusal),
+            None => {
+                position += append.events.len() as i64;
+                BatchOutcome::Appended(position)
+            }
+        })
+        .collect())
+}
+
+fn unknown(error: sqlx::Error) -> StoreError {
+    tracing::error!(%error, "a write failed outside the database: it may or may not be stored");
+    StoreError::OutcomeUnknown(error.to_string())
+}
+
+/// One value per write, as an array parameter.
+fn per_write<'q, T>(appends: &[Append<'q>], value: impl Fn(&Append<'q>) -> T) -> Vec<T> {
+    appends.iter().map(value).collect()
+}
+
+/// Binds `$1`–`$19`: the tenant, the writes (one element each) and their events (one element
+/// each, in write order).
+fn bind_appends<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]) -> PgQuery<'q> {
+    let events = || appends.iter().flat_map(|a| a.events.iter());
+    query
+        .bind(tenant.as_uuid())
+        .bind(per_write(appends, |a| a.stream_id))
+        .bind(per_write(appends, |a| a.stream_type.as_str()))
+        .bind(per_write(appends, |a| a.expected_version))
+        .bind(per_write(appends, |a| a.recorded_at))
+        .bind(per_write(appends, |a| a.metadata.actor_id))
+        .bind(per_write(appends, |a| a.metadata.actor_role.as_str()))
+        .bind(per_write(appends, |a| a.metadata.command_id))
+        .bind(per_write(appends, |a| a.metadata.correlation_id))
+        .bind(per_write(appends, |a| a.metadata.causation_id))
+        .bind(per_write(appends, |a| a.trainee_id))
+        .bind(per_write(appends, |a| a.course_id))
+        // A command record is written when the command has an id and something to record.
+        .bind(per_write(appends, |a| {
+            a.command
+                .filter(|_| a.metadata.command_id.is_some())
+                .map(|(kind, _)| kind)
+        }))
+        .bind(per_write(appends, |a| a.command.map(|(_, result)| result)))
+        .bind(per_write(appends, |a| a.events.len() as i32))
+        .bind(events().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+        .bind(
+            events()
+                .map(|e| e.event_type().as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events()
+                .map(|_| Event::CURRENT_SCHEMA_VERSION)
+                .collect::<Vec<_>>(),
+        )
+        .bind(events().map(Event::data).collect::<Vec<_>>())
+}
+
+/// SQLSTATE `deadlock_detected`.
+pub const DEADLOCK_DETECTED: &str = "40P01";
+
+/// A write the database cancelled to break a lock cycle is [`StoreError::Deadlock`]; conflicts
+/// are never read from errors (they are reported by the write itself, see [`Refusal`]).
+fn classify(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(DEADLOCK_DETECTED) => {
+            StoreError::Deadlock
+        }
+        _ => StoreError::Database(error),
+    }
+}
