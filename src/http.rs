@@ -464,12 +464,14 @@ pub(crate) fn count_operation(
     let outcome = first_code.as_deref().unwrap_or("ok");
     let metrics = app.metrics();
     metrics
-        .graphql_operations
+        .graphql
+        .operations
         .with_label_values(&[label, outcome])
         .inc();
     if let Some(took) = took {
         metrics
-            .graphql_duration
+            .graphql
+            .duration
             .with_label_values(&[label])
             .observe(took.as_secs_f64());
     }

@@ -101,7 +101,7 @@ impl Ticket {
 
     /// Counts one event sent to this subscription.
     pub fn delivered(&self) {
-        self.feeds.metrics.events_delivered.inc();
+        self.feeds.metrics.live.events_delivered.inc();
     }
 
     /// Marks the subscription as caught up (following the feed) or not (reading the log).
@@ -117,7 +117,7 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.set_live(false);
-        self.feeds.metrics.subscriptions_open.dec();
+        self.feeds.metrics.live.subscriptions_open.dec();
         let mut open = lock(&self.feeds.open);
         for key in [(self.tenant, None), (self.tenant, Some(self.actor))] {
             if let Some(count) = open.get_mut(&key) {
@@ -188,7 +188,7 @@ impl Feeds {
         }
         *open.entry((tenant, None)).or_default() += 1;
         *open.entry((tenant, Some(actor))).or_default() += 1;
-        self.metrics.subscriptions_open.inc();
+        self.metrics.live.subscriptions_open.inc();
         Ok(Ticket {
             feeds: self.clone(),
             tenant,
@@ -334,6 +334,7 @@ async fn read_new(
             // with synchronised clocks, the difference is the feed's lag.
             let lag = (chrono::Utc::now() - newest.recorded_at).num_microseconds();
             metrics
+                .live
                 .feed_lag
                 .observe(lag.unwrap_or(0).max(0) as f64 / 1e6);
             let batch = Batch {

@@ -34,12 +34,11 @@
 
 use super::Conn;
 use crate::domain::{Event, StreamType, SubmissionId, TenantId};
-use crate::metrics::Metrics;
+use crate::metrics::{GroupCommitMetrics, Metrics};
 use crate::projections::ProjectionWrite;
 use crate::projections::rows::StreamRows;
 use crate::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
 use chrono::{DateTime, Utc};
-use prometheus::{Histogram, IntCounter};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -105,7 +104,8 @@ pub(super) struct GroupCommit {
     enabled: bool,
     /// A tenant is present while any of its writes is in flight.
     tenants: Mutex<HashMap<TenantId, InFlight>>,
-    stats: Stats,
+    /// What it did since the server started: the application's metrics.
+    stats: GroupCommitMetrics,
 }
 
 /// One tenant's writes in flight (each holds a [`Leadership`]) and who waits for them.
@@ -113,22 +113,6 @@ pub(super) struct GroupCommit {
 struct InFlight {
     leaders: usize,
     queue: Vec<Waiter>,
-}
-
-/// What group commit did since the server started: the application's metrics
-/// ([`Metrics`]'s `group_commit_*`), read by tests through [`GroupCommit::stats`].
-struct Stats {
-    /// Batches of two or more writes that committed.
-    batches: IntCounter,
-    /// Writes per committed batch.
-    batch_size: Histogram,
-    /// Writes appended by those batches.
-    batched_writes: IntCounter,
-    /// Writes those batches refused (a conflict, a unique rule), each answered as if alone.
-    refused_writes: IntCounter,
-    /// Batches that failed with an error (nothing written), whose writes were then written one
-    /// by one.
-    failed_batches: IntCounter,
 }
 
 /// A copy of [`GroupCommit`]'s counters.
@@ -234,13 +218,7 @@ impl GroupCommit {
         Self {
             enabled,
             tenants: Mutex::new(HashMap::new()),
-            stats: Stats {
-                batches: metrics.group_commit_batches.clone(),
-                batch_size: metrics.group_commit_batch_size.clone(),
-                batched_writes: metrics.group_commit_batched_writes.clone(),
-                refused_writes: metrics.group_commit_refused_writes.clone(),
-                failed_batches: metrics.group_commit_failed_batches.clone(),
-            },
+            stats: metrics.group_commit.clone(),
         }
     }
 

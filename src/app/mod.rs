@@ -346,6 +346,7 @@ impl App {
     /// Counts a refused slot of `pool` and says so to the caller.
     fn refused(&self, refusal: admission::Refusal, pool: &str, what: &str) -> AppError {
         self.metrics
+            .pools
             .admission_refused
             .with_label_values(&[pool, refusal.label()])
             .inc();
@@ -368,19 +369,20 @@ impl App {
             let (size, idle) = (pool.size() as i64, pool.num_idle() as i64);
             let max = i64::from(pool.options().get_max_connections());
             let connections =
-                |state: &str| metrics.db_connections.with_label_values(&[name, state]);
+                |state: &str| metrics.pools.connections.with_label_values(&[name, state]);
             connections("in_use").set(size - idle);
             connections("idle").set(idle);
             metrics
-                .db_connections_max
+                .pools
+                .connections_max
                 .with_label_values(&[name])
                 .set(max);
             let (running, waiting) = admission.load();
             let gauge = |family: &prometheus::IntGaugeVec, value: usize| {
                 family.with_label_values(&[name]).set(value as i64)
             };
-            gauge(&metrics.admission_running, running);
-            gauge(&metrics.admission_waiting, waiting);
+            gauge(&metrics.pools.admission_running, running);
+            gauge(&metrics.pools.admission_waiting, waiting);
         }
         metrics.render()
     }

@@ -23,11 +23,13 @@ pub(super) async fn observe(
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let metrics = state.app.metrics();
     metrics
-        .http_requests
+        .http
+        .requests
         .with_label_values(&[route, response.status().as_str()])
         .inc();
     metrics
-        .http_duration
+        .http
+        .duration
         .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());
     response
