@@ -4,7 +4,7 @@
 //! tests return at once there; CI runs the suite on Citus as well, where they run in full.
 
 use crate::helpers::{TestApp, caller, citus, course_through, submit_through};
-use coursetrail::app::{App, CommandOptions};
+use coursetrail::app::{App, Caller, CommandOptions};
 use coursetrail::auth::Role;
 use coursetrail::citus::{LocalCitus, database_url, host_and_port};
 use coursetrail::db;
@@ -133,141 +133,149 @@ fn assert_only_calls_and_reads(shape: &str, ran: &[(String, i64)]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_write_shape_runs_on_the_tenants_worker_alone_without_two_phase_commit() {
-    let Some(nodes) = citus() else {
-        return;
-    };
-    let test = TestApp::spawn().await;
-    let tenant = test.tenant;
-    let database = database_name(&test.database_url);
-    let owner_url = owner_of(&test.pool, nodes, tenant).await;
-    let other_url = nodes.workers.iter().find(|w| **w != owner_url).unwrap();
-    let owner = Statements::new(&owner_url, &database).await;
-    let other = Statements::new(other_url, &database).await;
-    let app = App::new(test.pool.clone());
-    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
-    let none = CommandOptions::default();
-    let with_id = || CommandOptions {
+/// The statements each worker ran for one database: the tenant's owner and the other one.
+struct Workers {
+    owner: Statements,
+    other: Statements,
+}
+
+impl Workers {
+    async fn of(test: &TestApp, nodes: &LocalCitus) -> Self {
+        let database = database_name(&test.database_url);
+        let owner_url = owner_of(&test.pool, nodes, test.tenant).await;
+        let other_url = nodes.workers.iter().find(|w| **w != owner_url).unwrap();
+        Self {
+            owner: Statements::new(&owner_url, &database).await,
+            other: Statements::new(other_url, &database).await,
+        }
+    }
+
+    /// [`check_shape`] on these workers.
+    async fn check<F: std::future::Future<Output = ()>>(
+        &self,
+        shape: &str,
+        calls: (&str, i64),
+        run: F,
+    ) {
+        check_shape(&self.owner, &self.other, shape, calls, run).await;
+    }
+}
+
+const APPEND: (&str, i64) = ("coursetrail_append", 1);
+
+fn with_id() -> CommandOptions {
+    CommandOptions {
         command_id: Some(Uuid::now_v7()),
         ..Default::default()
-    };
-    let append = ("coursetrail_append", 1);
-    // Warm up: the first call on a connection prepares its statements.
-    course_through(&app, &admin, "WARM").await;
+    }
+}
 
+/// Every write of an enrollment's lifecycle, from its course's creation to its completion, is
+/// one append on the owner; returns the trainee it registered.
+async fn check_lifecycle_shapes(workers: &Workers, app: &App, admin: &Caller) -> TraineeId {
+    let none = CommandOptions::default();
     let mut course = None;
-    check_shape(&owner, &other, "createCourse", append, async {
-        course = Some(course_through(&app, &admin, "SHAPE").await);
-    })
-    .await;
+    workers
+        .check("createCourse", APPEND, async {
+            course = Some(course_through(app, admin, "SHAPE").await);
+        })
+        .await;
     let course = course.unwrap();
     let trainee = TraineeId::from_uuid(Uuid::now_v7());
-    check_shape(&owner, &other, "registerTrainee", append, async {
-        app.register_trainee(
-            &admin,
-            &with_id(),
-            Email::parse("shape@example.com").unwrap(),
-            PersonName::parse("Shape").unwrap(),
-            Some(trainee),
-        )
-        .await
-        .unwrap();
-    })
-    .await;
-    let mut enrollment = None;
-    check_shape(&owner, &other, "registerForCourse", append, async {
-        enrollment = Some(EnrollmentId::from_uuid(
-            app.register_for_course(&admin, &with_id(), course, Some(trainee))
-                .await
-                .unwrap()
-                .stream_id,
-        ));
-    })
-    .await;
-    let enrollment = enrollment.unwrap();
-    check_shape(&owner, &other, "startCourse", append, async {
-        app.start_course(&admin, &none, enrollment).await.unwrap();
-    })
-    .await;
-    let mut submission = None;
-    check_shape(&owner, &other, "submitTest", append, async {
-        submission = Some(submit_through(&app, &admin, enrollment).await);
-    })
-    .await;
-    check_shape(&owner, &other, "gradeSubmission", append, async {
-        app.grade_submission(
-            &admin,
-            &with_id(),
-            enrollment,
-            submission.unwrap(),
-            Score::parse("score", 90).unwrap(),
-        )
-        .await
-        .unwrap();
-    })
-    .await;
-    check_shape(&owner, &other, "completeCourse", append, async {
-        app.complete_course(&admin, &none, enrollment)
+    workers
+        .check("registerTrainee", APPEND, async {
+            app.register_trainee(
+                admin,
+                &with_id(),
+                Email::parse("shape@example.com").unwrap(),
+                PersonName::parse("Shape").unwrap(),
+                Some(trainee),
+            )
             .await
             .unwrap();
-    })
-    .await;
-    let second = course_through(&app, &admin, "SECOND").await;
+        })
+        .await;
+    let mut enrollment = None;
+    workers
+        .check("registerForCourse", APPEND, async {
+            enrollment = Some(EnrollmentId::from_uuid(
+                app.register_for_course(admin, &with_id(), course, Some(trainee))
+                    .await
+                    .unwrap()
+                    .stream_id,
+            ));
+        })
+        .await;
+    let enrollment = enrollment.unwrap();
+    workers
+        .check("startCourse", APPEND, async {
+            app.start_course(admin, &none, enrollment).await.unwrap();
+        })
+        .await;
+    let mut submission = None;
+    workers
+        .check("submitTest", APPEND, async {
+            submission = Some(submit_through(app, admin, enrollment).await);
+        })
+        .await;
+    workers
+        .check("gradeSubmission", APPEND, async {
+            app.grade_submission(
+                admin,
+                &with_id(),
+                enrollment,
+                submission.unwrap(),
+                Score::parse("score", 90).unwrap(),
+            )
+            .await
+            .unwrap();
+        })
+        .await;
+    workers
+        .check("completeCourse", APPEND, async {
+            app.complete_course(admin, &none, enrollment).await.unwrap();
+        })
+        .await;
+    trainee
+}
+
+/// Withdrawing `trainee`'s registration for a second course, then retiring that course, is
+/// one append each on the owner.
+async fn check_withdrawal_and_retirement_shapes(
+    workers: &Workers,
+    app: &App,
+    admin: &Caller,
+    trainee: TraineeId,
+) {
+    let none = CommandOptions::default();
+    let second = course_through(app, admin, "SECOND").await;
     let withdrawn = EnrollmentId::from_uuid(
-        app.register_for_course(&admin, &none, second, Some(trainee))
+        app.register_for_course(admin, &none, second, Some(trainee))
             .await
             .unwrap()
             .stream_id,
     );
-    check_shape(&owner, &other, "withdrawRegistration", append, async {
-        app.withdraw_registration(&admin, &none, withdrawn, None)
-            .await
-            .unwrap();
-    })
-    .await;
-    check_shape(&owner, &other, "retireCourse", append, async {
-        app.retire_course(&admin, &none, second).await.unwrap();
-    })
-    .await;
-    // A refused write (a duplicate e-mail): the attempt on the cached stream and the one on the
-    // stored stream (a refusal is always decided again) are a call each, and change nothing.
-    check_shape(
-        &owner,
-        &other,
-        "a refused registerTrainee",
-        ("coursetrail_append", 2),
-        async {
-            let refused = app
-                .register_trainee(
-                    &admin,
-                    &none,
-                    Email::parse("shape@example.com").unwrap(),
-                    PersonName::parse("Twin").unwrap(),
-                    None,
-                )
-                .await;
-            assert_eq!(refused.unwrap_err().code(), "ALREADY_EXISTS");
-        },
-    )
-    .await;
-    check_shape(
-        &owner,
-        &other,
-        "rebuildProjections",
-        ("coursetrail_replace_projections", 1),
-        async {
-            app.rebuild_projections(&admin, |_| {}).await.unwrap();
-        },
-    )
-    .await;
+    workers
+        .check("withdrawRegistration", APPEND, async {
+            app.withdraw_registration(admin, &none, withdrawn, None)
+                .await
+                .unwrap();
+        })
+        .await;
+    workers
+        .check("retireCourse", APPEND, async {
+            app.retire_course(admin, &none, second).await.unwrap();
+        })
+        .await;
+}
 
-    // A group-commit batch: writes queued behind four in flight share one call. Rounds of
-    // concurrent registrations until one formed; no round may run anything else.
+/// A group-commit batch: writes queued behind four in flight share one call. Rounds of
+/// concurrent registrations until one formed; no round may run anything else.
+async fn check_a_batch_runs_on_the_owner_alone(workers: &Workers, app: &App, admin: &Caller) {
     let mut batched = false;
     for round in 0..10 {
-        owner.reset().await;
-        other.reset().await;
+        workers.owner.reset().await;
+        workers.other.reset().await;
         let before = app.group_commit_stats().batches;
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..32 {
@@ -286,16 +294,64 @@ async fn every_write_shape_runs_on_the_tenants_worker_alone_without_two_phase_co
         }
         tasks.join_all().await;
         assert!(
-            other.ran().await.is_empty(),
+            workers.other.ran().await.is_empty(),
             "a batch round touched the other worker"
         );
-        assert_only_calls_and_reads("a batch round", &owner.ran().await);
+        assert_only_calls_and_reads("a batch round", &workers.owner.ran().await);
         if app.group_commit_stats().batches > before {
             batched = true;
             break;
         }
     }
     assert!(batched, "no batch formed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_shape_runs_on_the_tenants_worker_alone_without_two_phase_commit() {
+    let Some(nodes) = citus() else {
+        return;
+    };
+    let test = TestApp::spawn().await;
+    let workers = Workers::of(&test, nodes).await;
+    let app = App::new(test.pool.clone());
+    let admin = caller(test.tenant, Role::Admin, Uuid::now_v7());
+    let none = CommandOptions::default();
+    // Warm up: the first call on a connection prepares its statements.
+    course_through(&app, &admin, "WARM").await;
+
+    let trainee = check_lifecycle_shapes(&workers, &app, &admin).await;
+    check_withdrawal_and_retirement_shapes(&workers, &app, &admin, trainee).await;
+    // A refused write (a duplicate e-mail): the attempt on the cached stream and the one on the
+    // stored stream (a refusal is always decided again) are a call each, and change nothing.
+    workers
+        .check(
+            "a refused registerTrainee",
+            ("coursetrail_append", 2),
+            async {
+                let refused = app
+                    .register_trainee(
+                        &admin,
+                        &none,
+                        Email::parse("shape@example.com").unwrap(),
+                        PersonName::parse("Twin").unwrap(),
+                        None,
+                    )
+                    .await;
+                assert_eq!(refused.unwrap_err().code(), "ALREADY_EXISTS");
+            },
+        )
+        .await;
+    workers
+        .check(
+            "rebuildProjections",
+            ("coursetrail_replace_projections", 1),
+            async {
+                app.rebuild_projections(&admin, |_| {}).await.unwrap();
+            },
+        )
+        .await;
+
+    check_a_batch_runs_on_the_owner_alone(&workers, &app, &admin).await;
 }
 
 /// Commands of one tenant from several tasks until `stop`; returns every acknowledged

@@ -4,14 +4,15 @@
 
 use crate::helpers::{TestApp, caller, course_through, submit_through};
 use crate::replay::snapshot;
-use coursetrail::app::{App, CommandOptions, GroupCommitStats};
+use coursetrail::app::{App, Caller, CommandOptions, GroupCommitStats};
 use coursetrail::auth::Role;
 use coursetrail::domain::events::{CourseRegistered, TraineeRegistered};
 use coursetrail::domain::values::{Email, PersonName, Score};
-use coursetrail::domain::{EnrollmentId, Event, StreamType, TenantId, TraineeId};
+use coursetrail::domain::{CourseId, EnrollmentId, Event, StreamType, TenantId, TraineeId};
 use coursetrail::projections::ProjectionWrite;
-use coursetrail::projections::rows::{EventPlace, StreamRows, TraineeRow};
+use coursetrail::projections::rows::{EnrollmentRow, EventPlace, StreamRows, TraineeRow};
 use coursetrail::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
+use sqlx::PgConnection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use uuid::Uuid;
@@ -296,6 +297,70 @@ async fn recorded_positions(test: &TestApp, tenant: TenantId, commands: &[Uuid])
     positions
 }
 
+/// A registration of `trainee` for `course` as enrollment `enrollment`, and the row the live
+/// path computes for it: the same fold.
+fn registration_and_its_row(
+    course: CourseId,
+    trainee: Uuid,
+    enrollment: Uuid,
+) -> (Vec<Event>, EnrollmentRow) {
+    let registered = vec![Event::CourseRegistered(CourseRegistered {
+        course_id: course,
+        trainee_id: TraineeId::from_uuid(trainee),
+    })];
+    let mut folded = StreamRows::default();
+    folded.apply(
+        EventPlace {
+            stream_id: enrollment,
+            version: 1,
+            recorded_at: chrono::Utc::now(),
+        },
+        &registered[0],
+    );
+    let row = folded
+        .enrollment
+        .expect("a registration makes an enrollment row");
+    (registered, row)
+}
+
+/// Two events of one trainee stream, and no rows for them.
+fn two_trainee_events() -> Vec<Event> {
+    [
+        trainee_events("a@example.com"),
+        trainee_events("b@example.com"),
+    ]
+    .concat()
+}
+
+/// `(position, version)` of each event of `stream`.
+async fn stream_versions(test: &TestApp, tenant: TenantId, stream: Uuid) -> Vec<(i64, i32)> {
+    sqlx::query_as(
+        "SELECT position, version FROM events WHERE tenant_id = $1 AND stream_id = $2 \
+         ORDER BY position",
+    )
+    .bind(tenant.as_uuid())
+    .bind(stream)
+    .fetch_all(&test.pool)
+    .await
+    .unwrap()
+}
+
+async fn enrollment_count(test: &TestApp, tenant: TenantId) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM enrollments WHERE tenant_id = $1")
+        .bind(tenant.as_uuid())
+        .fetch_one(&test.pool)
+        .await
+        .unwrap()
+}
+
+async fn trainee_emails(test: &TestApp, tenant: TenantId) -> Vec<String> {
+    sqlx::query_scalar("SELECT email FROM trainees WHERE tenant_id = $1 ORDER BY email")
+        .bind(tenant.as_uuid())
+        .fetch_all(&test.pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_batch_refuses_each_write_on_its_own_and_any_error_rolls_all_of_it_back() {
     let test = TestApp::spawn().await;
@@ -314,30 +379,10 @@ async fn a_batch_refuses_each_write_on_its_own_and_any_error_rolls_all_of_it_bac
     let (trainee, enrollment, pair) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let commands = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
     let metas = commands.map(|id| metadata(Some(id)));
-    let registered = vec![Event::CourseRegistered(CourseRegistered {
-        course_id: course,
-        trainee_id: TraineeId::from_uuid(trainee),
-    })];
-    // The row the live path computes for it: the same fold.
-    let mut folded = StreamRows::default();
-    folded.apply(
-        EventPlace {
-            stream_id: enrollment,
-            version: 1,
-            recorded_at: chrono::Utc::now(),
-        },
-        &registered[0],
-    );
-    let registration = folded
-        .enrollment
-        .expect("a registration makes an enrollment row");
+    let (registered, registration) = registration_and_its_row(course, trainee, enrollment);
     let trainee_written = trainee_events("kept@example.com");
     let trainee_rows = trainee_row(trainee, "kept@example.com");
-    let two = [
-        trainee_events("a@example.com"),
-        trainee_events("b@example.com"),
-    ]
-    .concat();
+    let two = two_trainee_events();
     let outcomes = store::append_batch(
         &mut conn,
         tenant,
@@ -371,27 +416,23 @@ async fn a_batch_refuses_each_write_on_its_own_and_any_error_rolls_all_of_it_bac
         recorded_positions(&test, tenant, &commands[1..]).await,
         [head + 1, head + 3]
     );
-    let versions: Vec<(i64, i32)> = sqlx::query_as(
-        "SELECT position, version FROM events WHERE tenant_id = $1 AND stream_id = $2 \
-         ORDER BY position",
-    )
-    .bind(tenant.as_uuid())
-    .bind(pair)
-    .fetch_all(&test.pool)
-    .await
-    .unwrap();
+    let versions = stream_versions(&test, tenant, pair).await;
     assert_eq!(versions, [(head + 2, 1), (head + 3, 2)]);
-    let enrollments: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM enrollments WHERE tenant_id = $1")
-            .bind(tenant.as_uuid())
-            .fetch_one(&test.pool)
-            .await
-            .unwrap();
-    assert_eq!(enrollments, 0);
+    assert_eq!(enrollment_count(&test, tenant).await, 0);
     let head = head + 3;
 
-    // A new trainee, then a second "first" event of the trainee above (a stale decision): the
-    // stale write alone is refused, as a version conflict; the new trainee is written.
+    let head = a_stale_write_alone_is_refused(&mut conn, tenant, trainee, head).await;
+    a_database_error_rolls_the_whole_batch_back(&test, &mut conn, tenant, head).await;
+}
+
+/// A new trainee, then a second "first" event of `trainee` (a stale decision): the stale write
+/// alone is refused, as a version conflict; the new trainee is written. Returns the new head.
+async fn a_stale_write_alone_is_refused(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    trainee: Uuid,
+    head: i64,
+) -> i64 {
     let other = Uuid::now_v7();
     let meta = metadata(None);
     let other_written = trainee_events("other@example.com");
@@ -399,7 +440,7 @@ async fn a_batch_refuses_each_write_on_its_own_and_any_error_rolls_all_of_it_bac
     let stale_written = trainee_events("stale@example.com");
     let stale_rows = trainee_row(trainee, "stale@example.com");
     let outcomes = store::append_batch(
-        &mut conn,
+        conn,
         tenant,
         vec![
             (
@@ -421,17 +462,27 @@ async fn a_batch_refuses_each_write_on_its_own_and_any_error_rolls_all_of_it_bac
             BatchOutcome::Refused(Refusal::VersionConflict)
         ]
     );
-    let head = head + 1;
+    head + 1
+}
 
-    // A new trainee, then a write the database rejects (an event at version 0 breaks the log's
-    // check): the whole call is rolled back, the new trainee's row and event included.
+/// A new trainee, then a write the database rejects (an event at version 0 breaks the log's
+/// check): the whole call is rolled back, the new trainee's row and event included. The
+/// failed call was rolled back on its connection, which takes the next batch.
+async fn a_database_error_rolls_the_whole_batch_back(
+    test: &TestApp,
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    head: i64,
+) {
+    let meta = metadata(None);
     let third = Uuid::now_v7();
     let third_written = trainee_events("rolled.back@example.com");
     let third_rows = trainee_row(third, "rolled.back@example.com");
+    let two = two_trainee_events();
     let mut broken = append(Uuid::now_v7(), StreamType::Trainee, &two, &meta);
     broken.expected_version = -1;
     let failed = store::append_batch(
-        &mut conn,
+        conn,
         tenant,
         vec![
             (
@@ -444,18 +495,13 @@ async fn a_batch_refuses_each_write_on_its_own_and_any_error_rolls_all_of_it_bac
     .await;
     assert!(matches!(failed, Err(StoreError::Database(_))), "{failed:?}");
     assert_eq!(test.head(tenant).await, head);
-    let emails: Vec<String> =
-        sqlx::query_scalar("SELECT email FROM trainees WHERE tenant_id = $1 ORDER BY email")
-            .bind(tenant.as_uuid())
-            .fetch_all(&test.pool)
-            .await
-            .unwrap();
+    let emails = trainee_emails(test, tenant).await;
     assert_eq!(emails, ["kept@example.com", "other@example.com"]);
-    assert_eq!(positions(&test, tenant).await.len() as i64, head);
+    assert_eq!(positions(test, tenant).await.len() as i64, head);
 
     // The failed call was rolled back on its connection, which takes the next batch.
     let again = store::append_batch(
-        &mut conn,
+        conn,
         tenant,
         vec![(
             append(third, StreamType::Trainee, &third_written, &meta),
@@ -467,21 +513,14 @@ async fn a_batch_refuses_each_write_on_its_own_and_any_error_rolls_all_of_it_bac
     assert_eq!(again, [BatchOutcome::Appended(head + 1)]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() {
-    let test = TestApp::spawn().await;
-    let tenant = test.tenant;
-    let app = App::new(test.pool.clone());
-    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
-    let none = CommandOptions::default();
-    let kept = course_through(&app, &admin, "KEPT").await;
-    let retired = course_through(&app, &admin, "LEAVING").await;
+/// Registers `n` trainees one by one; their ids.
+async fn register_trainees(app: &App, admin: &Caller, n: usize) -> Vec<TraineeId> {
     let mut trainees = Vec::new();
-    for i in 0..24 {
+    for i in 0..n {
         let trainee = TraineeId::from_uuid(Uuid::now_v7());
         app.register_trainee(
-            &admin,
-            &none,
+            admin,
+            &CommandOptions::default(),
             Email::parse(&format!("life{i}@example.com")).unwrap(),
             PersonName::parse("Lifecycle").unwrap(),
             Some(trainee),
@@ -490,6 +529,75 @@ async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() 
         .unwrap();
         trainees.push(trainee);
     }
+    trainees
+}
+
+/// `trainee` registers for `leaving` (the outcome: its position or the error code), then runs
+/// a whole lifecycle on `kept`: registration, start, a passing grade, completion.
+async fn register_then_complete_a_lifecycle(
+    app: App,
+    admin: Caller,
+    leaving: CourseId,
+    kept: CourseId,
+    trainee: TraineeId,
+) -> Result<i64, String> {
+    let none = CommandOptions::default();
+    let leaving = app
+        .register_for_course(&admin, &none, leaving, Some(trainee))
+        .await
+        .map(|outcome| outcome.position)
+        .map_err(|error| error.code().to_owned());
+    let enrollment = EnrollmentId::from_uuid(
+        app.register_for_course(&admin, &none, kept, Some(trainee))
+            .await
+            .unwrap()
+            .stream_id,
+    );
+    app.start_course(&admin, &none, enrollment).await.unwrap();
+    let submission = submit_through(&app, &admin, enrollment).await;
+    app.grade_submission(
+        &admin,
+        &none,
+        enrollment,
+        submission,
+        Score::parse("s", 80).unwrap(),
+    )
+    .await
+    .unwrap();
+    app.complete_course(&admin, &none, enrollment)
+        .await
+        .unwrap();
+    leaving
+}
+
+async fn enrollments_in(test: &TestApp, tenant: TenantId, course: CourseId) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM enrollments WHERE tenant_id = $1 AND course_id = $2")
+        .bind(tenant.as_uuid())
+        .bind(course.as_uuid())
+        .fetch_one(&test.pool)
+        .await
+        .unwrap()
+}
+
+async fn completed_enrollments(test: &TestApp, tenant: TenantId) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM enrollments WHERE tenant_id = $1 AND status = 'COMPLETED'",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_one(&test.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() {
+    let test = TestApp::spawn().await;
+    let tenant = test.tenant;
+    let app = App::new(test.pool.clone());
+    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
+    let kept = course_through(&app, &admin, "KEPT").await;
+    let retired = course_through(&app, &admin, "LEAVING").await;
+    let trainees = register_trainees(&app, &admin, 24).await;
 
     // Every trainee registers for a course while it is being retired, then runs a whole
     // lifecycle on another, all at once: batches mix registrations, enrollment and submission rows, a
@@ -497,35 +605,9 @@ async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() 
     let mut tasks = tokio::task::JoinSet::new();
     for trainee in trainees.clone() {
         let (app, admin) = (app.clone(), admin.clone());
-        tasks.spawn(async move {
-            let none = CommandOptions::default();
-            let leaving = app
-                .register_for_course(&admin, &none, retired, Some(trainee))
-                .await
-                .map(|outcome| outcome.position)
-                .map_err(|error| error.code().to_owned());
-            let enrollment = EnrollmentId::from_uuid(
-                app.register_for_course(&admin, &none, kept, Some(trainee))
-                    .await
-                    .unwrap()
-                    .stream_id,
-            );
-            app.start_course(&admin, &none, enrollment).await.unwrap();
-            let submission = submit_through(&app, &admin, enrollment).await;
-            app.grade_submission(
-                &admin,
-                &none,
-                enrollment,
-                submission,
-                Score::parse("s", 80).unwrap(),
-            )
-            .await
-            .unwrap();
-            app.complete_course(&admin, &none, enrollment)
-                .await
-                .unwrap();
-            leaving
-        });
+        tasks.spawn(register_then_complete_a_lifecycle(
+            app, admin, retired, kept, trainee,
+        ));
     }
     let retirement = {
         let (app, admin) = (app.clone(), admin.clone());
@@ -552,26 +634,9 @@ async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() 
             Err(code) => assert_eq!(code, "INVALID_STATE"),
         }
     }
-    let enrolled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM enrollments WHERE tenant_id = $1 AND course_id = $2",
-    )
-    .bind(tenant.as_uuid())
-    .bind(retired.as_uuid())
-    .fetch_one(&test.pool)
-    .await
-    .unwrap();
-    eprintln!(
-        "DEBUG accepted {accepted} of 24, stats {:?}",
-        app.group_commit_stats()
-    );
+    let enrolled = enrollments_in(&test, tenant, retired).await;
     assert_eq!(enrolled, accepted);
-    let completed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM enrollments WHERE tenant_id = $1 AND status = 'COMPLETED'",
-    )
-    .bind(tenant.as_uuid())
-    .fetch_one(&test.pool)
-    .await
-    .unwrap();
+    let completed = completed_enrollments(&test, tenant).await;
     assert_eq!(completed, 24);
     assert!(
         app.group_commit_stats().batched_writes > 0,

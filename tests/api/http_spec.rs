@@ -9,28 +9,13 @@ use uuid::Uuid;
 async fn http_semantics_follow_the_graphql_over_http_spec() {
     let app = TestApp::spawn().await;
     let admin = app.admin();
-    let url = app.url();
 
     // A mutation over GET is refused with 405.
-    let response = app
-        .client
-        .get(&url)
-        .query(&[("query", "mutation { createCourse(input: {code: \"G\", title: \"G\", passingScore: 1}) { position } }")])
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let response = get_query(&app, &admin, "mutation { createCourse(input: {code: \"G\", title: \"G\", passingScore: 1}) { position } }").await;
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST");
     // A query over GET works.
-    let response = app
-        .client
-        .get(&url)
-        .query(&[("query", "{ me { role } }")])
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let response = get_query(&app, &admin, "{ me { role } }").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["data"]["me"]["role"], "ADMIN");
@@ -43,28 +28,7 @@ async fn http_semantics_follow_the_graphql_over_http_spec() {
         let code = body["errors"][0]["extensions"]["code"].as_str().unwrap();
         assert!(code == "GRAPHQL_PARSE_FAILED" || code == "GRAPHQL_VALIDATION_FAILED");
     }
-    // The same failures asked for as `application/json`: 200 with the errors, as the
-    // GraphQL-over-HTTP specification asks of that media type; so is a variable that does
-    // not coerce.
-    for (query, variables) in [
-        ("{ me { role ", json!({})),
-        ("{ nope }", json!({})),
-        (
-            "query($id: UUID!) { course(id: $id) { id } }",
-            json!({ "id": 42 }),
-        ),
-    ] {
-        let body = json!({ "query": query, "variables": variables }).to_string();
-        let response = post_json_body(&app, Some("application/json"), Some(&admin), body).await;
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["content-type"], "application/json");
-        let body: Value = response.json().await.unwrap();
-        assert!(
-            body["errors"][0]["extensions"]["code"].is_string(),
-            "{body}"
-        );
-        assert!(body.get("data").is_none_or(Value::is_null), "{body}");
-    }
+    failures_asked_for_as_application_json_are_200_with_the_errors(&app, &admin).await;
     // No suggestions for field names.
     let (_, body) = app.post(None, "{ mee { role } }", json!({})).await;
     assert!(!body.to_string().contains("Did you mean"), "{body}");
@@ -95,23 +59,70 @@ async fn http_semantics_follow_the_graphql_over_http_spec() {
     let (status, _) = app.post(Some(&admin), "{ me { role } }", json!({})).await;
     assert_eq!(status, 200);
 
-    // Batches are capped.
+    batches_are_capped(&app, &admin).await;
+    graphiql_is_served_and_its_introspection_fits_the_limits(&app).await;
+    health_and_readiness_answer(&app).await;
+}
+
+/// GETs /graphql with `query`, as `token`.
+async fn get_query(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
+    app.client
+        .get(app.url())
+        .query(&[("query", query)])
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The parse and validation failures asked for as `application/json`: 200 with the errors, as
+/// the GraphQL-over-HTTP specification asks of that media type; so is a variable that does
+/// not coerce.
+async fn failures_asked_for_as_application_json_are_200_with_the_errors(
+    app: &TestApp,
+    admin: &str,
+) {
+    for (query, variables) in [
+        ("{ me { role ", json!({})),
+        ("{ nope }", json!({})),
+        (
+            "query($id: UUID!) { course(id: $id) { id } }",
+            json!({ "id": 42 }),
+        ),
+    ] {
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let response = post_json_body(app, Some("application/json"), Some(admin), body).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["errors"][0]["extensions"]["code"].is_string(),
+            "{body}"
+        );
+        assert!(body.get("data").is_none_or(Value::is_null), "{body}");
+    }
+}
+
+/// A batch of 11 operations is refused; a batch of 2 gets two answers.
+async fn batches_are_capped(app: &TestApp, admin: &str) {
     let batch: Vec<Value> = (0..11)
         .map(|_| json!({"query": "{ me { role } }"}))
         .collect();
-    let response = post_json_body(&app, None, Some(&admin), Value::Array(batch).to_string()).await;
+    let response = post_json_body(app, None, Some(admin), Value::Array(batch).to_string()).await;
     assert_eq!(response.status(), 400);
     let batch: Vec<Value> = (0..2)
         .map(|_| json!({"query": "{ me { role } }"}))
         .collect();
-    let response = post_json_body(&app, None, Some(&admin), Value::Array(batch).to_string()).await;
+    let response = post_json_body(app, None, Some(admin), Value::Array(batch).to_string()).await;
     let body: Value = response.json().await.unwrap();
     assert_eq!(body.as_array().map(|a| a.len()), Some(2));
+}
 
-    // GraphiQL for browsers; its introspection query fits the limits.
+/// GraphiQL for browsers; its introspection query fits the limits.
+async fn graphiql_is_served_and_its_introspection_fits_the_limits(app: &TestApp) {
     let response = app
         .client
-        .get(&url)
+        .get(app.url())
         .header("accept", "text/html")
         .send()
         .await
@@ -125,22 +136,18 @@ async fn http_semantics_follow_the_graphql_over_http_spec() {
             .as_array()
             .is_some_and(|t| t.len() > 10)
     );
+}
 
-    // Health and readiness.
-    let health = app
-        .client
-        .get(format!("http://{}/health", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let ready = app
-        .client
-        .get(format!("http://{}/ready", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+async fn health_and_readiness_answer(app: &TestApp) {
+    for path in ["health", "ready"] {
+        let response = app
+            .client
+            .get(format!("http://{}/{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "/{path}");
+    }
 }
 
 /// POSTs a raw JSON body to /graphql, for the cases `TestApp::post` does not cover.

@@ -1,7 +1,77 @@
 //! Bad input gets BAD_USER_INPUT (or the HTTP spec's 400) and loses nothing.
 
 use crate::helpers::TestApp;
-use serde_json::json;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const CREATE: &str = "mutation($i: CreateCourseInput!) { createCourse(input: $i) { position } }";
+const REGISTER: &str =
+    "mutation($i: RegisterTraineeInput!) { registerTrainee(input: $i) { position } }";
+const GRADE: &str =
+    "mutation($i: GradeSubmissionInput!) { gradeSubmission(input: $i) { position } }";
+const SUBMIT: &str = "mutation($i: SubmitTestInput!) { submitTest(input: $i) { position } }";
+
+/// Each case: what is wrong, the mutation, its input. Every one is a client error.
+fn bad_inputs(enrollment: Uuid, submission: Uuid) -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "invalid uuid",
+            GRADE,
+            json!({ "i": { "enrollmentId": "not-a-uuid", "submissionId": submission, "score": 50 } }),
+        ),
+        (
+            "negative score",
+            GRADE,
+            json!({ "i": { "enrollmentId": enrollment, "submissionId": submission, "score": -1 } }),
+        ),
+        (
+            "score over 100",
+            GRADE,
+            json!({ "i": { "enrollmentId": enrollment, "submissionId": submission, "score": 101 } }),
+        ),
+        (
+            "score beyond Int",
+            GRADE,
+            json!({ "i": { "enrollmentId": enrollment, "submissionId": submission, "score": 1e12 } }),
+        ),
+        (
+            "empty title",
+            CREATE,
+            json!({ "i": { "code": "E", "title": "", "passingScore": 50 } }),
+        ),
+        (
+            "blank code",
+            CREATE,
+            json!({ "i": { "code": "   ", "title": "T", "passingScore": 50 } }),
+        ),
+        (
+            "NUL in a title",
+            CREATE,
+            json!({ "i": { "code": "N", "title": "a\u{0}b", "passingScore": 50 } }),
+        ),
+        (
+            "NUL in a name",
+            REGISTER,
+            json!({ "i": { "email": "n@example.com", "name": "a\u{0}" } }),
+        ),
+        (
+            "bad email",
+            REGISTER,
+            json!({ "i": { "email": "nope", "name": "N" } }),
+        ),
+        (
+            "NUL in answers",
+            SUBMIT,
+            json!({ "i": { "enrollmentId": enrollment, "answers": { "q": "\u{0}" } } }),
+        ),
+        (
+            "passing score out of range",
+            CREATE,
+            json!({ "i": { "code": "P", "title": "T", "passingScore": 500 } }),
+        ),
+        ("missing field", CREATE, json!({ "i": { "code": "M" } })),
+    ]
+}
 
 #[tokio::test]
 async fn bad_input_is_a_clear_client_error_and_writes_nothing() {
@@ -14,71 +84,7 @@ async fn bad_input_is_a_clear_client_error_and_writes_nothing() {
     let submission = app.submit(&admin, enrollment).await;
     let before = app.event_count(app.tenant).await;
 
-    let create = "mutation($i: CreateCourseInput!) { createCourse(input: $i) { position } }";
-    let register =
-        "mutation($i: RegisterTraineeInput!) { registerTrainee(input: $i) { position } }";
-    let grade = "mutation($i: GradeSubmissionInput!) { gradeSubmission(input: $i) { position } }";
-    let submit = "mutation($i: SubmitTestInput!) { submitTest(input: $i) { position } }";
-    let huge = "x".repeat(10 * 1024 * 1024);
-    let cases = vec![
-        (
-            "invalid uuid",
-            grade,
-            json!({ "i": { "enrollmentId": "not-a-uuid", "submissionId": submission, "score": 50 } }),
-        ),
-        (
-            "negative score",
-            grade,
-            json!({ "i": { "enrollmentId": enrollment, "submissionId": submission, "score": -1 } }),
-        ),
-        (
-            "score over 100",
-            grade,
-            json!({ "i": { "enrollmentId": enrollment, "submissionId": submission, "score": 101 } }),
-        ),
-        (
-            "score beyond Int",
-            grade,
-            json!({ "i": { "enrollmentId": enrollment, "submissionId": submission, "score": 1e12 } }),
-        ),
-        (
-            "empty title",
-            create,
-            json!({ "i": { "code": "E", "title": "", "passingScore": 50 } }),
-        ),
-        (
-            "blank code",
-            create,
-            json!({ "i": { "code": "   ", "title": "T", "passingScore": 50 } }),
-        ),
-        (
-            "NUL in a title",
-            create,
-            json!({ "i": { "code": "N", "title": "a\u{0}b", "passingScore": 50 } }),
-        ),
-        (
-            "NUL in a name",
-            register,
-            json!({ "i": { "email": "n@example.com", "name": "a\u{0}" } }),
-        ),
-        (
-            "bad email",
-            register,
-            json!({ "i": { "email": "nope", "name": "N" } }),
-        ),
-        (
-            "NUL in answers",
-            submit,
-            json!({ "i": { "enrollmentId": enrollment, "answers": { "q": "\u{0}" } } }),
-        ),
-        (
-            "passing score out of range",
-            create,
-            json!({ "i": { "code": "P", "title": "T", "passingScore": 500 } }),
-        ),
-        ("missing field", create, json!({ "i": { "code": "M" } })),
-    ];
-    for (what, query, variables) in cases {
+    for (what, query, variables) in bad_inputs(enrollment, submission) {
         let (status, body) = app.post(Some(&admin), query, variables).await;
         let code = body["errors"][0]["extensions"]["code"]
             .as_str()
@@ -90,10 +96,11 @@ async fn bad_input_is_a_clear_client_error_and_writes_nothing() {
         assert!(status < 500, "{what}: {status}");
     }
     // A 10 MB string is refused before it is parsed.
+    let huge = "x".repeat(10 * 1024 * 1024);
     let (status, body) = app
         .post(
             Some(&admin),
-            create,
+            CREATE,
             json!({ "i": { "code": "H", "title": huge, "passingScore": 50 } }),
         )
         .await;

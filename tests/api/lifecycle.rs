@@ -38,42 +38,8 @@ async fn the_full_lifecycle_through_http_for_each_role() {
     assert_eq!(completed["position"], "7");
 
     // The projections show it immediately.
-    let data = app
-        .ok(
-            &trainee_token,
-            "query($id: UUID!) { enrollment(id: $id) { status course { code } trainee { email } \
-             submissions { id score passed } completedAt } \
-             enrollments { edges { node { id } } } me { role trainee { id } } }",
-            json!({ "id": enrollment }),
-        )
-        .await;
-    assert_eq!(data["enrollment"]["status"], "COMPLETED");
-    assert_eq!(data["enrollment"]["course"]["code"], "SAFETY-101");
-    assert_eq!(data["enrollment"]["trainee"]["email"], "ada@example.com");
-    assert_eq!(data["enrollment"]["submissions"][0]["score"], 85);
-    assert_eq!(data["enrollment"]["submissions"][0]["passed"], true);
-    assert!(data["enrollment"]["completedAt"].is_string());
-    assert_eq!(
-        uuid(&data["enrollments"]["edges"][0]["node"]["id"]),
-        enrollment
-    );
-    assert_eq!(data["me"]["role"], "TRAINEE");
-    assert_eq!(uuid(&data["me"]["trainee"]["id"]), trainee);
-
-    let listing = app
-        .ok(
-            &admin,
-            "{ courses { edges { node { id code retired } } } trainees { edges { node { email } } } \
-             enrollments(status: COMPLETED) { edges { node { id } } } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(uuid(&listing["courses"]["edges"][0]["node"]["id"]), course);
-    assert_eq!(
-        listing["trainees"]["edges"][0]["node"]["email"],
-        "ada@example.com"
-    );
-    assert_eq!(listing["enrollments"]["edges"].as_array().unwrap().len(), 1);
+    assert_the_trainee_sees_its_completion(&app, &trainee_token, trainee, enrollment).await;
+    assert_the_admin_lists_the_completion(&app, &admin, course).await;
 
     // An admin drives another trainee's enrollment, and withdraws it.
     let other = app.register_trainee(&admin, "bob@example.com").await;
@@ -109,192 +75,310 @@ async fn the_full_lifecycle_through_http_for_each_role() {
     let code = app
         .error_code(
             Some(&admin),
-            "mutation($i: RegisterForCourseInput!) { registerForCourse(input: $i) { position } }",
+            REGISTER,
             json!({ "i": { "courseId": course, "traineeId": late } }),
         )
         .await;
     assert_eq!(code, "INVALID_STATE");
 }
 
+/// The trainee reads its own completed enrollment, its listing and itself.
+async fn assert_the_trainee_sees_its_completion(
+    app: &TestApp,
+    trainee_token: &str,
+    trainee: Uuid,
+    enrollment: Uuid,
+) {
+    let data = app
+        .ok(
+            trainee_token,
+            "query($id: UUID!) { enrollment(id: $id) { status course { code } trainee { email } \
+             submissions { id score passed } completedAt } \
+             enrollments { edges { node { id } } } me { role trainee { id } } }",
+            json!({ "id": enrollment }),
+        )
+        .await;
+    assert_eq!(data["enrollment"]["status"], "COMPLETED");
+    assert_eq!(data["enrollment"]["course"]["code"], "SAFETY-101");
+    assert_eq!(data["enrollment"]["trainee"]["email"], "ada@example.com");
+    assert_eq!(data["enrollment"]["submissions"][0]["score"], 85);
+    assert_eq!(data["enrollment"]["submissions"][0]["passed"], true);
+    assert!(data["enrollment"]["completedAt"].is_string());
+    assert_eq!(
+        uuid(&data["enrollments"]["edges"][0]["node"]["id"]),
+        enrollment
+    );
+    assert_eq!(data["me"]["role"], "TRAINEE");
+    assert_eq!(uuid(&data["me"]["trainee"]["id"]), trainee);
+}
+
+/// The admin's listings show the one course, the one trainee and the one completion.
+async fn assert_the_admin_lists_the_completion(app: &TestApp, admin: &str, course: Uuid) {
+    let listing = app
+        .ok(
+            admin,
+            "{ courses { edges { node { id code retired } } } trainees { edges { node { email } } } \
+             enrollments(status: COMPLETED) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(uuid(&listing["courses"]["edges"][0]["node"]["id"]), course);
+    assert_eq!(
+        listing["trainees"]["edges"][0]["node"]["email"],
+        "ada@example.com"
+    );
+    assert_eq!(listing["enrollments"]["edges"].as_array().unwrap().len(), 1);
+}
+
+const REGISTER: &str =
+    "mutation($i: RegisterForCourseInput!) { registerForCourse(input: $i) { position } }";
+const START: &str = "mutation($i: EnrollmentInput!) { startCourse(input: $i) { position } }";
+const COMPLETE: &str = "mutation($i: EnrollmentInput!) { completeCourse(input: $i) { position } }";
+const SUBMIT: &str = "mutation($i: SubmitTestInput!) { submitTest(input: $i) { position } }";
+const GRADE: &str =
+    "mutation($i: GradeSubmissionInput!) { gradeSubmission(input: $i) { position } }";
+const RETIRE: &str = "mutation($i: RetireCourseInput!) { retireCourse(input: $i) { position } }";
+const CREATE: &str = "mutation($i: CreateCourseInput!) { createCourse(input: $i) { position } }";
+const NEW_TRAINEE: &str =
+    "mutation($i: RegisterTraineeInput!) { registerTrainee(input: $i) { position } }";
+
+/// A tenant with a trainee in every state a rejection needs: registered for one course,
+/// started on another with a failed submission, and a retired course.
+struct Rejections {
+    admin: String,
+    instructor: String,
+    trainee: Uuid,
+    trainee_token: String,
+    course: Uuid,
+    registered: Uuid,
+    started: Uuid,
+    failed_submission: Uuid,
+    retired_course: Uuid,
+}
+
+/// One rejection case: what it is, the mutation, its input, the expected code.
+type Case = (&'static str, &'static str, serde_json::Value, &'static str);
+
+fn enrollment_input(id: Uuid) -> serde_json::Value {
+    json!({ "i": { "enrollmentId": id } })
+}
+
+impl Rejections {
+    async fn set_up(app: &TestApp) -> Self {
+        let admin = app.admin();
+        let instructor = app.instructor();
+        let course = app.create_course(&admin, "C-1", 70).await;
+        let trainee = app.register_trainee(&admin, "t@example.com").await;
+        let trainee_token = app.trainee(trainee);
+        let registered = app.register_for_course(&trainee_token, course, None).await;
+        let started = app
+            .register_for_course(
+                &admin,
+                app.create_course(&admin, "C-2", 70).await,
+                Some(trainee),
+            )
+            .await;
+        app.enrollment_step(&trainee_token, "startCourse", started)
+            .await;
+        let failed_submission = app.submit(&trainee_token, started).await;
+        app.grade(&instructor, started, failed_submission, 10).await;
+        let retired_course = app.create_course(&admin, "OLD", 50).await;
+        app.ok(
+            &admin,
+            RETIRE,
+            json!({ "i": { "courseId": retired_course } }),
+        )
+        .await;
+        Self {
+            admin,
+            instructor,
+            trainee,
+            trainee_token,
+            course,
+            registered,
+            started,
+            failed_submission,
+            retired_course,
+        }
+    }
+
+    fn registration_cases(&self) -> Vec<Case> {
+        let (course, trainee) = (self.course, self.trainee);
+        vec![
+            (
+                "already registered",
+                REGISTER,
+                json!({ "i": { "courseId": course, "traineeId": trainee } }),
+                "ALREADY_REGISTERED",
+            ),
+            (
+                "unknown course",
+                REGISTER,
+                json!({ "i": { "courseId": Uuid::now_v7(), "traineeId": trainee } }),
+                "NOT_FOUND",
+            ),
+            (
+                "unknown trainee",
+                REGISTER,
+                json!({ "i": { "courseId": course, "traineeId": Uuid::now_v7() } }),
+                "NOT_FOUND",
+            ),
+            (
+                "retired course",
+                REGISTER,
+                json!({ "i": { "courseId": self.retired_course, "traineeId": trainee } }),
+                "INVALID_STATE",
+            ),
+            (
+                "admin without a trainee",
+                REGISTER,
+                json!({ "i": { "courseId": course } }),
+                "BAD_USER_INPUT",
+            ),
+        ]
+    }
+
+    fn enrollment_cases(&self) -> Vec<Case> {
+        let (registered, started) = (self.registered, self.started);
+        vec![
+            (
+                "start twice",
+                START,
+                enrollment_input(started),
+                "INVALID_STATE",
+            ),
+            (
+                "unknown enrollment",
+                START,
+                enrollment_input(Uuid::now_v7()),
+                "NOT_FOUND",
+            ),
+            (
+                "grading an unknown enrollment",
+                GRADE,
+                json!({ "i": { "enrollmentId": Uuid::now_v7(), "submissionId": Uuid::now_v7(), "score": 50 } }),
+                "NOT_FOUND",
+            ),
+            (
+                "submit before start",
+                SUBMIT,
+                json!({ "i": { "enrollmentId": registered, "answers": {} } }),
+                "INVALID_STATE",
+            ),
+            (
+                "complete without a pass",
+                COMPLETE,
+                enrollment_input(started),
+                "INVALID_STATE",
+            ),
+            (
+                "complete before anything",
+                COMPLETE,
+                enrollment_input(registered),
+                "INVALID_STATE",
+            ),
+            ("grade twice", GRADE, self.regrade(), "INVALID_STATE"),
+            (
+                "grade unknown submission",
+                GRADE,
+                json!({ "i": { "enrollmentId": started, "submissionId": Uuid::now_v7(), "score": 90 } }),
+                "INVALID_STATE",
+            ),
+        ]
+    }
+
+    fn catalogue_cases(&self) -> Vec<Case> {
+        vec![
+            (
+                "retire twice",
+                RETIRE,
+                json!({ "i": { "courseId": self.retired_course } }),
+                "INVALID_STATE",
+            ),
+            (
+                "duplicate course code",
+                CREATE,
+                json!({ "i": { "code": "c-1", "title": "Again", "passingScore": 50 } }),
+                "ALREADY_EXISTS",
+            ),
+            (
+                "duplicate email",
+                NEW_TRAINEE,
+                json!({ "i": { "email": "T@example.com", "name": "Twin" } }),
+                "ALREADY_EXISTS",
+            ),
+            (
+                "duplicate trainee id",
+                NEW_TRAINEE,
+                json!({ "i": { "email": "x@example.com", "name": "X", "traineeId": self.trainee } }),
+                "ALREADY_EXISTS",
+            ),
+        ]
+    }
+
+    /// A second grade for the already graded submission.
+    fn regrade(&self) -> serde_json::Value {
+        json!({ "i": { "enrollmentId": self.started, "submissionId": self.failed_submission, "score": 90 } })
+    }
+
+    /// The trainee drives its own enrollment; the admin sends everything else.
+    fn token_for(&self, query: &str) -> &str {
+        if query == START || query == SUBMIT || query == COMPLETE {
+            &self.trainee_token
+        } else {
+            &self.admin
+        }
+    }
+}
+
 /// Each case: the mutation, its input, the expected code. Every one must append nothing.
 #[tokio::test]
 async fn every_rejection_returns_its_code_and_appends_nothing() {
     let app = TestApp::spawn().await;
-    let admin = app.admin();
-    let instructor = app.instructor();
-    let course = app.create_course(&admin, "C-1", 70).await;
-    let trainee = app.register_trainee(&admin, "t@example.com").await;
-    let trainee_token = app.trainee(trainee);
-    let registered = app.register_for_course(&trainee_token, course, None).await;
-    let started = app
-        .register_for_course(
-            &admin,
-            app.create_course(&admin, "C-2", 70).await,
-            Some(trainee),
-        )
-        .await;
-    app.enrollment_step(&trainee_token, "startCourse", started)
-        .await;
-    let failed_submission = app.submit(&trainee_token, started).await;
-    app.grade(&instructor, started, failed_submission, 10).await;
-    let retired_course = app.create_course(&admin, "OLD", 50).await;
-    app.ok(
-        &admin,
-        "mutation($i: RetireCourseInput!) { retireCourse(input: $i) { position } }",
-        json!({ "i": { "courseId": retired_course } }),
-    )
-    .await;
+    let given = Rejections::set_up(&app).await;
 
-    let enrollment_input = |id: Uuid| json!({ "i": { "enrollmentId": id } });
-    let register =
-        "mutation($i: RegisterForCourseInput!) { registerForCourse(input: $i) { position } }";
-    let start = "mutation($i: EnrollmentInput!) { startCourse(input: $i) { position } }";
-    let complete = "mutation($i: EnrollmentInput!) { completeCourse(input: $i) { position } }";
-    let submit = "mutation($i: SubmitTestInput!) { submitTest(input: $i) { position } }";
-    let grade = "mutation($i: GradeSubmissionInput!) { gradeSubmission(input: $i) { position } }";
-    let retire = "mutation($i: RetireCourseInput!) { retireCourse(input: $i) { position } }";
-    let create = "mutation($i: CreateCourseInput!) { createCourse(input: $i) { position } }";
-    let new_trainee =
-        "mutation($i: RegisterTraineeInput!) { registerTrainee(input: $i) { position } }";
-
-    let cases: Vec<(&str, &str, serde_json::Value, &str)> = vec![
-        (
-            "already registered",
-            register,
-            json!({ "i": { "courseId": course, "traineeId": trainee } }),
-            "ALREADY_REGISTERED",
-        ),
-        (
-            "unknown course",
-            register,
-            json!({ "i": { "courseId": Uuid::now_v7(), "traineeId": trainee } }),
-            "NOT_FOUND",
-        ),
-        (
-            "unknown trainee",
-            register,
-            json!({ "i": { "courseId": course, "traineeId": Uuid::now_v7() } }),
-            "NOT_FOUND",
-        ),
-        (
-            "retired course",
-            register,
-            json!({ "i": { "courseId": retired_course, "traineeId": trainee } }),
-            "INVALID_STATE",
-        ),
-        (
-            "admin without a trainee",
-            register,
-            json!({ "i": { "courseId": course } }),
-            "BAD_USER_INPUT",
-        ),
-        (
-            "start twice",
-            start,
-            enrollment_input(started),
-            "INVALID_STATE",
-        ),
-        (
-            "unknown enrollment",
-            start,
-            enrollment_input(Uuid::now_v7()),
-            "NOT_FOUND",
-        ),
-        (
-            "grading an unknown enrollment",
-            grade,
-            json!({ "i": { "enrollmentId": Uuid::now_v7(), "submissionId": Uuid::now_v7(), "score": 50 } }),
-            "NOT_FOUND",
-        ),
-        (
-            "submit before start",
-            submit,
-            json!({ "i": { "enrollmentId": registered, "answers": {} } }),
-            "INVALID_STATE",
-        ),
-        (
-            "complete without a pass",
-            complete,
-            enrollment_input(started),
-            "INVALID_STATE",
-        ),
-        (
-            "complete before anything",
-            complete,
-            enrollment_input(registered),
-            "INVALID_STATE",
-        ),
-        (
-            "grade twice",
-            grade,
-            json!({ "i": { "enrollmentId": started, "submissionId": failed_submission, "score": 90 } }),
-            "INVALID_STATE",
-        ),
-        (
-            "grade unknown submission",
-            grade,
-            json!({ "i": { "enrollmentId": started, "submissionId": Uuid::now_v7(), "score": 90 } }),
-            "INVALID_STATE",
-        ),
-        (
-            "retire twice",
-            retire,
-            json!({ "i": { "courseId": retired_course } }),
-            "INVALID_STATE",
-        ),
-        (
-            "duplicate course code",
-            create,
-            json!({ "i": { "code": "c-1", "title": "Again", "passingScore": 50 } }),
-            "ALREADY_EXISTS",
-        ),
-        (
-            "duplicate email",
-            new_trainee,
-            json!({ "i": { "email": "T@example.com", "name": "Twin" } }),
-            "ALREADY_EXISTS",
-        ),
-        (
-            "duplicate trainee id",
-            new_trainee,
-            json!({ "i": { "email": "x@example.com", "name": "X", "traineeId": trainee } }),
-            "ALREADY_EXISTS",
-        ),
-    ];
     let before = app.event_count(app.tenant).await;
+    let cases = [
+        given.registration_cases(),
+        given.enrollment_cases(),
+        given.catalogue_cases(),
+    ]
+    .concat();
     for (what, query, variables, expected) in cases {
-        let token = if query == start || query == submit || query == complete {
-            &trainee_token
-        } else {
-            &admin
-        };
+        let token = given.token_for(query);
         let code = app.error_code(Some(token), query, variables).await;
         assert_eq!(code, expected, "{what}");
     }
     // Role rejections.
     let code = app
         .error_code(
-            Some(&trainee_token),
-            create,
+            Some(&given.trainee_token),
+            CREATE,
             json!({ "i": { "code": "X", "title": "X", "passingScore": 1 } }),
         )
         .await;
     assert_eq!(code, "FORBIDDEN");
-    let code = app.error_code(Some(&trainee_token), grade, json!({ "i": { "enrollmentId": started, "submissionId": failed_submission, "score": 90 } })).await;
+    let code = app
+        .error_code(Some(&given.trainee_token), GRADE, given.regrade())
+        .await;
     assert_eq!(code, "FORBIDDEN");
     let code = app
-        .error_code(Some(&instructor), start, enrollment_input(registered))
+        .error_code(
+            Some(&given.instructor),
+            START,
+            enrollment_input(given.registered),
+        )
         .await;
     assert_eq!(code, "FORBIDDEN");
     // Another trainee cannot touch this trainee's enrollment.
     let stranger = app.trainee(Uuid::now_v7());
     assert_eq!(
-        app.error_code(Some(&stranger), start, enrollment_input(registered))
+        app.error_code(Some(&stranger), START, enrollment_input(given.registered))
             .await,
         "NOT_FOUND"
     );
     assert_eq!(
-        app.error_code(None, start, enrollment_input(registered))
+        app.error_code(None, START, enrollment_input(given.registered))
             .await,
         "UNAUTHENTICATED"
     );

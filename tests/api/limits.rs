@@ -198,9 +198,14 @@ async fn replays_are_priced_by_their_work_and_run_on_their_own_share() {
     // Once the rebuild is over, the report runs.
     let (status, _, body) = rebuild.await.unwrap();
     assert_eq!((status, codes(&body)), (200, vec![]), "{body}");
+    the_report_runs_once_its_slot_is_back(&app, &instructor, report).await;
+}
+
+/// Sends `report` until it runs, refused with RATE_LIMITED meanwhile, for 10 s at most.
+async fn the_report_runs_once_its_slot_is_back(app: &TestApp, instructor: &str, report: &str) {
     let started = Instant::now();
     loop {
-        let (status, _, body) = post_raw(&app, &instructor, report, json!({})).await;
+        let (status, _, body) = post_raw(app, instructor, report, json!({})).await;
         if status == 200 {
             assert!(
                 body["data"]["funnelReport"]["eventsReplayed"].is_string(),

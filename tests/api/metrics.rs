@@ -69,24 +69,34 @@ const FAMILIES: &[&str] = &[
     "coursetrail_export_bytes_total",
 ];
 
-#[tokio::test]
-async fn metrics_follow_what_the_server_did_in_prometheus_text_format() {
-    let app = TestApp::spawn().await;
-    let admin = app.admin();
-    let course = app.create_course(&admin, "MET", 50).await;
-    let trainee = app.register_trainee(&admin, "m@example.com").await;
-    app.register_for_course(&admin, course, Some(trainee)).await;
+/// What the test made the server do before it scrapes.
+struct Activity {
+    /// A live subscription that has received the three events.
+    live: WsClient,
+    /// The code the rejected command was counted under.
+    rejected: String,
+    /// Events the report replayed.
+    replayed: f64,
+    /// Bytes of the CSV export.
+    exported: f64,
+}
+
+/// Three commands and a rejected one, a live subscription, a report (a replay) and an export.
+async fn a_bit_of_everything(app: &TestApp, admin: &str) -> Activity {
+    let course = app.create_course(admin, "MET", 50).await;
+    let trainee = app.register_trainee(admin, "m@example.com").await;
+    app.register_for_course(admin, course, Some(trainee)).await;
     // A rejected command counts under its code.
-    let code = app
+    let rejected = app
         .error_code(
-            Some(&admin),
+            Some(admin),
             "mutation { createCourse(input: {code: \"MET\", title: \"again\", passingScore: 50}) { position } }",
             json!({}),
         )
         .await;
 
     // A live subscription that has received the three events.
-    let mut live = WsClient::ready(&app, &admin).await;
+    let mut live = WsClient::ready(app, admin).await;
     live.subscribe("all", EVENTS, json!({ "after": 0 })).await;
     for _ in 0..3 {
         let payload = live.next_payload().await;
@@ -95,19 +105,49 @@ async fn metrics_follow_what_the_server_did_in_prometheus_text_format() {
 
     // A report (a replay) and an export.
     let report = app
-        .ok(&admin, "{ funnelReport { eventsReplayed } }", json!({}))
+        .ok(admin, "{ funnelReport { eventsReplayed } }", json!({}))
         .await;
     let replayed: f64 = crate::helpers::position(&report["funnelReport"]["eventsReplayed"]) as f64;
     assert!(replayed >= 1.0);
     let export = app
         .client
         .get(format!("http://{}/audit/export?format=csv", app.address))
-        .bearer_auth(&admin)
+        .bearer_auth(admin)
         .send()
         .await
         .expect("export");
     assert_eq!(export.status().as_u16(), 200);
     let exported = export.bytes().await.expect("export body").len() as f64;
+    Activity {
+        live,
+        rejected,
+        replayed,
+        exported,
+    }
+}
+
+/// A series' name, its labels, and the value it should have.
+type Series<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+/// Asserts each `(name, labels, value)` of `expected` against the scrape (a missing series
+/// counts as 0).
+fn assert_series(scrape: &Scrape, text: &str, expected: &[Series]) {
+    for (name, labels, wanted) in expected {
+        let got = value(scrape, name, labels).unwrap_or(0.0);
+        assert_eq!(got, *wanted, "{name} {labels:?}\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_follow_what_the_server_did_in_prometheus_text_format() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let Activity {
+        live,
+        rejected,
+        replayed,
+        exported,
+    } = a_bit_of_everything(&app, &admin).await;
 
     // Whatever a client names its operation, it is counted by type and root field; a document
     // that does not validate is counted as invalid, whatever it asked for.
@@ -122,7 +162,155 @@ async fn metrics_follow_what_the_server_did_in_prometheus_text_format() {
         .await;
     assert_eq!(invalid, "GRAPHQL_VALIDATION_FAILED");
 
-    let (status, content_type, text) = fetch(&app, None).await;
+    let (scrape, text) = scrape_every_family(&app).await;
+    assert_commands_and_operations_are_counted(&scrape, &text, &rejected);
+    assert!(!text.contains("ClientChosenName123") && !text.contains("noSuchField"));
+    // Six operations answered 200; the one that did not validate, 400 (this client accepts
+    // application/graphql-response+json).
+    assert_requests_are_counted_by_route_and_status(&scrape, &text);
+    assert_feed_replays_exports_and_admission_are_counted(&scrape, &text, replayed, exported);
+    assert_connections_in_use_and_idle_fit_the_pool(&scrape);
+
+    // The subscription, once closed, is no longer open.
+    drop(live);
+    let mut open = 1.0;
+    for _ in 0..100 {
+        open = subscriptions_open(&app).await;
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, 0.0);
+}
+
+/// Each command by outcome (the rejected one under its code), and each operation by type and
+/// root field, or as invalid.
+fn assert_commands_and_operations_are_counted(scrape: &Scrape, text: &str, rejected: &str) {
+    assert_series(
+        scrape,
+        text,
+        &[
+            (
+                COMMANDS,
+                &[("command", "createCourse"), ("outcome", "ok")],
+                1.0,
+            ),
+            (
+                COMMANDS,
+                &[("command", "registerTrainee"), ("outcome", "ok")],
+                1.0,
+            ),
+            (
+                COMMANDS,
+                &[("command", "registerForCourse"), ("outcome", "ok")],
+                1.0,
+            ),
+            (
+                COMMANDS,
+                &[("command", "createCourse"), ("outcome", rejected)],
+                1.0,
+            ),
+            (
+                "coursetrail_command_duration_seconds",
+                &[("command", "createCourse")],
+                2.0,
+            ),
+            (
+                OPERATIONS,
+                &[("operation", "query me"), ("outcome", "ok")],
+                1.0,
+            ),
+            (
+                OPERATIONS,
+                &[
+                    ("operation", "invalid"),
+                    ("outcome", "GRAPHQL_VALIDATION_FAILED"),
+                ],
+                1.0,
+            ),
+            (
+                OPERATIONS,
+                &[("operation", "mutation createCourse"), ("outcome", "ok")],
+                1.0,
+            ),
+        ],
+    );
+}
+
+fn assert_requests_are_counted_by_route_and_status(scrape: &Scrape, text: &str) {
+    assert_series(
+        scrape,
+        text,
+        &[
+            (REQUESTS, &[("route", "/graphql"), ("status", "200")], 6.0),
+            (REQUESTS, &[("route", "/graphql"), ("status", "400")], 1.0),
+            (
+                REQUESTS,
+                &[("route", "/graphql/ws"), ("status", "101")],
+                1.0,
+            ),
+            (
+                REQUESTS,
+                &[("route", "/audit/export"), ("status", "200")],
+                1.0,
+            ),
+        ],
+    );
+}
+
+/// The live subscription and its events, the report's replay, the CSV export, and an
+/// admission that neither waited nor refused.
+fn assert_feed_replays_exports_and_admission_are_counted(
+    scrape: &Scrape,
+    text: &str,
+    replayed: f64,
+    exported: f64,
+) {
+    assert_series(
+        scrape,
+        text,
+        &[
+            ("coursetrail_subscriptions_open", &[], 1.0),
+            ("coursetrail_events_delivered_total", &[], 3.0),
+            (
+                "coursetrail_replay_events_total",
+                &[("purpose", "report")],
+                replayed,
+            ),
+            (
+                "coursetrail_replay_events_total",
+                &[("purpose", "rebuild")],
+                0.0,
+            ),
+            (
+                "coursetrail_replay_duration_seconds",
+                &[("purpose", "report")],
+                1.0,
+            ),
+            (
+                "coursetrail_export_bytes_total",
+                &[("format", "csv")],
+                exported,
+            ),
+            (
+                "coursetrail_export_bytes_total",
+                &[("format", "ndjson")],
+                0.0,
+            ),
+            (
+                "coursetrail_admission_refused_total",
+                &[("pool", "main"), ("reason", "tenant_busy")],
+                0.0,
+            ),
+            ("coursetrail_admission_waiting", &[("pool", "main")], 0.0),
+        ],
+    );
+}
+
+/// Scrapes `/metrics` (no token needed here): Prometheus text format with every family.
+async fn scrape_every_family(app: &TestApp) -> (Scrape, String) {
+    let (status, content_type, text) = fetch(app, None).await;
     assert_eq!(status, 200);
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
@@ -135,109 +323,13 @@ async fn metrics_follow_what_the_server_did_in_prometheus_text_format() {
             "{family} is missing:\n{text}"
         );
     }
-    let get = |name: &str, labels: &[(&str, &str)]| value(&scrape, name, labels).unwrap_or(0.0);
+    (scrape, text)
+}
 
-    let commands = "coursetrail_commands_total";
-    for command in ["createCourse", "registerTrainee", "registerForCourse"] {
-        assert_eq!(
-            get(commands, &[("command", command), ("outcome", "ok")]),
-            1.0,
-            "{command}"
-        );
-    }
-    assert_eq!(
-        get(
-            commands,
-            &[("command", "createCourse"), ("outcome", code.as_str())]
-        ),
-        1.0
-    );
-    assert_eq!(
-        get(
-            "coursetrail_command_duration_seconds",
-            &[("command", "createCourse")]
-        ),
-        2.0
-    );
-    let operations = "coursetrail_graphql_operations_total";
-    assert_eq!(
-        get(operations, &[("operation", "query me"), ("outcome", "ok")]),
-        1.0
-    );
-    assert_eq!(
-        get(
-            operations,
-            &[
-                ("operation", "invalid"),
-                ("outcome", "GRAPHQL_VALIDATION_FAILED")
-            ]
-        ),
-        1.0
-    );
-    assert!(!text.contains("ClientChosenName123") && !text.contains("noSuchField"));
-    assert_eq!(
-        get(
-            operations,
-            &[("operation", "mutation createCourse"), ("outcome", "ok")]
-        ),
-        1.0
-    );
-    // Six operations answered 200; the one that did not validate, 400 (this client accepts
-    // application/graphql-response+json).
-    let requests = "coursetrail_http_requests_total";
-    assert_eq!(
-        get(requests, &[("route", "/graphql"), ("status", "200")]),
-        6.0,
-        "{text}"
-    );
-    assert_eq!(
-        get(requests, &[("route", "/graphql"), ("status", "400")]),
-        1.0
-    );
-    assert_eq!(
-        get(requests, &[("route", "/graphql/ws"), ("status", "101")]),
-        1.0
-    );
-    assert_eq!(
-        get(
-            "coursetrail_http_requests_total",
-            &[("route", "/audit/export"), ("status", "200")]
-        ),
-        1.0
-    );
-
-    assert_eq!(get("coursetrail_subscriptions_open", &[]), 1.0);
-    assert_eq!(get("coursetrail_events_delivered_total", &[]), 3.0);
-    assert_eq!(
-        get("coursetrail_replay_events_total", &[("purpose", "report")]),
-        replayed
-    );
-    assert_eq!(
-        get("coursetrail_replay_events_total", &[("purpose", "rebuild")]),
-        0.0
-    );
-    assert_eq!(
-        get(
-            "coursetrail_replay_duration_seconds",
-            &[("purpose", "report")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        get("coursetrail_export_bytes_total", &[("format", "csv")]),
-        exported
-    );
-    assert_eq!(
-        get("coursetrail_export_bytes_total", &[("format", "ndjson")]),
-        0.0
-    );
-    assert_eq!(
-        get(
-            "coursetrail_admission_refused_total",
-            &[("pool", "main"), ("reason", "tenant_busy")]
-        ),
-        0.0
-    );
+/// The main pool has connections, and those in use and idle are at least one and at most its
+/// maximum.
+fn assert_connections_in_use_and_idle_fit_the_pool(scrape: &Scrape) {
+    let get = |name: &str, labels: &[(&str, &str)]| value(scrape, name, labels).unwrap_or(0.0);
     let max = get("coursetrail_db_connections_max", &[("pool", "main")]);
     let in_use = get(
         "coursetrail_db_connections",
@@ -251,24 +343,16 @@ async fn metrics_follow_what_the_server_did_in_prometheus_text_format() {
         max > 0.0 && in_use + idle <= max && in_use + idle >= 1.0,
         "{in_use} {idle} {max}"
     );
-    assert_eq!(
-        get("coursetrail_admission_waiting", &[("pool", "main")]),
-        0.0
-    );
-
-    // The subscription, once closed, is no longer open.
-    drop(live);
-    let mut open = 1.0;
-    for _ in 0..100 {
-        let (_, _, text) = fetch(&app, None).await;
-        open = value(&parse(&text), "coursetrail_subscriptions_open", &[]).unwrap();
-        if open == 0.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(open, 0.0);
 }
+
+async fn subscriptions_open(app: &TestApp) -> f64 {
+    let (_, _, text) = fetch(app, None).await;
+    value(&parse(&text), "coursetrail_subscriptions_open", &[]).unwrap()
+}
+
+const COMMANDS: &str = "coursetrail_commands_total";
+const OPERATIONS: &str = "coursetrail_graphql_operations_total";
+const REQUESTS: &str = "coursetrail_http_requests_total";
 
 #[tokio::test]
 async fn group_commit_batches_are_counted_as_the_stats_say() {

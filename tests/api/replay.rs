@@ -1,7 +1,7 @@
 //! Replays: projection rebuilds reproduce the live tables, reports read the log as of a time.
 
 use crate::helpers::{TestApp, caller, position};
-use coursetrail::app::{App, AppError, CommandOptions};
+use coursetrail::app::{App, AppError, Caller, CommandOptions};
 use coursetrail::auth::Role;
 use coursetrail::domain::values::{Answers, CourseCode, CourseTitle, Email, PersonName, Score};
 use coursetrail::domain::{CourseId, EnrollmentId, SubmissionId, TenantId, TraineeId};
@@ -41,6 +41,140 @@ async fn random_history(app: &App, tenant: TenantId, seed: u64, steps: usize) ->
         .count()
 }
 
+/// What a random history has created so far, to aim its later commands at.
+struct World {
+    tenant: TenantId,
+    admin: Caller,
+    instructor: Caller,
+    options: CommandOptions,
+    courses: Vec<CourseId>,
+    trainees: Vec<TraineeId>,
+    enrollments: Vec<(EnrollmentId, TraineeId)>,
+    submissions: Vec<(EnrollmentId, SubmissionId)>,
+}
+
+/// A random index below `n` (0 when `n` is 0).
+fn pick(rng: &mut StdRng, n: usize) -> usize {
+    rng.random_range(0..n.max(1))
+}
+
+impl World {
+    fn new(tenant: TenantId) -> Self {
+        Self {
+            tenant,
+            admin: caller(tenant, Role::Admin, Uuid::now_v7()),
+            instructor: caller(tenant, Role::Instructor, Uuid::now_v7()),
+            options: CommandOptions::default(),
+            courses: Vec::new(),
+            trainees: Vec::new(),
+            enrollments: Vec::new(),
+            submissions: Vec::new(),
+        }
+    }
+
+    /// The trainee itself, as the caller of its own enrollment's commands.
+    fn as_trainee(&self, trainee: TraineeId) -> Caller {
+        caller(self.tenant, Role::Trainee, trainee.as_uuid())
+    }
+
+    /// A course with one of twelve codes: some are duplicates, on purpose.
+    async fn create_course(&mut self, app: &App, rng: &mut StdRng) -> Result<(), AppError> {
+        let code = format!("C{}", rng.random_range(0..12)); // duplicates on purpose
+        app.create_course(
+            &self.instructor,
+            &self.options,
+            CourseCode::parse(&code).unwrap(),
+            CourseTitle::parse("Course").unwrap(),
+            Score::parse("p", rng.random_range(30..90)).unwrap(),
+        )
+        .await
+        .map(|o| self.courses.push(CourseId::from_uuid(o.stream_id)))
+    }
+
+    /// A trainee with one of forty e-mails: some are duplicates, on purpose.
+    async fn register_trainee(&mut self, app: &App, rng: &mut StdRng) -> Result<(), AppError> {
+        let email = format!("t{}@example.com", rng.random_range(0..40));
+        app.register_trainee(
+            &self.admin,
+            &self.options,
+            Email::parse(&email).unwrap(),
+            PersonName::parse("Trainee").unwrap(),
+            None,
+        )
+        .await
+        .map(|o| self.trainees.push(TraineeId::from_uuid(o.stream_id)))
+    }
+
+    /// One random command (or none, when what it needs does not exist yet).
+    async fn random_command(
+        &mut self,
+        app: &App,
+        rng: &mut StdRng,
+        step: usize,
+    ) -> Result<(), AppError> {
+        let options = self.options.clone();
+        match rng.random_range(0..10) {
+            0 => self.create_course(app, rng).await,
+            1 => self.register_trainee(app, rng).await,
+            2 | 3 if !self.courses.is_empty() && !self.trainees.is_empty() => {
+                let course = self.courses[pick(rng, self.courses.len())];
+                let trainee = self.trainees[pick(rng, self.trainees.len())];
+                let who = self.as_trainee(trainee);
+                app.register_for_course(&who, &options, course, None)
+                    .await
+                    .map(|o| {
+                        let enrollment = EnrollmentId::from_uuid(o.stream_id);
+                        self.enrollments.push((enrollment, trainee));
+                    })
+            }
+            4 if !self.enrollments.is_empty() => {
+                let (enrollment, trainee) = self.enrollments[pick(rng, self.enrollments.len())];
+                let who = self.as_trainee(trainee);
+                app.start_course(&who, &options, enrollment).await.map(drop)
+            }
+            5 if !self.enrollments.is_empty() => {
+                let (enrollment, trainee) = self.enrollments[pick(rng, self.enrollments.len())];
+                let who = self.as_trainee(trainee);
+                let answers = Answers::parse(json!({ "step": step })).unwrap();
+                app.submit_test(&who, &options, enrollment, answers)
+                    .await
+                    .map(|o| {
+                        let id = o.result["submissionId"].as_str().unwrap().parse().unwrap();
+                        self.submissions
+                            .push((enrollment, SubmissionId::from_uuid(id)));
+                    })
+            }
+            6 if !self.submissions.is_empty() => {
+                let (enrollment, submission) = self.submissions[pick(rng, self.submissions.len())];
+                let score = Score::parse("s", rng.random_range(0..=100)).unwrap();
+                app.grade_submission(&self.instructor, &options, enrollment, submission, score)
+                    .await
+                    .map(drop)
+            }
+            7 if !self.enrollments.is_empty() => {
+                let (enrollment, trainee) = self.enrollments[pick(rng, self.enrollments.len())];
+                let who = self.as_trainee(trainee);
+                app.complete_course(&who, &options, enrollment)
+                    .await
+                    .map(drop)
+            }
+            8 if !self.enrollments.is_empty() => {
+                let (enrollment, _) = self.enrollments[pick(rng, self.enrollments.len())];
+                app.withdraw_registration(&self.admin, &options, enrollment, None)
+                    .await
+                    .map(drop)
+            }
+            9 if !self.courses.is_empty() && rng.random_bool(0.2) => {
+                let course = self.courses[pick(rng, self.courses.len())];
+                app.retire_course(&self.admin, &options, course)
+                    .await
+                    .map(drop)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// [`random_history`] through several servers (`App`s) sharing the database: each command goes
 /// to one of them at random, so each decides on streams the others changed meanwhile. Returns
 /// each step's outcome ("ok" or the error code). The commands depend only on `seed` and on the
@@ -54,93 +188,11 @@ pub async fn random_history_on(
 ) -> Vec<&'static str> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut server_choice = StdRng::seed_from_u64(!seed);
-    let admin = caller(tenant, Role::Admin, Uuid::now_v7());
-    let instructor = caller(tenant, Role::Instructor, Uuid::now_v7());
-    let options = CommandOptions::default();
-    let mut courses: Vec<CourseId> = Vec::new();
-    let mut trainees: Vec<TraineeId> = Vec::new();
-    let mut enrollments: Vec<(EnrollmentId, TraineeId)> = Vec::new();
-    let mut submissions: Vec<(EnrollmentId, SubmissionId)> = Vec::new();
+    let mut world = World::new(tenant);
     let mut outcomes = Vec::with_capacity(steps);
     for step in 0..steps {
-        let pick = |rng: &mut StdRng, n: usize| rng.random_range(0..n.max(1));
         let app = servers[server_choice.random_range(0..servers.len())];
-        let result: Result<(), AppError> = match rng.random_range(0..10) {
-            0 => {
-                let code = format!("C{}", rng.random_range(0..12)); // duplicates on purpose
-                app.create_course(
-                    &instructor,
-                    &options,
-                    CourseCode::parse(&code).unwrap(),
-                    CourseTitle::parse("Course").unwrap(),
-                    Score::parse("p", rng.random_range(30..90)).unwrap(),
-                )
-                .await
-                .map(|o| courses.push(CourseId::from_uuid(o.stream_id)))
-            }
-            1 => {
-                let email = format!("t{}@example.com", rng.random_range(0..40));
-                app.register_trainee(
-                    &admin,
-                    &options,
-                    Email::parse(&email).unwrap(),
-                    PersonName::parse("Trainee").unwrap(),
-                    None,
-                )
-                .await
-                .map(|o| trainees.push(TraineeId::from_uuid(o.stream_id)))
-            }
-            2 | 3 if !courses.is_empty() && !trainees.is_empty() => {
-                let course = courses[pick(&mut rng, courses.len())];
-                let trainee = trainees[pick(&mut rng, trainees.len())];
-                let who = caller(tenant, Role::Trainee, trainee.as_uuid());
-                app.register_for_course(&who, &options, course, None)
-                    .await
-                    .map(|o| enrollments.push((EnrollmentId::from_uuid(o.stream_id), trainee)))
-            }
-            4 if !enrollments.is_empty() => {
-                let (enrollment, trainee) = enrollments[pick(&mut rng, enrollments.len())];
-                let who = caller(tenant, Role::Trainee, trainee.as_uuid());
-                app.start_course(&who, &options, enrollment).await.map(drop)
-            }
-            5 if !enrollments.is_empty() => {
-                let (enrollment, trainee) = enrollments[pick(&mut rng, enrollments.len())];
-                let who = caller(tenant, Role::Trainee, trainee.as_uuid());
-                let answers = Answers::parse(json!({ "step": step })).unwrap();
-                app.submit_test(&who, &options, enrollment, answers)
-                    .await
-                    .map(|o| {
-                        let id = o.result["submissionId"].as_str().unwrap().parse().unwrap();
-                        submissions.push((enrollment, SubmissionId::from_uuid(id)));
-                    })
-            }
-            6 if !submissions.is_empty() => {
-                let (enrollment, submission) = submissions[pick(&mut rng, submissions.len())];
-                let score = Score::parse("s", rng.random_range(0..=100)).unwrap();
-                app.grade_submission(&instructor, &options, enrollment, submission, score)
-                    .await
-                    .map(drop)
-            }
-            7 if !enrollments.is_empty() => {
-                let (enrollment, trainee) = enrollments[pick(&mut rng, enrollments.len())];
-                let who = caller(tenant, Role::Trainee, trainee.as_uuid());
-                app.complete_course(&who, &options, enrollment)
-                    .await
-                    .map(drop)
-            }
-            8 if !enrollments.is_empty() => {
-                let (enrollment, _) = enrollments[pick(&mut rng, enrollments.len())];
-                app.withdraw_registration(&admin, &options, enrollment, None)
-                    .await
-                    .map(drop)
-            }
-            9 if !courses.is_empty() && rng.random_bool(0.2) => {
-                let course = courses[pick(&mut rng, courses.len())];
-                app.retire_course(&admin, &options, course).await.map(drop)
-            }
-            _ => Ok(()),
-        };
-        match result {
+        match world.random_command(app, &mut rng, step).await {
             Ok(()) => outcomes.push("ok"),
             Err(AppError::Internal(error)) => panic!("step {step}: internal error {error:#}"),
             // A domain rejection: part of the history being tested.
@@ -225,42 +277,96 @@ async fn rebuild_through_graphql_is_admin_only_and_reads_keep_working() {
     );
 }
 
+/// Three trainees, each registered for `course` and started.
+async fn three_started_enrollments(app: &TestApp, admin: &str, course: Uuid) -> Vec<Uuid> {
+    let mut enrollments = Vec::new();
+    for n in 0..3 {
+        let trainee = app
+            .register_trainee(admin, &format!("asof{n}@example.com"))
+            .await;
+        let enrollment = app.register_for_course(admin, course, Some(trainee)).await;
+        app.enrollment_step(admin, "startCourse", enrollment).await;
+        enrollments.push(enrollment);
+    }
+    enrollments
+}
+
+/// The time of the tenant's last event so far.
+async fn last_recorded_at(app: &TestApp) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT max(recorded_at) FROM events WHERE tenant_id = $1")
+        .bind(app.tenant.as_uuid())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// The first two enrollments pass and complete; the third withdraws.
+async fn two_complete_and_one_withdraws(
+    app: &TestApp,
+    admin: &str,
+    instructor: &str,
+    enrollments: &[Uuid],
+) {
+    for enrollment in &enrollments[..2] {
+        let submission = app.submit(admin, *enrollment).await;
+        app.grade(instructor, *enrollment, submission, 90).await;
+        app.enrollment_step(admin, "completeCourse", *enrollment)
+            .await;
+    }
+    app.ok(
+        admin,
+        "mutation($i: WithdrawRegistrationInput!) { withdrawRegistration(input: $i) { position } }",
+        json!({ "i": { "enrollmentId": enrollments[2] } }),
+    )
+    .await;
+}
+
+/// A duration report row's `(count, stillOpen, endedEarly)`.
+fn counts(row: &serde_json::Value) -> (Option<u64>, Option<u64>, Option<u64>) {
+    (
+        row["count"].as_u64(),
+        row["stillOpen"].as_u64(),
+        row["endedEarly"].as_u64(),
+    )
+}
+
+/// As of `as_of` the enrollment was started without submissions, and before everything it
+/// did not exist.
+async fn assert_the_enrollment_as_it_was(
+    app: &TestApp,
+    admin: &str,
+    enrollment: Uuid,
+    as_of: chrono::DateTime<chrono::Utc>,
+) {
+    let past = app.ok(admin, "query($id: UUID!, $t: DateTime!) { enrollment(id: $id, asOf: $t) { status submissions { id } } }",
+        json!({ "id": enrollment, "t": as_of.to_rfc3339() })).await;
+    assert_eq!(past["enrollment"]["status"], "STARTED");
+    assert_eq!(
+        past["enrollment"]["submissions"].as_array().unwrap().len(),
+        0
+    );
+    let before_everything = app
+        .ok(
+            admin,
+            "query($id: UUID!) { enrollment(id: $id, asOf: \"2000-01-01T00:00:00Z\") { status } }",
+            json!({ "id": enrollment }),
+        )
+        .await;
+    assert!(before_everything["enrollment"].is_null());
+}
+
 #[tokio::test]
 async fn reports_as_of_a_past_time_ignore_later_events() {
     let app = TestApp::spawn().await;
     let admin = app.admin();
     let instructor = app.instructor();
     let course = app.create_course(&admin, "ASOF", 50).await;
-    let mut enrollments = Vec::new();
-    for n in 0..3 {
-        let trainee = app
-            .register_trainee(&admin, &format!("asof{n}@example.com"))
-            .await;
-        let enrollment = app.register_for_course(&admin, course, Some(trainee)).await;
-        app.enrollment_step(&admin, "startCourse", enrollment).await;
-        enrollments.push(enrollment);
-    }
+    let enrollments = three_started_enrollments(&app, &admin, course).await;
     // As of the last event so far (a report includes what was recorded by then): everything
     // below is recorded later.
-    let as_of: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT max(recorded_at) FROM events WHERE tenant_id = $1")
-            .bind(app.tenant.as_uuid())
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let as_of = last_recorded_at(&app).await;
     // After as_of: two complete, one withdraws.
-    for enrollment in &enrollments[..2] {
-        let submission = app.submit(&admin, *enrollment).await;
-        app.grade(&instructor, *enrollment, submission, 90).await;
-        app.enrollment_step(&admin, "completeCourse", *enrollment)
-            .await;
-    }
-    app.ok(
-        &admin,
-        "mutation($i: WithdrawRegistrationInput!) { withdrawRegistration(input: $i) { position } }",
-        json!({ "i": { "enrollmentId": enrollments[2] } }),
-    )
-    .await;
+    two_complete_and_one_withdraws(&app, &admin, &instructor, &enrollments).await;
 
     let query = "query($i: DurationReportInput!) { durationReport(input: $i) { eventsReplayed asOf rows { group count stillOpen endedEarly durations { medianSeconds } } } }";
     let now = app
@@ -271,25 +377,11 @@ async fn reports_as_of_a_past_time_ignore_later_events() {
         )
         .await;
     let row = &now["durationReport"]["rows"][0];
-    assert_eq!(
-        (
-            row["count"].as_u64(),
-            row["stillOpen"].as_u64(),
-            row["endedEarly"].as_u64()
-        ),
-        (Some(2), Some(0), Some(1))
-    );
+    assert_eq!(counts(row), (Some(2), Some(0), Some(1)));
     assert_eq!(row["group"], course.to_string());
     let then = app.ok(&instructor, query, json!({ "i": { "from": "STARTED", "to": "COMPLETED", "groupBy": "COURSE", "asOf": as_of.to_rfc3339() } })).await;
     let row = &then["durationReport"]["rows"][0];
-    assert_eq!(
-        (
-            row["count"].as_u64(),
-            row["stillOpen"].as_u64(),
-            row["endedEarly"].as_u64()
-        ),
-        (Some(0), Some(3), Some(0))
-    );
+    assert_eq!(counts(row), (Some(0), Some(3), Some(0)));
     assert!(row["durations"].is_null());
     assert!(
         position(&then["durationReport"]["eventsReplayed"])
@@ -315,21 +407,7 @@ async fn reports_as_of_a_past_time_ignore_later_events() {
     );
 
     // Time travel on one enrollment.
-    let past = app.ok(&admin, "query($id: UUID!, $t: DateTime!) { enrollment(id: $id, asOf: $t) { status submissions { id } } }",
-        json!({ "id": enrollments[0], "t": as_of.to_rfc3339() })).await;
-    assert_eq!(past["enrollment"]["status"], "STARTED");
-    assert_eq!(
-        past["enrollment"]["submissions"].as_array().unwrap().len(),
-        0
-    );
-    let before_everything = app
-        .ok(
-            &admin,
-            "query($id: UUID!) { enrollment(id: $id, asOf: \"2000-01-01T00:00:00Z\") { status } }",
-            json!({ "id": enrollments[0] }),
-        )
-        .await;
-    assert!(before_everything["enrollment"].is_null());
+    assert_the_enrollment_as_it_was(&app, &admin, enrollments[0], as_of).await;
 
     // Trainees run no reports; impossible pairs are refused.
     let trainee = app.trainee(Uuid::now_v7());

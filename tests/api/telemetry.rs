@@ -43,6 +43,94 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The server binary's log lines (JSON on stderr), and every line read so far.
+struct Log {
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    read: Vec<String>,
+}
+
+impl Log {
+    /// The next line, as JSON, whose message is `message`; `what` names what failed otherwise.
+    async fn next_with_message(
+        &mut self,
+        message: &str,
+        timeout: Duration,
+        what: &str,
+    ) -> serde_json::Value {
+        loop {
+            let line = tokio::time::timeout(timeout, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("{what}"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{what}: the server is running"));
+            self.read.push(line.clone());
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if json["fields"]["message"] == message {
+                return json;
+            }
+        }
+    }
+}
+
+/// Starts the server binary on the database, exporting its traces to `endpoint`, and waits
+/// until it is ready: the server, its log, and the address it listens on.
+async fn serve_traced(database_url: &str, endpoint: &str) -> (tokio::process::Child, Log, String) {
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_coursetrail"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("JWT_SECRET", SECRET)
+        .env("JWT_ISSUER", ISSUER)
+        .env("JWT_AUDIENCE", AUDIENCE)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary");
+    let mut log = Log {
+        lines: BufReader::new(server.stderr.take().unwrap()).lines(),
+        read: Vec::new(),
+    };
+    let ready = log
+        .next_with_message(
+            "coursetrail is ready",
+            Duration::from_secs(60),
+            "the server starts",
+        )
+        .await;
+    let address = ready["fields"]["address"].as_str().unwrap().to_owned();
+    (server, log, address)
+}
+
+/// Receives spans until those of the request, its operation, its command and a statement
+/// have arrived in `trace_id`; every span of that trace, by span id.
+async fn spans_of_the_request(
+    received: &mut mpsc::UnboundedReceiver<Span>,
+    trace_id: &str,
+) -> HashMap<String, Span> {
+    let mut spans: HashMap<String, Span> = HashMap::new();
+    let wanted = ["POST /graphql", "mutation createCourse", "createCourse"];
+    while !(wanted
+        .iter()
+        .all(|name| spans.values().any(|s| s.name == *name))
+        && spans.values().any(|s| s.name.starts_with("db.")))
+    {
+        let span = tokio::time::timeout(Duration::from_secs(30), received.recv())
+            .await
+            .expect("spans are exported")
+            .unwrap();
+        if hex(&span.trace_id) == trace_id {
+            spans.insert(hex(&span.span_id), span);
+        }
+    }
+    spans
+}
+
 #[tokio::test]
 async fn a_request_is_traced_from_http_to_its_statements_under_the_callers_trace() {
     let (endpoint, mut received) = collector().await;
@@ -52,38 +140,7 @@ async fn a_request_is_traced_from_http_to_its_statements_under_the_callers_trace
         .await
         .unwrap();
     tx.commit().await.unwrap();
-
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_coursetrail"))
-        .arg("serve")
-        .env("DATABASE_URL", &database_url)
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("JWT_SECRET", SECRET)
-        .env("JWT_ISSUER", ISSUER)
-        .env("JWT_AUDIENCE", AUDIENCE)
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the server binary");
-    let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
-    let mut lines = Vec::new();
-    let address = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), log.next_line())
-            .await
-            .expect("the server starts")
-            .unwrap()
-            .expect("the server is running");
-        lines.push(line.clone());
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if json["fields"]["message"] == "coursetrail is ready" {
-            break json["fields"]["address"].as_str().unwrap().to_owned();
-        }
-    };
+    let (mut server, mut log, address) = serve_traced(&database_url, &endpoint).await;
 
     // The caller's own trace, as a W3C traceparent.
     let trace_id = hex(Uuid::new_v4().as_bytes());
@@ -110,21 +167,7 @@ async fn a_request_is_traced_from_http_to_its_statements_under_the_callers_trace
     assert!(body.get("errors").is_none(), "{body}");
 
     // Every span of the request arrives, in the caller's trace.
-    let mut spans: HashMap<String, Span> = HashMap::new();
-    let wanted = ["POST /graphql", "mutation createCourse", "createCourse"];
-    while !(wanted
-        .iter()
-        .all(|name| spans.values().any(|s| s.name == *name))
-        && spans.values().any(|s| s.name.starts_with("db.")))
-    {
-        let span = tokio::time::timeout(Duration::from_secs(30), received.recv())
-            .await
-            .expect("spans are exported")
-            .unwrap();
-        if hex(&span.trace_id) == trace_id {
-            spans.insert(hex(&span.span_id), span);
-        }
-    }
+    let spans = spans_of_the_request(&mut received, &trace_id).await;
     let named = |name: &str| spans.values().find(|s| s.name == name).unwrap();
     let (request, operation, command) = (
         named("POST /graphql"),
@@ -144,24 +187,18 @@ async fn a_request_is_traced_from_http_to_its_statements_under_the_callers_trace
     );
 
     // The request's log lines name the trace.
-    let request_line = loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
-            .await
-            .expect("the request is logged")
-            .unwrap()
-            .unwrap();
-        lines.push(line.clone());
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if json["fields"]["message"] == "graphql request" {
-            break json;
-        }
-    };
+    let request_line = log
+        .next_with_message(
+            "graphql request",
+            Duration::from_secs(10),
+            "the request is logged",
+        )
+        .await;
     assert_eq!(
         request_line["span"]["trace_id"],
         trace_id.as_str(),
-        "{lines:?}"
+        "{:?}",
+        log.read
     );
     server.kill().await.unwrap();
 }
