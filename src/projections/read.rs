@@ -132,13 +132,24 @@ pub async fn courses_by_id(
     let sql = format!(
         "SELECT {COURSE_COLUMNS} FROM courses WHERE tenant_id = $1 AND course_id = ANY($2)"
     );
-    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
-    let rows = sqlx::query(&sql)
+    let ids = ids.iter().map(|id| id.as_uuid()).collect();
+    by_ids(pool, tenant, &sql, ids, course_row).await
+}
+
+/// The rows `select` finds for `tenant` (`$1`) and `ids` (`$2`, an array), each read by `row`.
+async fn by_ids<R>(
+    pool: &PgPool,
+    tenant: TenantId,
+    select: &str,
+    ids: Vec<Uuid>,
+    row: fn(&PgRow) -> Result<R, sqlx::Error>,
+) -> Result<Vec<R>, sqlx::Error> {
+    let rows = sqlx::query(select)
         .bind(tenant.as_uuid())
         .bind(ids)
         .fetch_all(pool)
         .await?;
-    rows.iter().map(course_row).collect()
+    rows.iter().map(row).collect()
 }
 
 /// One keyset page of courses in id order (ids are UUIDv7, so this is creation order).
@@ -184,13 +195,8 @@ pub async fn trainees_by_id(
     let sql = format!(
         "SELECT {TRAINEE_COLUMNS} FROM trainees WHERE tenant_id = $1 AND trainee_id = ANY($2)"
     );
-    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
-    let rows = sqlx::query(&sql)
-        .bind(tenant.as_uuid())
-        .bind(ids)
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(trainee_row).collect()
+    let ids = ids.iter().map(|id| id.as_uuid()).collect();
+    by_ids(pool, tenant, &sql, ids, trainee_row).await
 }
 
 #[tracing::instrument(level = "debug", name = "db.trainees", skip_all, fields(db.system = "postgresql"))]
