@@ -74,6 +74,8 @@ pub struct Config {
     pub ws_max_operations: usize,
     /// When set, `/metrics` answers only with it as a bearer token.
     pub metrics_token: Option<String>,
+    /// Serve the console from this folder instead of the binary (working on the console).
+    pub console_dir: Option<PathBuf>,
 }
 
 /// A duration in humantime's syntax (`1500ms`, `10s`, `2m`).
@@ -177,6 +179,7 @@ impl Config {
             ws_init_timeout: duration(env, "WS_INIT_TIMEOUT", Duration::from_secs(10))?,
             ws_max_operations: parsed(env, "WS_MAX_OPERATIONS", 64)?,
             metrics_token: var(env, "METRICS_TOKEN"),
+            console_dir: var(env, "CONSOLE_DIR").map(PathBuf::from),
         })
     }
 

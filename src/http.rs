@@ -3,6 +3,7 @@
 //! health and readiness, and one log line per request. GraphQL over WebSocket is in [`ws`],
 //! the audit export in [`export`].
 
+mod console;
 pub mod documents;
 mod export;
 mod middleware;
@@ -72,6 +73,8 @@ pub struct HttpState {
     pub limits: HttpLimits,
     /// When set, `/metrics` asks for it as a bearer token.
     pub metrics_token: Option<Arc<str>>,
+    /// When set, the console's files are read from here rather than from the binary.
+    pub console_dir: Option<Arc<std::path::Path>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -82,6 +85,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/", get(console::redirect))
+        .route("/console", get(console::redirect))
+        .route("/console/", get(console::index))
+        .route("/console/{file}", get(console::file))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::middleware::from_fn(request_ids))
         .with_state(state)

@@ -348,6 +348,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "\ncoursetrail is ready (development: private PostgreSQL at {})",
             database.url
         );
+        eprintln!("  console:   http://{address}/console/");
         eprintln!("  GraphiQL:  http://{address}/graphql");
         eprintln!("  tenant:    {tenant}");
         if let Some(secret) = secret {
@@ -358,7 +359,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 Role::Admin,
                 Duration::from_secs(12 * 3600),
             )?;
-            eprintln!("  admin token (12 h), for GraphiQL's headers:");
+            // The fragment never reaches a server; the console moves it into the tab's
+            // session storage and drops it from the address bar.
+            eprintln!("  console, signed in as an admin (12 h):");
+            eprintln!("  http://{address}/console/#token={token}");
+            eprintln!("  admin token, for GraphiQL's headers:");
             eprintln!("  {{\"Authorization\": \"Bearer {token}\"}}\n");
         }
     } else {

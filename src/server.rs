@@ -110,6 +110,7 @@ pub fn configured_state_with(
     state.ws.init_timeout = config.ws_init_timeout;
     state.ws.max_operations = config.ws_max_operations;
     state.metrics_token = config.metrics_token.as_deref().map(Arc::from);
+    state.console_dir = config.console_dir.as_deref().map(Arc::from);
     state
 }
 
@@ -130,6 +131,7 @@ pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
         documents: Default::default(),
         limits: HttpLimits::default(),
         metrics_token: None,
+        console_dir: None,
     }
 }
 
