@@ -17,6 +17,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use clap::Parser;
 use common::PrivateDatabase;
 use coursetrail::app::{App, Caller};
+use coursetrail::crypto::Keyring;
 use coursetrail::domain::TenantId;
 use coursetrail::graphql::{RequestContext, build_schema};
 use coursetrail::pgcluster::PrivateCluster;
@@ -455,9 +456,12 @@ async fn measure(
     anyhow::ensure!(report_again?.rows == report.rows, "a second replay differs");
     let (funnel, funnel_heap) = peak_heap(app.funnel_report(&caller, None, None, |_| {})).await;
     let funnel = funnel.context("the funnel report")?;
-    let (rebuild_ms, rebuilt) = time(1, || rebuild::rebuild_tenant(pool, tenant, |_| {})).await;
+    let keys = Keyring::unwrapped();
+    let (rebuild_ms, rebuilt) =
+        time(1, || rebuild::rebuild_tenant(pool, &keys, tenant, |_| {})).await;
     let rebuilt = rebuilt.context("the rebuild")?;
-    let (again, rebuild_heap) = peak_heap(rebuild::rebuild_tenant(pool, tenant, |_| {})).await;
+    let (again, rebuild_heap) =
+        peak_heap(rebuild::rebuild_tenant(pool, &keys, tenant, |_| {})).await;
     again.context("the second rebuild")?;
     Ok(Figures {
         events_replayed: report.events_replayed,

@@ -76,6 +76,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// Serve the console from this folder instead of the binary (working on the console).
     pub console_dir: Option<PathBuf>,
+    /// Trainees' data keys, wrapped by `DATA_KEY_ENCRYPTION_KEY` (32 bytes, base64) when set.
+    pub data_keys: crate::crypto::Keyring,
 }
 
 /// A duration in humantime's syntax (`1500ms`, `10s`, `2m`).
@@ -180,6 +182,15 @@ impl Config {
             ws_max_operations: parsed(env, "WS_MAX_OPERATIONS", 64)?,
             metrics_token: var(env, "METRICS_TOKEN"),
             console_dir: var(env, "CONSOLE_DIR").map(PathBuf::from),
+            data_keys: match var(env, "DATA_KEY_ENCRYPTION_KEY") {
+                None => crate::crypto::Keyring::unwrapped(),
+                Some(raw) => {
+                    crate::crypto::Keyring::from_base64(&raw).map_err(|e| ConfigError::Invalid {
+                        name: "DATA_KEY_ENCRYPTION_KEY",
+                        reason: e.to_string(),
+                    })?
+                }
+            },
         })
     }
 

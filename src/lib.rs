@@ -14,6 +14,7 @@ pub mod app;
 pub mod auth;
 pub mod citus;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod graphql;

@@ -72,6 +72,7 @@ async fn time_appends(
 ) -> anyhow::Result<Histogram<u64>> {
     let mut latency = common::latency_histogram();
     let events = [Event::CourseStarted(CourseStarted {})];
+    let stored = [store::personal::seal(&events[0], None)?];
     let result = json!({});
     for i in 0..samples + WARM_UP_APPENDS {
         let metadata = Metadata {
@@ -91,6 +92,7 @@ async fn time_appends(
                 stream_type: StreamType::Enrollment,
                 expected_version: 0,
                 events: &events,
+                stored: &stored,
                 recorded_at: chrono::Utc::now(),
                 metadata: &metadata,
                 trainee_id: Some(metadata.actor_id),

@@ -60,7 +60,15 @@ impl App {
     ) -> Result<Vec<LoggedEvent>, AppError> {
         let filter = self.scope_audit(caller, filter)?;
         let _slot = self.admit(caller).await?;
-        let page = log::read_page(&self.pool, caller.tenant(), &filter, after, limit).await?;
+        let page = log::read_page(
+            &self.pool,
+            &self.keys,
+            caller.tenant(),
+            &filter,
+            after,
+            limit,
+        )
+        .await?;
         Ok(page.events)
     }
 
@@ -96,6 +104,7 @@ impl App {
                     let _slot = app.admit_heavy(&caller).await?;
                     let page = log::read_page(
                         &app.heavy_pool,
+                        &app.keys,
                         caller.tenant(),
                         &filter,
                         after,
@@ -146,6 +155,7 @@ impl App {
         };
         let follower = Follower {
             pool: self.pool.clone(),
+            keys: self.keys.clone(),
             admission: self.admission.clone(),
             tenant,
             filter,
@@ -180,6 +190,7 @@ impl App {
 
 struct Follower {
     pool: PgPool,
+    keys: crate::crypto::Keyring,
     admission: Arc<Admission>,
     tenant: TenantId,
     filter: LogFilter,
@@ -264,6 +275,7 @@ impl Follower {
             .map_err(|refusal| AppError::not_admitted(refusal, "requests"))?;
         let page = log::read_page(
             &self.pool,
+            &self.keys,
             self.tenant,
             &self.filter,
             self.last,

@@ -1,15 +1,18 @@
 //! The commands, one function each: authorize, gather what the decision needs, decide, write.
 
-use super::{App, AppError, Caller, Command, CommandOptions, CommandOutcome, OnMiss, Write};
+use super::{
+    App, AppError, Caller, Command, CommandOptions, CommandOutcome, DIGEST_KEY, OnMiss, Write,
+};
 use crate::domain::course::{CourseAggregate, CourseCommand};
 use crate::domain::enrollment::{CourseFacts, Enrollment, EnrollmentAggregate, EnrollmentCommand};
+use crate::domain::schema;
 use crate::domain::trainee::{TraineeAggregate, TraineeCommand};
 use crate::domain::values::{
     Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason,
 };
 use crate::domain::{Aggregate, CourseId, EnrollmentId, Role, StreamType, SubmissionId, TraineeId};
 use crate::projections;
-use crate::store::StreamEvent;
+use crate::store::{self, StreamEvent};
 use serde_json::json;
 
 fn fold<A: Aggregate>(stream: &[StreamEvent]) -> A::State {
@@ -62,6 +65,7 @@ impl App {
                     course_id: Some(course_id.as_uuid()),
                     result: json!({}),
                     registration: false,
+                    data_key: None,
                 };
                 self.commit(conn, command, write).await
             }
@@ -99,6 +103,7 @@ impl App {
                 course_id: Some(course_id.as_uuid()),
                 result: json!({}),
                 registration: false,
+                data_key: None,
             };
             self.commit(conn, command, write).await
         })
@@ -143,6 +148,16 @@ impl App {
                 let state = fold::<TraineeAggregate>(&stream);
                 let events =
                     TraineeAggregate::decide(&state, TraineeCommand::Register { email, name })?;
+                // A new trainee id has no key yet, or a forgotten one; that one is refused
+                // above, as it exists already.
+                let data_key = store::personal::trainee_key(
+                    &mut conn,
+                    &self.keys,
+                    caller.tenant(),
+                    trainee_id.as_uuid(),
+                )
+                .await?
+                .ok_or_else(|| AppError::InvalidState("the trainee was forgotten".into()))?;
                 let write = Write {
                     stream_id: trainee_id.as_uuid(),
                     stream_type: StreamType::Trainee,
@@ -152,6 +167,7 @@ impl App {
                     course_id: None,
                     result: json!({}),
                     registration: false,
+                    data_key: Some(data_key),
                 };
                 self.commit(conn, command, write).await
             }
@@ -208,6 +224,7 @@ impl App {
                 course_id: Some(course_id.as_uuid()),
                 result: json!({}),
                 registration: true,
+                data_key: None,
             };
             self.commit(conn, command, write).await
         })
@@ -223,6 +240,65 @@ impl App {
         caller.require(&[Role::Admin, Role::Trainee], "start courses")?;
         self.enrollment_command(caller, options, "startCourse", enrollment_id, false, |_| {
             Ok(EnrollmentCommand::Start)
+        })
+        .await
+    }
+
+    /// Forgets a trainee (erasure): deletes its data key and with it every sealed personal
+    /// field, erases its v1 plaintext and its commands' request digests, and records
+    /// `TraineeForgotten`. Admins may forget anyone; a trainee only itself. Forgetting again
+    /// finishes an erasure that was cut short and records nothing more.
+    pub async fn forget_trainee(
+        &self,
+        caller: &Caller,
+        options: &CommandOptions,
+        trainee_id: TraineeId,
+    ) -> Result<CommandOutcome, AppError> {
+        caller.require(&[Role::Admin, Role::Trainee], "forget trainees")?;
+        if caller.role() == Role::Trainee && trainee_id.as_uuid() != caller.actor_id() {
+            return Err(AppError::Forbidden(
+                "a trainee may only forget itself".into(),
+            ));
+        }
+        let command = Command::new(caller, options, "forgetTrainee");
+
+        self.run(command, |mut conn, source| async move {
+            let tenant = caller.tenant();
+            let stream = self
+                .stream(
+                    &mut conn,
+                    tenant,
+                    trainee_id.as_uuid(),
+                    source,
+                    OnMiss::Read,
+                )
+                .await?;
+            let state = fold::<TraineeAggregate>(&stream);
+            let events = TraineeAggregate::decide(&state, TraineeCommand::Forget)?;
+            // The key goes first: once it is deleted the erasure has happened, whatever
+            // happens to the rest of the command (a retry records the event).
+            store::personal::erase(&mut conn, tenant, trainee_id.as_uuid(), DIGEST_KEY).await?;
+            if events.is_empty() {
+                return Ok(CommandOutcome {
+                    stream_id: trainee_id.as_uuid(),
+                    position: store::log::head(&mut *conn, tenant).await?,
+                    result: json!({}),
+                    replayed: false,
+                    rows: None,
+                });
+            }
+            let write = Write {
+                stream_id: trainee_id.as_uuid(),
+                stream_type: StreamType::Trainee,
+                prior: &stream[..],
+                events,
+                trainee_id: Some(trainee_id.as_uuid()),
+                course_id: None,
+                result: json!({}),
+                registration: false,
+                data_key: None,
+            };
+            self.commit(conn, command, write).await
         })
         .await
     }
@@ -364,6 +440,16 @@ impl App {
                 .as_ref()
                 .map(|e| (e.trainee_id.as_uuid(), e.course_id.as_uuid()))
                 .unzip();
+            let data_key = match trainee_id {
+                Some(trainee) if events.iter().any(|e| schema::is_personal(e.event_type())) => {
+                    let key = store::personal::trainee_key(&mut conn, &self.keys, tenant, trainee)
+                        .await?;
+                    Some(key.ok_or_else(|| {
+                        AppError::InvalidState("the trainee was forgotten".into())
+                    })?)
+                }
+                _ => None,
+            };
             let write = Write {
                 stream_id: enrollment_id.as_uuid(),
                 stream_type: StreamType::Enrollment,
@@ -376,6 +462,7 @@ impl App {
                     None => json!({}),
                 },
                 registration: false,
+                data_key,
             };
             self.commit(conn, command, write).await
         })

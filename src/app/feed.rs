@@ -15,6 +15,7 @@
 //! Subscriptions are counted per caller and per tenant, and refused beyond the limits.
 
 use super::{AppError, Caller};
+use crate::crypto::Keyring;
 use crate::domain::TenantId;
 use crate::metrics::Metrics;
 use crate::store::live::Hub;
@@ -71,6 +72,7 @@ pub struct Batch {
 /// The feeds of the followed tenants, and the count of open subscriptions.
 pub(super) struct Feeds {
     pool: PgPool,
+    keys: Keyring,
     hub: Hub,
     limits: SubscriptionLimits,
     senders: Mutex<HashMap<TenantId, broadcast::Sender<Arc<Batch>>>>,
@@ -137,8 +139,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Feeds {
-    pub fn new(pool: PgPool, limits: SubscriptionLimits, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        pool: PgPool,
+        keys: Keyring,
+        limits: SubscriptionLimits,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            keys,
             metrics,
             live: AtomicIsize::new(0),
             hub: Hub::new(pool.clone()),
@@ -268,19 +276,23 @@ async fn follow_log(
     loop {
         // Nobody follows any more: stop, under the lock `subscribe` takes, so that no new
         // follower can subscribe to a feed that is ending.
-        let (pool, metrics) = {
+        let (pool, keys, metrics) = {
             let Some(feeds) = feeds.upgrade() else { return };
             let mut senders = lock(&feeds.senders);
             if sender.receiver_count() == 0 {
                 senders.remove(&tenant);
                 return;
             }
-            (feeds.pool.clone(), feeds.metrics.clone())
+            (
+                feeds.pool.clone(),
+                feeds.keys.clone(),
+                feeds.metrics.clone(),
+            )
         };
         if pool.is_closed() {
             return;
         }
-        match read_new(&pool, tenant, &mut last, sender, &metrics).await {
+        match read_new(&pool, &keys, tenant, &mut last, sender, &metrics).await {
             Ok(()) => failures = 0,
             Err(error) => {
                 failures += 1;
@@ -310,6 +322,7 @@ async fn follow_log(
 /// from it, rather than from the next commit, which may never come.
 async fn read_new(
     pool: &PgPool,
+    keys: &Keyring,
     tenant: TenantId,
     last: &mut Option<i64>,
     sender: &broadcast::Sender<Arc<Batch>>,
@@ -327,7 +340,8 @@ async fn read_new(
     };
     let mut after = after;
     loop {
-        let page = log::read_page(pool, tenant, &LogFilter::default(), after, PAGE_SIZE).await?;
+        let page =
+            log::read_page(pool, keys, tenant, &LogFilter::default(), after, PAGE_SIZE).await?;
         let full = page.events.len() as i64 >= PAGE_SIZE;
         if let Some(newest) = page.events.last() {
             // Commit time is the database's clock, read time the server's: on one machine, or
@@ -364,7 +378,7 @@ mod tests {
             events_per_second: 1_000,
             ..SubscriptionLimits::default()
         };
-        let feeds = Feeds::new(pool, limits, Arc::default());
+        let feeds = Feeds::new(pool, Keyring::unwrapped(), limits, Arc::default());
         let (busy, quiet) = (
             TenantId::from_uuid(Uuid::new_v4()),
             TenantId::from_uuid(Uuid::new_v4()),

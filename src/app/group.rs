@@ -37,6 +37,7 @@ use crate::domain::{Event, StreamType, SubmissionId, TenantId};
 use crate::metrics::{GroupCommitMetrics, Metrics};
 use crate::projections::ProjectionWrite;
 use crate::projections::rows::StreamRows;
+use crate::store::personal::StoredData;
 use crate::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -60,6 +61,8 @@ pub(super) struct PendingWrite {
     /// The stream's version the decision was made on.
     pub expected_version: i32,
     pub events: Vec<Event>,
+    /// The events as stored (personal fields sealed).
+    pub stored: Vec<StoredData>,
     pub recorded_at: DateTime<Utc>,
     pub metadata: Metadata,
     pub trainee_id: Option<Uuid>,
@@ -81,6 +84,7 @@ impl PendingWrite {
             stream_type: self.stream_type,
             expected_version: self.expected_version,
             events: &self.events,
+            stored: &self.stored,
             recorded_at: self.recorded_at,
             metadata: &self.metadata,
             trainee_id: self.trainee_id,

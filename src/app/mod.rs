@@ -28,6 +28,7 @@ pub use queries::{may_see_trainee, visible_enrollment};
 pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
 
 use crate::auth::Principal;
+use crate::crypto::{DataKey, Keyring};
 use crate::domain::values::Score;
 use crate::domain::{CourseId, Event, Role, StreamType, TenantId};
 use crate::metrics::Metrics;
@@ -68,6 +69,9 @@ pub struct App {
     heavy_admission: Arc<Admission>,
     timeouts: Timeouts,
     metrics: Arc<Metrics>,
+    /// Reads and makes trainees' data keys ([`crate::crypto`]).
+    keys: Keyring,
+    subscription_limits: SubscriptionLimits,
 }
 
 /// The longest each kind of work runs, waiting included, before it is answered `TIMEOUT`.
@@ -230,6 +234,8 @@ struct Write<'a> {
     result: serde_json::Value,
     /// The command opens an enrollment: written only while its course is not retired.
     registration: bool,
+    /// The data key of the trainee whose personal data the events hold, if they hold any.
+    data_key: Option<DataKey>,
 }
 
 /// Where an attempt of a command takes the stream it decides on.
@@ -286,7 +292,14 @@ impl App {
     /// then reads its stream).
     pub fn with_stream_cache(pool: PgPool, capacity: usize) -> Self {
         let metrics = Arc::new(Metrics::new());
-        let feeds = feed::Feeds::new(pool.clone(), SubscriptionLimits::default(), metrics.clone());
+        let keys = Keyring::unwrapped();
+        let subscription_limits = SubscriptionLimits::default();
+        let feeds = feed::Feeds::new(
+            pool.clone(),
+            keys.clone(),
+            subscription_limits,
+            metrics.clone(),
+        );
         let notifier = Notifier::spawn(pool.clone());
         let connections = pool.options().get_max_connections() as usize;
         Self {
@@ -300,7 +313,25 @@ impl App {
             heavy_admission: Admission::new(default_heavy_limits()),
             timeouts: Timeouts::default(),
             metrics,
+            keys,
+            subscription_limits,
         }
+    }
+
+    /// Wraps new trainees' data keys with a key-encryption key (and unwraps stored ones).
+    pub fn with_keys(mut self, keys: Keyring) -> Self {
+        self.keys = keys;
+        self.rebuild_feeds();
+        self
+    }
+
+    fn rebuild_feeds(&mut self) {
+        self.feeds = feed::Feeds::new(
+            self.pool.clone(),
+            self.keys.clone(),
+            self.subscription_limits,
+            self.metrics.clone(),
+        );
     }
 
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
@@ -316,7 +347,8 @@ impl App {
 
     /// How many live subscriptions may be open per caller and per tenant.
     pub fn with_subscription_limits(mut self, limits: SubscriptionLimits) -> Self {
-        self.feeds = feed::Feeds::new(self.pool.clone(), limits, self.metrics.clone());
+        self.subscription_limits = limits;
+        self.rebuild_feeds();
         self
     }
 
@@ -517,7 +549,9 @@ impl App {
                 (None, OnMiss::Read) => {}
             }
         }
-        let stream: Stream = store::load_stream(conn, tenant, stream_id).await?.into();
+        let stream: Stream = store::load_stream(conn, &self.keys, tenant, stream_id)
+            .await?
+            .into();
         self.recent.store_stream(tenant, stream_id, stream.clone());
         Ok(stream)
     }
@@ -570,11 +604,17 @@ impl App {
             let digest = request_digest(caller, command_type, input);
             fields.insert(DIGEST_KEY.into(), digest.into());
         }
+        let stored = write
+            .events
+            .iter()
+            .map(|event| store::personal::seal(event, write.data_key.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
         let pending = Arc::new(PendingWrite {
             stream_id: write.stream_id,
             stream_type: write.stream_type,
             expected_version,
             events: write.events,
+            stored,
             recorded_at,
             metadata,
             trainee_id: write.trainee_id,

@@ -75,6 +75,7 @@ impl App {
             event_types: Some(event_types),
             course_ids,
             data_for,
+            keys: self.keys.clone(),
         };
         let started = std::time::Instant::now();
         let replay = async {
@@ -148,7 +149,8 @@ impl App {
         let started = std::time::Instant::now();
         let rebuild = async {
             Ok::<_, AppError>(
-                rebuild::rebuild_tenant(&self.heavy_pool, caller.tenant(), progress).await?,
+                rebuild::rebuild_tenant(&self.heavy_pool, &self.keys, caller.tenant(), progress)
+                    .await?,
             )
         };
         let report = super::within(self.timeouts.report, "rebuild", rebuild).await?;
@@ -167,7 +169,8 @@ impl App {
     ) -> Result<Option<(EnrollmentRow, Vec<SubmissionRow>)>, AppError> {
         let _slot = self.admit(caller).await?;
         let mut conn = self.pool.acquire().await?;
-        let stream = store::load_stream(&mut conn, caller.tenant(), id.as_uuid()).await?;
+        let stream =
+            store::load_stream(&mut conn, &self.keys, caller.tenant(), id.as_uuid()).await?;
         let mut rows = StreamRows::default();
         for event in stream.iter().filter(|e| e.recorded_at <= as_of) {
             let place = EventPlace {

@@ -1,8 +1,10 @@
 //! The events: immutable, past-tense facts with a schema version. Stored as `event_type` +
-//! `schema_version` + JSON `data` (camelCase); never edited once written. A change of shape gets a
-//! new schema version and an upcast in [`Event::from_stored`].
+//! `schema_version` + JSON `data` (camelCase); never edited once written (erasing a forgotten
+//! trainee's v1 plaintext is the one exception, see `store::personal`). A change of shape gets
+//! a new schema version and an upcast step in [`super::schema`].
 
 use super::ids::{CourseId, SubmissionId, TraineeId};
+use super::schema;
 use super::values::{Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +41,7 @@ pub enum EventType {
     CourseCreated,
     CourseRetired,
     TraineeRegistered,
+    TraineeForgotten,
     CourseRegistered,
     CourseStarted,
     TestSubmitted,
@@ -48,10 +51,11 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::CourseCreated,
         EventType::CourseRetired,
         EventType::TraineeRegistered,
+        EventType::TraineeForgotten,
         EventType::CourseRegistered,
         EventType::CourseStarted,
         EventType::TestSubmitted,
@@ -65,6 +69,7 @@ impl EventType {
             EventType::CourseCreated => "CourseCreated",
             EventType::CourseRetired => "CourseRetired",
             EventType::TraineeRegistered => "TraineeRegistered",
+            EventType::TraineeForgotten => "TraineeForgotten",
             EventType::CourseRegistered => "CourseRegistered",
             EventType::CourseStarted => "CourseStarted",
             EventType::TestSubmitted => "TestSubmitted",
@@ -81,7 +86,7 @@ impl EventType {
     pub const fn stream_type(self) -> StreamType {
         match self {
             EventType::CourseCreated | EventType::CourseRetired => StreamType::Course,
-            EventType::TraineeRegistered => StreamType::Trainee,
+            EventType::TraineeRegistered | EventType::TraineeForgotten => StreamType::Trainee,
             _ => StreamType::Enrollment,
         }
     }
@@ -104,6 +109,10 @@ pub struct TraineeRegistered {
     pub email: Email,
     pub name: PersonName,
 }
+
+/// The trainee's personal data was erased (its data key deleted); carries none itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraineeForgotten {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -145,6 +154,7 @@ pub enum Event {
     CourseCreated(CourseCreated),
     CourseRetired(CourseRetired),
     TraineeRegistered(TraineeRegistered),
+    TraineeForgotten(TraineeForgotten),
     CourseRegistered(CourseRegistered),
     CourseStarted(CourseStarted),
     TestSubmitted(TestSubmitted),
@@ -165,6 +175,8 @@ pub enum DecodeError {
     },
     #[error("the data of {event_type} events was not loaded")]
     DataNotLoaded { event_type: &'static str },
+    #[error("the personal data of a {event_type} event is still sealed")]
+    Sealed { event_type: &'static str },
     #[error("malformed {event_type} data: {source}")]
     Malformed {
         event_type: &'static str,
@@ -173,14 +185,12 @@ pub enum DecodeError {
 }
 
 impl Event {
-    /// The schema version written with new events of every type (all are still at their first).
-    pub const CURRENT_SCHEMA_VERSION: i16 = 1;
-
     pub fn event_type(&self) -> EventType {
         match self {
             Event::CourseCreated(_) => EventType::CourseCreated,
             Event::CourseRetired(_) => EventType::CourseRetired,
             Event::TraineeRegistered(_) => EventType::TraineeRegistered,
+            Event::TraineeForgotten(_) => EventType::TraineeForgotten,
             Event::CourseRegistered(_) => EventType::CourseRegistered,
             Event::CourseStarted(_) => EventType::CourseStarted,
             Event::TestSubmitted(_) => EventType::TestSubmitted,
@@ -190,12 +200,14 @@ impl Event {
         }
     }
 
-    /// The event's data as stored in `events.data`.
+    /// The event's data in the domain's flat shape; [`super::schema::with_personal_envelope`]
+    /// gives its stored shape.
     pub fn data(&self) -> serde_json::Value {
         let encoded = match self {
             Event::CourseCreated(e) => serde_json::to_value(e),
             Event::CourseRetired(e) => serde_json::to_value(e),
             Event::TraineeRegistered(e) => serde_json::to_value(e),
+            Event::TraineeForgotten(e) => serde_json::to_value(e),
             Event::CourseRegistered(e) => serde_json::to_value(e),
             Event::CourseStarted(e) => serde_json::to_value(e),
             Event::TestSubmitted(e) => serde_json::to_value(e),
@@ -207,42 +219,46 @@ impl Event {
         encoded.unwrap_or(serde_json::Value::Null)
     }
 
-    /// Reads a stored event, upcasting older schema versions to the current shape.
+    /// Reads a stored event: upcasts older schema versions to the current shape, whose
+    /// personal envelope must have been opened (see `store::personal`).
     pub fn from_stored(
         event_type: &str,
         schema_version: i16,
         data: serde_json::Value,
     ) -> Result<Event, DecodeError> {
-        Self::decode(event_type, schema_version, StoredData::Value(data))
+        let kind = EventType::parse(event_type)
+            .ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
+        let current = schema::upcast(kind, schema_version, data)?;
+        let flat = schema::flatten_personal(kind, current)?;
+        Self::decode(kind, StoredData::Value(flat))
     }
 
     /// Like [`Event::from_stored`], from the JSON text (the replay engine's cheaper path: one
-    /// parse straight into the event's struct, no intermediate `Value`).
+    /// parse straight into the event's struct, no intermediate `Value`, for the types whose
+    /// data has neither changed shape nor holds personal data).
     pub fn from_stored_json(
         event_type: &str,
         schema_version: i16,
         data: &str,
     ) -> Result<Event, DecodeError> {
-        Self::decode(event_type, schema_version, StoredData::Text(data))
-    }
-
-    fn decode(
-        event_type: &str,
-        schema_version: i16,
-        data: StoredData<'_>,
-    ) -> Result<Event, DecodeError> {
         let kind = EventType::parse(event_type)
             .ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
-        if schema_version != Self::CURRENT_SCHEMA_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                event_type: kind.as_str(),
-                version: schema_version,
-            });
+        if schema_version == 1 && schema::current_version(kind) == 1 {
+            return Self::decode(kind, StoredData::Text(data));
         }
+        let value = serde_json::from_str(data).map_err(|source| DecodeError::Malformed {
+            event_type: kind.as_str(),
+            source,
+        })?;
+        Self::from_stored(event_type, schema_version, value)
+    }
+
+    fn decode(kind: EventType, data: StoredData<'_>) -> Result<Event, DecodeError> {
         Ok(match kind {
             EventType::CourseCreated => Event::CourseCreated(data.read(kind)?),
             EventType::CourseRetired => Event::CourseRetired(data.read(kind)?),
             EventType::TraineeRegistered => Event::TraineeRegistered(data.read(kind)?),
+            EventType::TraineeForgotten => Event::TraineeForgotten(data.read(kind)?),
             EventType::CourseRegistered => Event::CourseRegistered(data.read(kind)?),
             EventType::CourseStarted => Event::CourseStarted(data.read(kind)?),
             EventType::TestSubmitted => Event::TestSubmitted(data.read(kind)?),
@@ -291,10 +307,21 @@ mod tests {
             }),
             Event::RegistrationWithdrawn(RegistrationWithdrawn { reason: None }),
             Event::CourseStarted(CourseStarted {}),
+            Event::TraineeRegistered(TraineeRegistered {
+                email: Email::parse("ada@example.com").unwrap(),
+                name: PersonName::parse("Ada").unwrap(),
+            }),
+            Event::TestSubmitted(TestSubmitted {
+                submission_id: SubmissionId::generate(),
+                answers: Answers::parse(serde_json::json!({"q1": "a"})).unwrap(),
+            }),
+            Event::TraineeForgotten(TraineeForgotten {}),
         ];
         for event in events {
             let kind = event.event_type();
-            let back = Event::from_stored(kind.as_str(), 1, event.data()).unwrap();
+            let stored = schema::with_personal_envelope(kind, event.data());
+            let version = schema::current_version(kind);
+            let back = Event::from_stored(kind.as_str(), version, stored).unwrap();
             assert_eq!(back, event);
         }
     }

@@ -11,6 +11,7 @@ pub mod enrollment;
 pub mod events;
 pub mod ids;
 pub mod role;
+pub mod schema;
 pub mod trainee;
 pub mod values;
 

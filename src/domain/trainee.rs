@@ -1,7 +1,7 @@
-//! The trainee stream: registered once. (Email uniqueness per tenant is a cross-stream rule,
-//! enforced by the trainees projection's unique index, not here.)
+//! The trainee stream: registered once, forgotten at most once. (Email uniqueness per tenant is
+//! a cross-stream rule, enforced by the trainees projection's unique index, not here.)
 
-use super::events::{Event, StreamType, TraineeRegistered};
+use super::events::{Event, StreamType, TraineeForgotten, TraineeRegistered};
 use super::values::{Email, PersonName};
 use super::{Aggregate, DomainError};
 
@@ -9,10 +9,17 @@ use super::{Aggregate, DomainError};
 pub struct Trainee {
     pub email: Email,
     pub name: PersonName,
+    /// Its personal data was erased: it reads as placeholders and takes no new submissions.
+    pub forgotten: bool,
 }
 
 pub enum TraineeCommand {
-    Register { email: Email, name: PersonName },
+    Register {
+        email: Email,
+        name: PersonName,
+    },
+    /// Erase the trainee's personal data. Forgetting a forgotten trainee records nothing more.
+    Forget,
 }
 
 pub struct TraineeAggregate;
@@ -27,6 +34,11 @@ impl Aggregate for TraineeAggregate {
             Event::TraineeRegistered(registered) => Some(Trainee {
                 email: registered.email.clone(),
                 name: registered.name.clone(),
+                forgotten: false,
+            }),
+            Event::TraineeForgotten(_) => state.map(|trainee| Trainee {
+                forgotten: true,
+                ..trainee
             }),
             _ => state,
         }
@@ -43,6 +55,11 @@ impl Aggregate for TraineeAggregate {
             (Some(_), TraineeCommand::Register { .. }) => Err(DomainError::AlreadyExists(
                 "a trainee with this id exists already".into(),
             )),
+            (None, TraineeCommand::Forget) => Err(DomainError::NotFound("no such trainee".into())),
+            (Some(trainee), TraineeCommand::Forget) if trainee.forgotten => Ok(Vec::new()),
+            (Some(_), TraineeCommand::Forget) => {
+                Ok(vec![Event::TraineeForgotten(TraineeForgotten {})])
+            }
         }
     }
 }
@@ -72,5 +89,21 @@ mod tests {
         let first = given_when::<TraineeAggregate>(&[], register()).unwrap();
         let result = given_when::<TraineeAggregate>(&first, register());
         assert!(matches!(result, Err(DomainError::AlreadyExists(_))));
+    }
+
+    #[test]
+    fn a_trainee_is_forgotten_once() {
+        let registered = given_when::<TraineeAggregate>(&[], register()).unwrap();
+        let forgotten =
+            given_when::<TraineeAggregate>(&registered, TraineeCommand::Forget).unwrap();
+        assert!(matches!(&forgotten[..], [Event::TraineeForgotten(_)]));
+        let history: Vec<Event> = registered.into_iter().chain(forgotten).collect();
+        assert!(TraineeAggregate::fold(&history).unwrap().forgotten);
+        let again = given_when::<TraineeAggregate>(&history, TraineeCommand::Forget).unwrap();
+        assert!(again.is_empty());
+        assert!(matches!(
+            given_when::<TraineeAggregate>(&[], TraineeCommand::Forget),
+            Err(DomainError::NotFound(_))
+        ));
     }
 }

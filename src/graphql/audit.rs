@@ -26,6 +26,7 @@ pub enum EventType {
     CourseCreated,
     CourseRetired,
     TraineeRegistered,
+    TraineeForgotten,
     CourseRegistered,
     CourseStarted,
     TestSubmitted,
@@ -126,11 +127,13 @@ impl AuditEvent {
     async fn event_type(&self) -> EventType {
         self.0.event_type.into()
     }
-    /// The version of the `data` shape.
+    /// The schema version the event was stored in (`data` is always in the current one).
     async fn schema_version(&self) -> i16 {
         self.0.schema_version
     }
-    /// The event's data as stored.
+    /// The event's data in its type's current schema version (older versions upcast), with
+    /// its personal fields opened under `personal`: placeholders marked `forgotten: true` once
+    /// the trainee was forgotten.
     async fn data(&self) -> Json<&serde_json::Value> {
         Json(&self.0.data)
     }

@@ -32,6 +32,12 @@ pub struct CreateCourseInput {
 }
 
 #[derive(InputObject)]
+pub struct ForgetTraineeInput {
+    pub trainee_id: Uuid,
+    pub command_id: Option<Uuid>,
+}
+
+#[derive(InputObject)]
 pub struct RetireCourseInput {
     pub course_id: Uuid,
     pub command_id: Option<Uuid>,
@@ -113,6 +119,26 @@ pub struct SubmitTestPayload {
     pub submission_id: Uuid,
     pub position: Position,
     pub replayed: bool,
+}
+
+/// The payload's trainee: as the command wrote it, or (a replayed command) as stored now.
+async fn trainee_payload(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    outcome: CommandOutcome,
+) -> async_graphql::Result<TraineePayload> {
+    let trainee_id = TraineeId::from_uuid(outcome.stream_id);
+    let written = outcome.rows.and_then(|rows| rows.trainee);
+    let row = match written {
+        Some(row) => may_see_trainee(caller, trainee_id).then_some(row),
+        None => app(ctx).trainee(caller, trainee_id).await.gql()?,
+    };
+    let row = row.ok_or_else(|| to_graphql(AppError::NotFound("trainee not found".into())))?;
+    Ok(TraineePayload {
+        trainee: Trainee(row),
+        position: outcome.position.into(),
+        replayed: outcome.replayed,
+    })
 }
 
 /// The payload's course: as the command wrote it, or (a replayed command) as stored now.
@@ -233,18 +259,26 @@ impl CoreMutation {
             )
             .await
             .gql()?;
-        let trainee_id = TraineeId::from_uuid(outcome.stream_id);
-        let written = outcome.rows.and_then(|rows| rows.trainee);
-        let row = match written {
-            Some(row) => may_see_trainee(caller, trainee_id).then_some(row),
-            None => app(ctx).trainee(caller, trainee_id).await.gql()?,
-        };
-        let row = row.ok_or_else(|| to_graphql(AppError::NotFound("trainee not found".into())))?;
-        Ok(TraineePayload {
-            trainee: Trainee(row),
-            position: outcome.position.into(),
-            replayed: outcome.replayed,
-        })
+        trainee_payload(ctx, caller, outcome).await
+    }
+
+    /// Forgets a trainee (right to erasure): its e-mail, name and test answers become
+    /// unreadable everywhere, for good, and read as placeholders; ids, times and scores stay,
+    /// so reports do not change. The e-mail address is free again. Admins; a trainee may
+    /// forget itself.
+    async fn forget_trainee(
+        &self,
+        ctx: &Context<'_>,
+        input: ForgetTraineeInput,
+    ) -> async_graphql::Result<TraineePayload> {
+        let caller = caller(ctx)?;
+        let options = command_options(ctx, input.command_id);
+        let trainee_id = TraineeId::from_uuid(input.trainee_id);
+        let outcome = app(ctx)
+            .forget_trainee(caller, &options, trainee_id)
+            .await
+            .gql()?;
+        trainee_payload(ctx, caller, outcome).await
     }
 
     /// Registers a trainee for a course: a trainee registers itself, an admin names the trainee.

@@ -6,6 +6,7 @@
 //! changes nothing.
 
 use super::rows::{EventPlace, StreamRows};
+use crate::crypto::Keyring;
 use crate::domain::TenantId;
 use crate::domain::events::DecodeError;
 use crate::replay::{self, Fold, ReplayError, ReplayEvent, ReplayQuery};
@@ -75,6 +76,7 @@ const MAX_ATTEMPTS: usize = 5;
 #[tracing::instrument(level = "debug", name = "db.rebuild_tenant", skip_all, fields(db.system = "postgresql"))]
 pub async fn rebuild_tenant(
     pool: &PgPool,
+    keys: &Keyring,
     tenant: TenantId,
     mut progress: impl FnMut(u64),
 ) -> Result<RebuildReport, RebuildError> {
@@ -83,7 +85,7 @@ pub async fn rebuild_tenant(
         let mut fold = RowsFold::default();
         let query = ReplayQuery {
             until_position: Some(head),
-            ..ReplayQuery::everything(tenant)
+            ..ReplayQuery::everything(tenant, keys.clone())
         };
         let stats = replay::replay(pool, &query, &mut fold, &mut progress).await?;
         match swap(pool, tenant, &fold, head).await {

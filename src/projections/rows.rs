@@ -4,7 +4,7 @@
 
 use crate::domain::enrollment::EnrollmentStatus;
 use crate::domain::events::{CourseRegistered, TestGraded};
-use crate::domain::{CourseId, EnrollmentId, Event, SubmissionId, TraineeId};
+use crate::domain::{CourseId, EnrollmentId, Event, SubmissionId, TraineeId, schema};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -106,6 +106,13 @@ impl StreamRows {
                     registered_at: at,
                     version: place.version,
                 })
+            }
+            Event::TraineeForgotten(_) => {
+                if let Some(trainee) = &mut self.trainee {
+                    trainee.email = schema::forgotten_email(place.stream_id);
+                    trainee.name = schema::FORGOTTEN_NAME.to_owned();
+                    trainee.version = place.version;
+                }
             }
             Event::CourseRegistered(registered) => {
                 self.enrollment = Some(EnrollmentRow::registered(place, registered));

@@ -8,8 +8,9 @@
 //! server-side cursor (on Citus a cursor materialises the whole result, docs/citus-rules.md, rule 13), or
 //! read projection tables.
 
+use crate::crypto::Keyring;
 use crate::domain::events::DecodeError;
-use crate::domain::{Event, EventType, TenantId};
+use crate::domain::{Event, EventType, TenantId, schema};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use sqlx::{PgPool, Row};
@@ -60,6 +61,8 @@ pub struct ReplayQuery {
     pub course_ids: Option<Vec<Uuid>>,
     /// The types whose JSON data the fold reads; the others arrive without data.
     pub data_for: DataFor,
+    /// Opens the personal data of the events read with data.
+    pub keys: Keyring,
 }
 
 #[derive(Debug, Clone)]
@@ -70,8 +73,9 @@ pub enum DataFor {
 
 impl ReplayQuery {
     /// Every event of the tenant, with data.
-    pub fn everything(tenant: TenantId) -> Self {
+    pub fn everything(tenant: TenantId, keys: Keyring) -> Self {
         Self {
+            keys,
             tenant,
             as_of: None,
             until_position: None,
@@ -103,6 +107,8 @@ pub enum ReplayError<E> {
     Head(crate::store::StoreError),
     #[error("unknown event type in the log: {0:?}")]
     UnknownType(String),
+    #[error("opening personal data: {0}")]
+    Personal(crate::store::StoreError),
     #[error(transparent)]
     Fold(E),
 }
@@ -161,6 +167,10 @@ pub async fn replay<F: Fold>(
                 failure = Some(ReplayError::Head(error));
                 break;
             }
+            Err(ReplayError::Personal(error)) => {
+                failure = Some(ReplayError::Personal(error));
+                break;
+            }
             Err(ReplayError::Fold(())) => unreachable!("the producer does not fold"),
         };
         for row in &rows {
@@ -189,6 +199,12 @@ pub async fn replay<F: Fold>(
 const COLUMNS: &str = "position, stream_id, version, event_type, recorded_at, course_id, \
      trainee_id, schema_version";
 
+/// The trainee's stored data key, for the events with personal data read with their data
+/// (`NULL` once forgotten); from the co-located `trainee_keys`.
+const DATA_KEY: &str = "CASE WHEN event_type IN ('TraineeRegistered', 'TestSubmitted') THEN \
+     (SELECT k.data_key FROM trainee_keys k WHERE k.tenant_id = $1 \
+     AND k.trainee_id = events.trainee_id) END";
+
 /// The filters every page applies: its position range, and the query's own.
 const FILTERS: &str = "tenant_id = $1 AND position > $2 AND position <= $8 \
      AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
@@ -203,7 +219,8 @@ const FILTERS: &str = "tenant_id = $1 AND position > $2 AND position <= $8 \
 fn page_sql(types: &[bool]) -> String {
     if types.is_empty() {
         return format!(
-            "SELECT {COLUMNS}, CASE WHEN $5 OR event_type = ANY($6) THEN data::text END \
+            "SELECT {COLUMNS}, CASE WHEN $5 OR event_type = ANY($6) THEN data::text END, \
+             CASE WHEN $5 OR event_type = ANY($6) THEN {DATA_KEY} END \
              FROM events WHERE {FILTERS} ORDER BY position"
         );
     }
@@ -212,9 +229,9 @@ fn page_sql(types: &[bool]) -> String {
         .enumerate()
         .map(|(i, needs_data)| {
             let data = if *needs_data {
-                "data::text"
+                format!("data::text, {DATA_KEY}")
             } else {
-                "NULL::text"
+                "NULL::text, NULL::bytea".to_owned()
             };
             format!(
                 "(SELECT {COLUMNS}, {data} FROM events WHERE {FILTERS} \
@@ -267,7 +284,7 @@ async fn fetch_page(
         .map(|row| {
             // By index, in COLUMNS order: name lookups would cost more than the fold.
             let event_type: &str = row.try_get(3)?;
-            Ok(ReplayEvent {
+            let mut event = ReplayEvent {
                 position: row.try_get(0)?,
                 stream_id: row.try_get(1)?,
                 version: row.try_get(2)?,
@@ -278,9 +295,47 @@ async fn fetch_page(
                 trainee_id: row.try_get(6)?,
                 schema_version: row.try_get(7)?,
                 data: row.try_get(8)?,
-            })
+            };
+            if schema::is_personal(event.event_type) && event.data.is_some() {
+                open_personal(&query.keys, &mut event, row.try_get(9)?)?;
+            }
+            Ok(event)
         })
         .collect()
+}
+
+/// Replaces a personal event's stored data with its current shape, envelope opened (the folds
+/// decode it with no keys at hand).
+fn open_personal(
+    keys: &Keyring,
+    event: &mut ReplayEvent,
+    stored_key: Option<&[u8]>,
+) -> Result<(), ReplayError<()>> {
+    let Some(text) = event.data.take() else {
+        return Ok(());
+    };
+    let personal = |error: crate::store::StoreError| ReplayError::Personal(error);
+    let stored = serde_json::from_str(&text).map_err(|source| {
+        personal(
+            DecodeError::Malformed {
+                event_type: event.event_type.as_str(),
+                source,
+            }
+            .into(),
+        )
+    })?;
+    let opened = crate::store::personal::open(
+        keys,
+        event.event_type,
+        event.schema_version,
+        stored,
+        event.trainee_id,
+        stored_key,
+    )
+    .map_err(personal)?;
+    event.schema_version = schema::current_version(event.event_type);
+    event.data = Some(opened.to_string());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -301,8 +356,10 @@ impl ReplayEvent {
             recorded_at,
             course_id,
             trainee_id: None,
-            schema_version: Event::CURRENT_SCHEMA_VERSION,
-            data: Some(event.data().to_string()),
+            schema_version: schema::current_version(event.event_type()),
+            data: Some(
+                schema::with_personal_envelope(event.event_type(), event.data()).to_string(),
+            ),
         }
     }
 }

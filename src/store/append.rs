@@ -15,6 +15,8 @@ pub struct Append<'a> {
     /// The stream's version the decision was made on (0 for a new stream).
     pub expected_version: i32,
     pub events: &'a [Event],
+    /// The events as stored (schema version and data, personal fields sealed), in order.
+    pub stored: &'a [super::personal::StoredData],
     pub recorded_at: DateTime<Utc>,
     pub metadata: &'a Metadata,
     /// Subjects denormalised onto the events for audit queries.
@@ -205,6 +207,7 @@ fn per_write<'q, T>(appends: &[Append<'q>], value: impl Fn(&Append<'q>) -> T) ->
 /// each, in write order).
 fn bind_appends<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]) -> PgQuery<'q> {
     let events = || appends.iter().flat_map(|a| a.events.iter());
+    let stored = || appends.iter().flat_map(|a| a.stored.iter());
     query
         .bind(tenant.as_uuid())
         .bind(per_write(appends, |a| a.stream_id))
@@ -232,12 +235,8 @@ fn bind_appends<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]
                 .map(|e| e.event_type().as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind(
-            events()
-                .map(|_| Event::CURRENT_SCHEMA_VERSION)
-                .collect::<Vec<_>>(),
-        )
-        .bind(events().map(Event::data).collect::<Vec<_>>())
+        .bind(stored().map(|s| s.schema_version).collect::<Vec<_>>())
+        .bind(stored().map(|s| &s.data).collect::<Vec<_>>())
 }
 
 /// SQLSTATE `deadlock_detected`.

@@ -5,7 +5,8 @@
 //! the filter to the caller's role before it gets here. Every statement names one tenant and
 //! reads by position, never through a cursor (Citus rule 13).
 
-use super::{Metadata, StoreError};
+use super::{Metadata, StoreError, personal};
+use crate::crypto::Keyring;
 use crate::domain::{EventType, Role, StreamType, TenantId};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -58,7 +59,10 @@ pub struct LoggedEvent {
     pub stream_type: StreamType,
     pub version: i32,
     pub event_type: EventType,
+    /// The version the data was stored in.
     pub schema_version: i16,
+    /// The data upcast to the current version, its personal envelope opened (or placeholders,
+    /// once the trainee was forgotten).
     pub data: serde_json::Value,
     pub recorded_at: DateTime<Utc>,
     pub metadata: Metadata,
@@ -78,7 +82,7 @@ pub struct Page {
 
 const COLUMNS: &str = "e.position, e.event_id, e.stream_id, e.stream_type, e.version, \
      e.event_type, e.schema_version, e.data, e.recorded_at, e.actor_id, e.actor_role, \
-     e.command_id, e.correlation_id, e.causation_id, e.trainee_id, e.course_id";
+     e.command_id, e.correlation_id, e.causation_id, e.trainee_id, e.course_id, e.data_key";
 
 /// Reads up to `limit` matching events with a position greater than `after`, in position order.
 ///
@@ -88,6 +92,7 @@ const COLUMNS: &str = "e.position, e.event_id, e.stream_id, e.stream_type, e.ver
 #[tracing::instrument(level = "debug", name = "db.read_page", skip_all, fields(db.system = "postgresql"))]
 pub async fn read_page(
     executor: impl PgExecutor<'_>,
+    keys: &Keyring,
     tenant: TenantId,
     filter: &LogFilter,
     after: i64,
@@ -95,7 +100,12 @@ pub async fn read_page(
 ) -> Result<Page, StoreError> {
     let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT h.last_position AS head, ");
     query.push(COLUMNS);
-    query.push(" FROM tenant_heads h LEFT JOIN (SELECT * FROM events e WHERE e.tenant_id = ");
+    // The trainee's key comes with each personal event, from the same co-located shard.
+    query.push(
+        " FROM tenant_heads h LEFT JOIN (SELECT e.*, k.data_key FROM events e \
+         LEFT JOIN trainee_keys k ON k.tenant_id = e.tenant_id AND k.trainee_id = e.trainee_id \
+         AND e.event_type IN ('TraineeRegistered', 'TestSubmitted') WHERE e.tenant_id = ",
+    );
     query.push_bind(tenant.as_uuid());
     query.push(" AND e.position > ");
     query.push_bind(after);
@@ -119,7 +129,7 @@ pub async fn read_page(
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
         if row.try_get::<Option<i64>, _>("position")?.is_some() {
-            events.push(decode(row)?);
+            events.push(decode(keys, row)?);
         }
     }
     let scanned_to = match events.last() {
@@ -179,10 +189,21 @@ fn push_conditions(query: &mut QueryBuilder<'_, Postgres>, filter: &LogFilter) {
     }
 }
 
-fn decode(row: &PgRow) -> Result<LoggedEvent, StoreError> {
+fn decode(keys: &Keyring, row: &PgRow) -> Result<LoggedEvent, StoreError> {
     let stream_type: String = row.try_get("stream_type")?;
     let event_type: String = row.try_get("event_type")?;
     let actor_role: String = row.try_get("actor_role")?;
+    let kind = EventType::parse(&event_type).ok_or_else(|| corrupt("event_type", &event_type))?;
+    let schema_version = row.try_get("schema_version")?;
+    let trainee_id = row.try_get("trainee_id")?;
+    let data = personal::open(
+        keys,
+        kind,
+        schema_version,
+        row.try_get("data")?,
+        trainee_id,
+        row.try_get::<Option<&[u8]>, _>("data_key")?,
+    )?;
     Ok(LoggedEvent {
         position: row.try_get("position")?,
         event_id: row.try_get("event_id")?,
@@ -190,10 +211,9 @@ fn decode(row: &PgRow) -> Result<LoggedEvent, StoreError> {
         stream_type: StreamType::parse(&stream_type)
             .ok_or_else(|| corrupt("stream_type", &stream_type))?,
         version: row.try_get("version")?,
-        event_type: EventType::parse(&event_type)
-            .ok_or_else(|| corrupt("event_type", &event_type))?,
-        schema_version: row.try_get("schema_version")?,
-        data: row.try_get("data")?,
+        event_type: kind,
+        schema_version,
+        data,
         recorded_at: row.try_get("recorded_at")?,
         metadata: Metadata {
             actor_id: row.try_get("actor_id")?,
@@ -203,7 +223,7 @@ fn decode(row: &PgRow) -> Result<LoggedEvent, StoreError> {
             correlation_id: row.try_get("correlation_id")?,
             causation_id: row.try_get("causation_id")?,
         },
-        trainee_id: row.try_get("trainee_id")?,
+        trainee_id,
         course_id: row.try_get("course_id")?,
     })
 }

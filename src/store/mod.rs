@@ -20,6 +20,7 @@ mod append;
 pub mod live;
 pub mod log;
 mod notify;
+pub mod personal;
 mod tenants;
 
 pub use append::{
@@ -29,8 +30,9 @@ pub use append::{
 pub use notify::Notifier;
 pub use tenants::{create_tenant, list_tenants};
 
+use crate::crypto::Keyring;
 use crate::domain::events::DecodeError;
-use crate::domain::{Event, Role, TenantId};
+use crate::domain::{Event, EventType, Role, TenantId};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -65,6 +67,12 @@ pub enum StoreError {
     Deadlock,
     #[error("cannot read stored event: {0}")]
     Decode(#[from] DecodeError),
+    /// Sealed personal data could not be opened with its key, or a stored key not read.
+    #[error("cannot open personal data: {0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
+    /// An event with personal fields was to be written without its trainee's data key.
+    #[error("personal data cannot be written without the trainee's data key")]
+    NoDataKey,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -91,12 +99,15 @@ pub struct StreamEvent {
 #[tracing::instrument(level = "debug", name = "db.load_stream", skip_all, fields(db.system = "postgresql"))]
 pub async fn load_stream(
     conn: &mut PgConnection,
+    keys: &Keyring,
     tenant: TenantId,
     stream_id: Uuid,
 ) -> Result<Vec<StreamEvent>, StoreError> {
     let rows = sqlx::query(
-        "SELECT version, recorded_at, event_type, schema_version, data FROM events \
-         WHERE tenant_id = $1 AND stream_id = $2 ORDER BY version",
+        "SELECT e.version, e.recorded_at, e.event_type, e.schema_version, e.data, \
+         e.trainee_id, k.data_key FROM events e LEFT JOIN trainee_keys k \
+         ON k.tenant_id = e.tenant_id AND k.trainee_id = e.trainee_id \
+         WHERE e.tenant_id = $1 AND e.stream_id = $2 ORDER BY e.version",
     )
     .bind(tenant.as_uuid())
     .bind(stream_id)
@@ -105,13 +116,23 @@ pub async fn load_stream(
     rows.iter()
         .map(|row| {
             let event_type: &str = row.try_get("event_type")?;
+            let kind = EventType::parse(event_type)
+                .ok_or_else(|| DecodeError::UnknownType(event_type.into()))?;
+            let data = personal::open(
+                keys,
+                kind,
+                row.try_get("schema_version")?,
+                row.try_get("data")?,
+                row.try_get("trainee_id")?,
+                row.try_get::<Option<&[u8]>, _>("data_key")?,
+            )?;
             Ok(StreamEvent {
                 version: row.try_get("version")?,
                 recorded_at: row.try_get("recorded_at")?,
                 event: Event::from_stored(
                     event_type,
-                    row.try_get("schema_version")?,
-                    row.try_get("data")?,
+                    crate::domain::schema::current_version(kind),
+                    data,
                 )?,
             })
         })

@@ -6,11 +6,13 @@ use crate::helpers::{TestApp, caller, course_through, submit_through};
 use crate::replay::snapshot;
 use coursetrail::app::{App, Caller, CommandOptions, GroupCommitStats};
 use coursetrail::auth::Role;
+use coursetrail::crypto::Keyring;
 use coursetrail::domain::events::{CourseRegistered, TraineeRegistered};
 use coursetrail::domain::values::{Email, PersonName, Score};
 use coursetrail::domain::{CourseId, EnrollmentId, Event, StreamType, TenantId, TraineeId};
 use coursetrail::projections::ProjectionWrite;
 use coursetrail::projections::rows::{EnrollmentRow, EventPlace, StreamRows, TraineeRow};
+use coursetrail::store::personal;
 use coursetrail::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
 use sqlx::PgConnection;
 use std::sync::Arc;
@@ -264,11 +266,20 @@ fn append<'a>(
     events: &'a [Event],
     metadata: &'a Metadata,
 ) -> Append<'a> {
+    // Sealed with a throwaway key: these writes test batching, not reading back. Leaked so
+    // the append can borrow it like its events (a few per test).
+    let (key, _) = Keyring::unwrapped().new_data_key();
+    let stored = events
+        .iter()
+        .map(|event| personal::seal(event, Some(&key)).expect("sealable"))
+        .collect::<Vec<_>>()
+        .leak();
     Append {
         stream_id,
         stream_type,
         expected_version: 0,
         events,
+        stored,
         recorded_at: chrono::Utc::now(),
         metadata,
         trainee_id: None,

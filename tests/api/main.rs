@@ -4,6 +4,7 @@
 mod audit;
 mod citus;
 mod concurrency;
+mod erasure;
 mod graphql_http_audit;
 mod group_commit;
 mod helpers;

@@ -1,0 +1,252 @@
+//! Personal data at rest (crypto-shredding). A trainee's personal fields (e-mail, name, test
+//! answers) are stored in their events sealed with the trainee's data key, which lives in
+//! `trainee_keys` and nowhere else; forgetting the trainee deletes the key, and from then on
+//! every read opens the envelope as the domain's placeholders ([`schema::forgotten_personal`]).
+//!
+//! - Writing: [`seal`] turns an event into its stored data (current version, envelope sealed).
+//! - Reading: the log's reads fetch the key alongside each personal event (a co-located join on
+//!   `(tenant_id, trainee_id)`), [`schema::upcast`] brings the data to the current shape, and
+//!   [`open`] opens the envelope.
+//! - Forgetting: [`erase`] deletes the key, rewrites the trainee's v1 events (written in
+//!   plaintext, before the envelope existed) to an erased envelope — the one rewrite the log
+//!   ever sees — and drops the request digests from the command records of its streams.
+//!
+//! What stays in plaintext (ids, times, scores, course data) is listed in ARCHITECTURE.md.
+
+use super::StoreError;
+use crate::crypto::{self, DataKey, Keyring};
+use crate::domain::schema::{self, PERSONAL};
+use crate::domain::{Event, EventType, TenantId};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// An event as stored: its schema version and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredData {
+    pub schema_version: i16,
+    pub data: Value,
+}
+
+/// The stored form of a new event: the current version, with its personal fields sealed with
+/// `key` (which every event with personal fields needs).
+pub fn seal(event: &Event, key: Option<&DataKey>) -> Result<StoredData, StoreError> {
+    let kind = event.event_type();
+    let mut data = schema::with_personal_envelope(kind, event.data());
+    if schema::is_personal(kind) {
+        let key = key.ok_or(StoreError::NoDataKey)?;
+        let envelope = data.get_mut(PERSONAL).ok_or(StoreError::NoDataKey)?;
+        let plaintext = serde_json::to_vec(envelope)
+            .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+        *envelope = Value::String(crypto::to_text(
+            &key.seal(&plaintext, kind.as_str().as_bytes()),
+        ));
+    }
+    Ok(StoredData {
+        schema_version: schema::current_version(kind),
+        data,
+    })
+}
+
+/// Stored data brought to the current shape with its envelope opened: decrypted with the
+/// trainee's stored key, or the placeholders when the key is gone (or the envelope was erased).
+pub fn open(
+    keys: &Keyring,
+    kind: EventType,
+    schema_version: i16,
+    data: Value,
+    trainee_id: Option<Uuid>,
+    stored_key: Option<&[u8]>,
+) -> Result<Value, StoreError> {
+    let mut data = schema::upcast(kind, schema_version, data)?;
+    if !schema::is_personal(kind) {
+        return Ok(data);
+    }
+    let Some(envelope) = data.get_mut(PERSONAL) else {
+        return Ok(data);
+    };
+    let opened = match (&*envelope, stored_key) {
+        // Plaintext from before the envelope was sealed (v1, upcast).
+        (Value::Object(_), _) => return Ok(data),
+        (Value::String(sealed), Some(stored_key)) => {
+            let key = keys.data_key(stored_key)?;
+            let plaintext = key.open(&crypto::from_text(sealed)?, kind.as_str().as_bytes())?;
+            serde_json::from_slice(&plaintext).map_err(|source| {
+                crate::domain::events::DecodeError::Malformed {
+                    event_type: kind.as_str(),
+                    source,
+                }
+            })?
+        }
+        _ => schema::forgotten_personal(kind, trainee_id.unwrap_or_default()),
+    };
+    *envelope = opened;
+    Ok(data)
+}
+
+/// The trainee's data key, made and stored on first use (a registration, or the first
+/// submission of a trainee registered before keys existed); `None` once it was forgotten. A key
+/// made for a registration that is then refused stays unused: it seals nothing.
+#[tracing::instrument(level = "debug", name = "db.trainee_key", skip_all, fields(db.system = "postgresql"))]
+pub async fn trainee_key(
+    conn: &mut PgConnection,
+    keys: &Keyring,
+    tenant: TenantId,
+    trainee_id: Uuid,
+) -> Result<Option<DataKey>, StoreError> {
+    let (_, fresh) = keys.new_data_key();
+    // The no-op update makes the statement return the stored key (or NULL: forgotten) when
+    // the trainee has a row already.
+    let stored: Option<Vec<u8>> = sqlx::query_scalar(
+        "INSERT INTO trainee_keys (tenant_id, trainee_id, data_key, created_at) \
+         VALUES ($1, $2, $3, now()) \
+         ON CONFLICT (tenant_id, trainee_id) DO UPDATE SET data_key = trainee_keys.data_key \
+         RETURNING data_key",
+    )
+    .bind(tenant.as_uuid())
+    .bind(trainee_id)
+    .bind(fresh)
+    .fetch_one(&mut *conn)
+    .await?;
+    stored
+        .map(|stored| keys.data_key(&stored))
+        .transpose()
+        .map_err(Into::into)
+}
+
+/// Erases the trainee's personal data from the log: its key (the row stays, keyless, as the
+/// mark that none may be made again), its v1 plaintext events, and the request digests of the
+/// commands on its streams. Each statement names the tenant; run again,
+/// it does nothing more.
+#[tracing::instrument(level = "debug", name = "db.erase_trainee", skip_all, fields(db.system = "postgresql"))]
+pub async fn erase(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    trainee_id: Uuid,
+    digest_key: &str,
+) -> Result<(), StoreError> {
+    // The time is bound, not `now()`: Citus refuses non-immutable functions in an upsert's
+    // DO UPDATE.
+    sqlx::query(
+        "INSERT INTO trainee_keys (tenant_id, trainee_id, data_key, created_at, forgotten_at) \
+         VALUES ($1, $2, NULL, $3, $3) ON CONFLICT (tenant_id, trainee_id) \
+         DO UPDATE SET data_key = NULL, forgotten_at = coalesce(trainee_keys.forgotten_at, $3)",
+    )
+    .bind(tenant.as_uuid())
+    .bind(trainee_id)
+    .bind(chrono::Utc::now())
+    .execute(&mut *conn)
+    .await?;
+    let statements = [
+        "UPDATE events SET schema_version = 2, \
+         data = (data - 'email' - 'name') || '{\"personal\": null}' \
+         WHERE tenant_id = $1 AND trainee_id = $2 \
+         AND event_type = 'TraineeRegistered' AND schema_version = 1",
+        "UPDATE events SET schema_version = 2, \
+         data = (data - 'answers') || '{\"personal\": null}' \
+         WHERE tenant_id = $1 AND trainee_id = $2 \
+         AND event_type = 'TestSubmitted' AND schema_version = 1",
+    ];
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(tenant.as_uuid())
+            .bind(trainee_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE commands SET result = result - $3 \
+         WHERE tenant_id = $1 AND result ? $3 AND (stream_id = $2 OR stream_id IN \
+         (SELECT enrollment_id FROM enrollments WHERE tenant_id = $1 AND trainee_id = $2))",
+    )
+    .bind(tenant.as_uuid())
+    .bind(trainee_id)
+    .bind(digest_key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::events::{TestSubmitted, TraineeRegistered};
+    use crate::domain::values::{Answers, Email, PersonName};
+    use crate::domain::{SubmissionId, schema::current_version};
+    use serde_json::json;
+
+    fn registered() -> Event {
+        Event::TraineeRegistered(TraineeRegistered {
+            email: Email::parse("ada@example.com").unwrap(),
+            name: PersonName::parse("Ada Lovelace").unwrap(),
+        })
+    }
+
+    fn read(keys: &Keyring, stored: &StoredData, key: Option<&[u8]>, trainee: Uuid) -> Event {
+        let kind = EventType::TraineeRegistered;
+        let opened = open(
+            keys,
+            kind,
+            stored.schema_version,
+            stored.data.clone(),
+            Some(trainee),
+            key,
+        )
+        .unwrap();
+        Event::from_stored(kind.as_str(), current_version(kind), opened).unwrap()
+    }
+
+    #[test]
+    fn sealed_personal_fields_are_unreadable_without_the_key() {
+        let keys = Keyring::unwrapped();
+        let (key, stored_key) = keys.new_data_key();
+        let stored = seal(&registered(), Some(&key)).unwrap();
+        let text = stored.data.to_string();
+        assert!(
+            !text.contains("ada") && !text.contains("Lovelace"),
+            "{text}"
+        );
+        assert_eq!(stored.schema_version, 2);
+
+        let trainee = Uuid::now_v7();
+        assert_eq!(
+            read(&keys, &stored, Some(&stored_key), trainee),
+            registered()
+        );
+        let Event::TraineeRegistered(forgotten) = read(&keys, &stored, None, trainee) else {
+            panic!("not a registration");
+        };
+        assert_eq!(forgotten.email.as_str(), schema::forgotten_email(trainee));
+        assert_eq!(forgotten.name.as_str(), schema::FORGOTTEN_NAME);
+    }
+
+    #[test]
+    fn personal_events_need_a_key_and_others_do_not() {
+        let submitted = Event::TestSubmitted(TestSubmitted {
+            submission_id: SubmissionId::generate(),
+            answers: Answers::parse(json!({"q1": "secret answer"})).unwrap(),
+        });
+        assert!(matches!(seal(&submitted, None), Err(StoreError::NoDataKey)));
+        let retired = Event::CourseRetired(crate::domain::events::CourseRetired {});
+        assert_eq!(seal(&retired, None).unwrap().data, json!({}));
+    }
+
+    #[test]
+    fn erased_and_legacy_envelopes_open() {
+        let keys = Keyring::unwrapped();
+        let trainee = Uuid::now_v7();
+        let legacy = StoredData {
+            schema_version: 1,
+            data: json!({"email": "ada@example.com", "name": "Ada Lovelace"}),
+        };
+        assert_eq!(read(&keys, &legacy, None, trainee), registered());
+        let erased = StoredData {
+            schema_version: 2,
+            data: json!({"personal": null}),
+        };
+        let Event::TraineeRegistered(read_back) = read(&keys, &erased, None, trainee) else {
+            panic!("not a registration");
+        };
+        assert_eq!(read_back.name.as_str(), schema::FORGOTTEN_NAME);
+    }
+}
