@@ -14,7 +14,7 @@ const TOKEN_KEY = 'coursetrail.console.token';
 const ALL_ROLES = ['ADMIN', 'INSTRUCTOR', 'TRAINEE'];
 const STAFF = ['ADMIN', 'INSTRUCTOR'];
 const EVENT_TYPES = [
-  'COURSE_CREATED', 'COURSE_RETIRED', 'TRAINEE_REGISTERED', 'COURSE_REGISTERED', 'COURSE_STARTED',
+  'COURSE_CREATED', 'COURSE_RETIRED', 'TRAINEE_REGISTERED', 'TRAINEE_FORGOTTEN', 'COURSE_REGISTERED', 'COURSE_STARTED',
   'TEST_SUBMITTED', 'TEST_GRADED', 'COURSE_COMPLETED', 'REGISTRATION_WITHDRAWN',
 ];
 const LIFECYCLE_POINTS = [
@@ -138,6 +138,7 @@ function statusBadge(status) {
 function typeCategory(type) {
   if (type.startsWith('COURSE_CREATED') || type === 'COURSE_RETIRED') return 'course';
   if (type === 'TRAINEE_REGISTERED') return 'trainee';
+  if (type === 'TRAINEE_FORGOTTEN') return 'forgotten';
   if (type.startsWith('TEST_')) return 'test';
   if (type === 'COURSE_COMPLETED') return 'done';
   if (type === 'REGISTRATION_WITHDRAWN') return 'withdrawn';
@@ -819,6 +820,10 @@ class AuditPanel {
     this.columns.map((c) => this.cell(c, event, actor)));
     this.tbody.appendChild(tr);
     tr.setAttribute('data-shown-at', String(Date.now()));
+    // The frame after the next one is painted with the row in it: when a person can see it.
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      tr.setAttribute('data-painted-at', String(Date.now()));
+    }));
     this.tabStop = true;
     this.byPosition.set(event.position, event);
     this.lastPosition = event.position;
