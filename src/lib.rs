@@ -16,6 +16,7 @@ pub mod citus;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod demo;
 pub mod domain;
 pub mod graphql;
 pub mod http;

@@ -341,8 +341,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen_addr))?;
     let address = listener.local_addr()?;
 
+    let mut new_demo_tenant = None;
     if development {
-        let tenant = demo_tenant(&database).await?;
+        let (tenant, created) = demo_tenant(&database).await?;
+        if created {
+            new_demo_tenant = Some(tenant);
+        }
         let secret = fallback_secret.as_deref().or(config.hs256_secret());
         eprintln!(
             "\ncoursetrail is ready (development: private PostgreSQL at {})",
@@ -376,18 +380,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         database.report_pool.clone(),
         verifier,
     );
+    if let Some(tenant) = new_demo_tenant {
+        let app = state.app.clone();
+        tokio::spawn(async move {
+            match coursetrail::demo::seed(&app, tenant).await {
+                Ok(()) => tracing::info!("the Demo tenant's sample history is written"),
+                Err(error) => tracing::warn!(error = %error, "writing the sample history failed"),
+            }
+        });
+    }
     server::serve_on(listener, state, server::shutdown_signal()).await?;
     tracing::info!("shutting down");
     database.close().await
 }
 
-/// The first tenant, created as "Demo" on a fresh development database.
-async fn demo_tenant(database: &Database) -> anyhow::Result<TenantId> {
+/// The first tenant, created as "Demo" on a fresh development database; and whether it is new
+/// (it then gets a sample history, [`coursetrail::demo`]).
+async fn demo_tenant(database: &Database) -> anyhow::Result<(TenantId, bool)> {
     let mut tx = database.pool.begin().await?;
     let tenants = store::list_tenants(&mut tx).await?;
     let tenant = match tenants.first() {
-        Some((id, _, _)) => *id,
-        None => store::create_tenant(&mut tx, "Demo").await?,
+        Some((id, _, _)) => (*id, false),
+        None => (store::create_tenant(&mut tx, "Demo").await?, true),
     };
     tx.commit().await?;
     Ok(tenant)
