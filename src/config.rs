@@ -76,6 +76,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// Serve the console from this folder instead of the binary (working on the console).
     pub console_dir: Option<PathBuf>,
+    /// The system the trainees' xAPI accounts are on, and the base of the statements' IRIs.
+    pub xapi_home_page: crate::xapi::HomePage,
 }
 
 /// A duration in humantime's syntax (`1500ms`, `10s`, `2m`).
@@ -180,6 +182,15 @@ impl Config {
             ws_max_operations: parsed(env, "WS_MAX_OPERATIONS", 64)?,
             metrics_token: var(env, "METRICS_TOKEN"),
             console_dir: var(env, "CONSOLE_DIR").map(PathBuf::from),
+            xapi_home_page: match var(env, "XAPI_HOME_PAGE") {
+                None => crate::xapi::HomePage::default(),
+                Some(raw) => {
+                    crate::xapi::HomePage::parse(&raw).map_err(|reason| ConfigError::Invalid {
+                        name: "XAPI_HOME_PAGE",
+                        reason,
+                    })?
+                }
+            },
         })
     }
 
