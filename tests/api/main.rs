@@ -20,3 +20,4 @@ mod subscriptions;
 mod telemetry;
 mod wait;
 mod ws;
+mod xapi;
