@@ -8,7 +8,9 @@
 //!    ratio (target ≤ 1.2: a tenant's pages do not slow down with other tenants' data);
 //! 3. live latency from commit to subscriber delivery under moderate write load (p50, p99;
 //!    target p99 < 50 ms), with several subscribers sharing the one listener;
-//! 4. the export's peak RSS (this process: server and a client that discards the bytes).
+//! 4. the exports' peak RSS (this process: server and a client that discards the bytes): the
+//!    audit export (NDJSON, CSV) and the xAPI statements export, against the same baseline.
+//!    `--exports-only` seeds `--events` and measures only this (target: peak < 64 MiB).
 //!
 //! Seeding is a few big `INSERT … SELECT generate_series` statements, not commands: it is the
 //! read side being measured. Percentiles come from hdrhistogram (microseconds, printed in
@@ -63,6 +65,9 @@ struct Options {
     /// Subscribers following the live tenant (the first one's deliveries are timed).
     #[arg(long, default_value_t = 8, value_parser = count::<1>)]
     subscribers: u64,
+    /// Seed `--events`, then measure only the exports' memory (skip pages, others and live).
+    #[arg(long)]
+    exports_only: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -89,10 +94,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
-    println!(
-        "audit benchmark: {} events in the measured tenant, {} more over {} other tenants",
-        options.events, options.others, options.tenants
-    );
+    if options.exports_only {
+        println!(
+            "audit benchmark, exports only: {} events in the measured tenant",
+            options.events
+        );
+    } else {
+        println!(
+            "audit benchmark: {} events in the measured tenant, {} more over {} other tenants",
+            options.events, options.others, options.tenants
+        );
+    }
     let database = PrivateDatabase::start(PrivateCluster::TEST_SETTINGS, "bench", 32).await?;
     let pool = &database.pool;
     let address = serve(pool).await?;
@@ -107,6 +119,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
         options.events,
         took.as_secs_f64()
     );
+    if options.exports_only {
+        export_rss(&client, address, &token, options.events).await?;
+        return database.stop().await;
+    }
     let trainee = some_trainee(pool, tenant).await?;
     let alone = pages(&client, address, &token, &options, trainee).await?;
     alone.print("alone");
@@ -412,7 +428,8 @@ fn rss_kib(field: &str) -> u64 {
 }
 
 /// Streams exports of 100 000 events and of the whole tenant, discarding the bytes, and samples
-/// the RSS meanwhile: constant memory shows as the same peak for both.
+/// the RSS meanwhile: constant memory shows as the same peak for both. The xAPI export is
+/// measured the same way, one statement per seeded event (all are enrollment events).
 async fn export_rss(
     client: &reqwest::Client,
     address: SocketAddr,
@@ -423,7 +440,11 @@ async fn export_rss(
         ("100k events", events.saturating_sub(100_000)),
         ("all events", 0),
     ] {
-        for format in ["ndjson", "csv"] {
+        for format in ["ndjson", "csv", "xapi"] {
+            let url = match format {
+                "xapi" => format!("http://{address}/xapi/statements?afterPosition={after}"),
+                _ => format!("http://{address}/audit/export?format={format}&afterPosition={after}"),
+            };
             let before = rss_kib("VmRSS");
             let peak = Arc::new(AtomicU64::new(before));
             let done = Arc::new(AtomicBool::new(false));
@@ -437,22 +458,32 @@ async fn export_rss(
                 })
             };
             let started = Instant::now();
-            let mut response = client
-                .get(format!(
-                    "http://{address}/audit/export?format={format}&afterPosition={after}"
-                ))
-                .bearer_auth(token)
-                .send()
-                .await?;
-            let (mut bytes, mut lines) = (0u64, 0u64);
+            let mut response = client.get(url).bearer_auth(token).send().await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "{format}: {}",
+                response.status()
+            );
+            let mut bytes = 0u64;
+            let mut records = Records::new(if format == "xapi" {
+                "\"stored\":"
+            } else {
+                "\n"
+            });
             while let Some(chunk) = response.chunk().await? {
                 bytes += chunk.len() as u64;
-                lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                records.count(&chunk);
             }
             done.store(true, Ordering::Relaxed);
             sampler.await?;
+            let unit = if format == "xapi" {
+                "statements"
+            } else {
+                "lines"
+            };
             println!(
-                "export {label:<11} {format:<6}: {lines} lines, {:.0} MiB in {:.1} s; RSS before {} MiB, peak during {} MiB",
+                "export {label:<11} {format:<6}: {} {unit}, {:.0} MiB in {:.1} s; RSS before {} MiB, peak during {} MiB",
+                records.seen,
                 bytes as f64 / 1048576.0,
                 started.elapsed().as_secs_f64(),
                 before / 1024,
@@ -461,4 +492,29 @@ async fn export_rss(
         }
     }
     Ok(())
+}
+
+/// Counts a marker's occurrences in a body that arrives in chunks (a marker may straddle two).
+struct Records {
+    marker: &'static [u8],
+    carry: Vec<u8>,
+    seen: u64,
+}
+
+impl Records {
+    fn new(marker: &'static str) -> Self {
+        Self {
+            marker: marker.as_bytes(),
+            carry: Vec::new(),
+            seen: 0,
+        }
+    }
+
+    fn count(&mut self, chunk: &[u8]) {
+        self.carry.extend_from_slice(chunk);
+        let m = self.marker.len();
+        self.seen += self.carry.windows(m).filter(|w| *w == self.marker).count() as u64;
+        let keep = self.carry.len().min(m - 1);
+        self.carry.drain(..self.carry.len() - keep);
+    }
 }

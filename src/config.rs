@@ -78,6 +78,8 @@ pub struct Config {
     pub console_dir: Option<PathBuf>,
     /// Trainees' data keys, wrapped by `DATA_KEY_ENCRYPTION_KEY` (32 bytes, base64) when set.
     pub data_keys: crate::crypto::Keyring,
+    /// The system the trainees' xAPI accounts are on, and the base of the statements' IRIs.
+    pub xapi_home_page: crate::xapi::HomePage,
 }
 
 /// A duration in humantime's syntax (`1500ms`, `10s`, `2m`).
@@ -188,6 +190,15 @@ impl Config {
                     crate::crypto::Keyring::from_base64(&raw).map_err(|e| ConfigError::Invalid {
                         name: "DATA_KEY_ENCRYPTION_KEY",
                         reason: e.to_string(),
+                    })?
+                }
+            },
+            xapi_home_page: match var(env, "XAPI_HOME_PAGE") {
+                None => crate::xapi::HomePage::default(),
+                Some(raw) => {
+                    crate::xapi::HomePage::parse(&raw).map_err(|reason| ConfigError::Invalid {
+                        name: "XAPI_HOME_PAGE",
+                        reason,
                     })?
                 }
             },

@@ -1,13 +1,14 @@
 //! HTTP: the axum router, GraphQL over HTTP as its specification asks (content negotiation,
 //! status codes, GET for queries only), bearer-token authentication, body and batch limits,
 //! health and readiness, and one log line per request. GraphQL over WebSocket is in [`ws`],
-//! the audit export in [`export`].
+//! the audit export in [`export`], the xAPI export in [`xapi`].
 
 mod console;
 pub mod documents;
 mod export;
 mod middleware;
 pub mod ws;
+mod xapi;
 
 use middleware::{correlation_id, metrics, observe, request_ids};
 
@@ -75,6 +76,8 @@ pub struct HttpState {
     pub metrics_token: Option<Arc<str>>,
     /// When set, the console's files are read from here rather than from the binary.
     pub console_dir: Option<Arc<std::path::Path>>,
+    /// The xAPI export's home page (`XAPI_HOME_PAGE`).
+    pub xapi_home_page: crate::xapi::HomePage,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -82,6 +85,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(ws::handler))
         .route("/audit/export", get(export::handler))
+        .route("/xapi/statements", get(xapi::handler))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

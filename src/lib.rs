@@ -7,6 +7,7 @@
 //! - [`projections`]: the synchronous read tables, as pure row folds plus their SQL.
 //! - [`app`]: roles and the one-command-one-transaction flow; used by GraphQL and the CLI.
 //! - [`graphql`], [`http`], [`server`]: the thin interface layers.
+//! - [`xapi`]: events as xAPI statements, a pure mapping for the `/xapi/statements` export.
 //! - [`auth`]: token verification and minting.
 //! - [`config`], [`db`], [`pgcluster`]: start-up: configuration, database, private cluster.
 
@@ -28,3 +29,4 @@ pub mod reports;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod xapi;

@@ -313,7 +313,7 @@ impl Metrics {
             "Bytes of audit exports produced for clients, by format.",
             &["format"],
         );
-        for format in ["ndjson", "csv"] {
+        for format in ["ndjson", "csv", "xapi"] {
             export_bytes.with_label_values(&[format]);
         }
         Self {

@@ -112,6 +112,7 @@ pub fn configured_state_with(
     state.ws.max_operations = config.ws_max_operations;
     state.metrics_token = config.metrics_token.as_deref().map(Arc::from);
     state.console_dir = config.console_dir.as_deref().map(Arc::from);
+    state.xapi_home_page = config.xapi_home_page.clone();
     state
 }
 
@@ -133,6 +134,7 @@ pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
         limits: HttpLimits::default(),
         metrics_token: None,
         console_dir: None,
+        xapi_home_page: Default::default(),
     }
 }
 

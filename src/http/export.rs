@@ -9,9 +9,12 @@
 //! Parameters (all optional): `traineeId`, `courseId`, `streamId`, `eventTypes` (comma-separated
 //! stored names such as `CourseStarted,TestGraded`), `from`, `to` (RFC 3339, on `recordedAt`),
 //! `afterPosition`, `format` (`ndjson` | `csv`).
+//!
+//! Authentication, the shared parameters, the first-page check and the streamed body are
+//! also the xAPI export's (`xapi.rs`): one path for both.
 
 use super::{HttpState, authenticate};
-use crate::app::AppError;
+use crate::app::{AppError, AuditStream, Caller};
 use crate::domain::EventType;
 use crate::graphql::request_error;
 use crate::store::log::{LogFilter, LoggedEvent};
@@ -62,9 +65,8 @@ pub async fn handler(
     headers: HeaderMap,
     params: Result<Query<ExportParams>, QueryRejection>,
 ) -> Response {
-    let caller = match authenticate(&state, &headers) {
-        Ok(Some(caller)) => caller,
-        Ok(None) => return unauthenticated("a bearer token is required".into()),
+    let caller = match authenticated(&state, &headers) {
+        Ok(caller) => caller,
         Err(message) => return unauthenticated(message),
     };
     let Query(params) = match params {
@@ -75,46 +77,28 @@ pub async fn handler(
         Ok(parsed) => parsed,
         Err(message) => return bad_input(message),
     };
-    let pages = match state.app.audit_export(&caller, filter, after).await {
+    let pages = match open_pages(&state, &caller, filter, after).await {
         Ok(pages) => pages,
         Err(error) => return app_error(error),
     };
-    // Read the first page before answering, so a failure to start is a proper error status.
-    let mut pages = pages.peekable();
-    if let Some(Err(_)) = std::pin::Pin::new(&mut pages).peek().await
-        && let Some(Err(error)) = pages.next().await
-    {
-        return app_error(error);
-    }
     let header = match format {
         Format::Ndjson => None,
-        Format::Csv => Some(Ok(Bytes::from_static(CSV_HEADER.as_bytes()))),
+        Format::Csv => Some(Bytes::from_static(CSV_HEADER.as_bytes())),
     };
-    let sent = state
-        .app
-        .metrics()
-        .export_bytes
-        .with_label_values(&[format.as_str()]);
-    let body = stream::iter(header)
-        .chain(pages.map(move |page| match page {
-            Ok(events) => Ok(render(&events, format)),
-            Err(error) => {
-                let code = error.code();
-                tracing::error!(error = %error, code, "audit export failed midway");
-                Err(std::io::Error::other("audit export failed"))
-            }
-        }))
-        .inspect(move |chunk| {
-            if let Ok(bytes) = chunk {
-                sent.inc_by(bytes.len() as u64);
-            }
-        });
+    let body = streamed_body(
+        &state,
+        format.as_str(),
+        header,
+        pages,
+        None,
+        move |events| Ok(render(events, format)),
+    );
     tracing::info!(tenant = %caller.tenant(), "audit export started");
     let (content_type, extension) = match format {
         Format::Ndjson => ("application/x-ndjson", "ndjson"),
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
     };
-    let mut response = Response::new(Body::from_stream(body));
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(value) = HeaderValue::from_str(&format!(
@@ -126,14 +110,80 @@ pub async fn handler(
     response
 }
 
-fn parse(params: ExportParams) -> Result<(LogFilter, i64, Format), String> {
-    let format = match params.format.as_deref() {
-        None | Some("ndjson") => Format::Ndjson,
-        Some("csv") => Format::Csv,
-        Some(_) => return Err("format must be ndjson or csv".into()),
+/// The caller of a request with a valid bearer token; otherwise why not (a 401).
+pub(super) fn authenticated(state: &HttpState, headers: &HeaderMap) -> Result<Caller, String> {
+    match authenticate(state, headers) {
+        Ok(Some(caller)) => Ok(caller),
+        Ok(None) => Err("a bearer token is required".into()),
+        Err(message) => Err(message),
+    }
+}
+
+/// The caller's pages of the log (role rules applied by `App::audit_export`), with the first
+/// one read before answering, so that a failure to start is a proper error status.
+pub(super) async fn open_pages(
+    state: &HttpState,
+    caller: &Caller,
+    filter: LogFilter,
+    after: i64,
+) -> Result<Pages, AppError> {
+    let mut pages = state
+        .app
+        .audit_export(caller, filter, after)
+        .await?
+        .peekable();
+    if let Some(Err(_)) = std::pin::Pin::new(&mut pages).peek().await
+        && let Some(Err(error)) = pages.next().await
+    {
+        return Err(error);
+    }
+    Ok(pages)
+}
+
+/// The pages an export streams.
+pub(super) type Pages = futures_util::stream::Peekable<AuditStream<Vec<LoggedEvent>>>;
+
+/// A chunked body: `head`, then each page as `render` writes it, then `tail`. A page that
+/// fails to be read or rendered aborts the body (logged), so a truncated export never ends
+/// the way a complete one does. Bytes sent are counted under `label`.
+pub(super) fn streamed_body(
+    state: &HttpState,
+    label: &str,
+    head: Option<Bytes>,
+    pages: Pages,
+    tail: Option<Bytes>,
+    mut render: impl FnMut(&[LoggedEvent]) -> Result<Bytes, String> + Send + 'static,
+) -> Body {
+    let sent = state.app.metrics().export_bytes.with_label_values(&[label]);
+    let failed = |message: String| {
+        tracing::error!(error = %message, "export failed midway");
+        std::io::Error::other("export failed")
     };
-    let event_types = params
-        .event_types
+    let pages = pages.map(move |page| match page {
+        Ok(events) => render(&events).map_err(failed),
+        Err(error) => Err(failed(format!("{error} ({})", error.code()))),
+    });
+    let body = stream::iter(head.map(Ok))
+        .chain(pages)
+        .chain(stream::iter(tail.map(Ok)))
+        .inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                sent.inc_by(bytes.len() as u64);
+            }
+        });
+    Body::from_stream(body)
+}
+
+/// The filter and resume point of the parameters both exports share: `traineeId`,
+/// `courseId`, `streamId`, `eventTypes` (comma-separated stored names) and `afterPosition`.
+pub(super) fn shared_filter(
+    trainee_id: Option<Uuid>,
+    course_id: Option<Uuid>,
+    stream_id: Option<Uuid>,
+    event_types: Option<String>,
+    after_position: Option<i64>,
+) -> Result<(LogFilter, i64), String> {
+    let event_types = event_types
         .map(|list| {
             list.split(',')
                 .filter(|name| !name.is_empty())
@@ -143,19 +193,37 @@ fn parse(params: ExportParams) -> Result<(LogFilter, i64, Format), String> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    let after = params.after_position.unwrap_or(0);
+    let after = after_position.unwrap_or(0);
     if after < 0 {
         return Err("afterPosition must not be negative".into());
     }
     let filter = LogFilter {
-        stream_id: params.stream_id,
-        trainee_id: params.trainee_id,
-        course_id: params.course_id,
+        stream_id,
+        trainee_id,
+        course_id,
         course_events_only: false,
         event_types,
-        from: params.from,
-        to: params.to,
+        from: None,
+        to: None,
     };
+    Ok((filter, after))
+}
+
+fn parse(params: ExportParams) -> Result<(LogFilter, i64, Format), String> {
+    let format = match params.format.as_deref() {
+        None | Some("ndjson") => Format::Ndjson,
+        Some("csv") => Format::Csv,
+        Some(_) => return Err("format must be ndjson or csv".into()),
+    };
+    let (mut filter, after) = shared_filter(
+        params.trainee_id,
+        params.course_id,
+        params.stream_id,
+        params.event_types,
+        params.after_position,
+    )?;
+    filter.from = params.from;
+    filter.to = params.to;
     Ok((filter, after, format))
 }
 
@@ -276,7 +344,7 @@ fn csv_field(out: &mut String, field: &str) {
     }
 }
 
-fn json_error(status: StatusCode, message: String, code: &str) -> Response {
+pub(super) fn json_error(status: StatusCode, message: String, code: &str) -> Response {
     let body = serde_json::json!({ "errors": [request_error(message, code)] });
     let mut response = (status, body.to_string()).into_response();
     response.headers_mut().insert(
@@ -286,7 +354,7 @@ fn json_error(status: StatusCode, message: String, code: &str) -> Response {
     response
 }
 
-fn unauthenticated(message: String) -> Response {
+pub(super) fn unauthenticated(message: String) -> Response {
     let mut response = json_error(StatusCode::UNAUTHORIZED, message, "UNAUTHENTICATED");
     response
         .headers_mut()
@@ -294,11 +362,11 @@ fn unauthenticated(message: String) -> Response {
     response
 }
 
-fn bad_input(message: String) -> Response {
+pub(super) fn bad_input(message: String) -> Response {
     json_error(StatusCode::BAD_REQUEST, message, "BAD_USER_INPUT")
 }
 
-fn app_error(error: AppError) -> Response {
+pub(super) fn app_error(error: AppError) -> Response {
     if let AppError::Internal(cause) = &error {
         tracing::error!(error = format!("{cause:#}"), "internal error");
     }

@@ -21,3 +21,4 @@ mod subscriptions;
 mod telemetry;
 mod wait;
 mod ws;
+mod xapi;
