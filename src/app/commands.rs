@@ -155,6 +155,7 @@ impl App {
                     &self.keys,
                     caller.tenant(),
                     trainee_id.as_uuid(),
+                    true,
                 )
                 .await?
                 .ok_or_else(|| AppError::InvalidState("the trainee was forgotten".into()))?;
@@ -442,8 +443,9 @@ impl App {
                 .unzip();
             let data_key = match trainee_id {
                 Some(trainee) if events.iter().any(|e| schema::is_personal(e.event_type())) => {
-                    let key = store::personal::trainee_key(&mut conn, &self.keys, tenant, trainee)
-                        .await?;
+                    let key =
+                        store::personal::trainee_key(&mut conn, &self.keys, tenant, trainee, false)
+                            .await?;
                     Some(key.ok_or_else(|| {
                         AppError::InvalidState("the trainee was forgotten".into())
                     })?)

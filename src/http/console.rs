@@ -30,9 +30,15 @@ macro_rules! embedded {
 
 const FILES: &[File] = &[
     embedded!("index.html", "text/html; charset=utf-8"),
-    embedded!("console.js", "text/javascript; charset=utf-8"),
-    embedded!("charts.js", "text/javascript; charset=utf-8"),
     embedded!("console.css", "text/css; charset=utf-8"),
+    embedded!("console.js", "text/javascript; charset=utf-8"),
+    embedded!("ui.js", "text/javascript; charset=utf-8"),
+    embedded!("api.js", "text/javascript; charset=utf-8"),
+    embedded!("live.js", "text/javascript; charset=utf-8"),
+    embedded!("audit.js", "text/javascript; charset=utf-8"),
+    embedded!("reports.js", "text/javascript; charset=utf-8"),
+    embedded!("charts.js", "text/javascript; charset=utf-8"),
+    embedded!("enrollments.js", "text/javascript; charset=utf-8"),
 ];
 
 /// Scripts, styles and connections only from this origin (no CDN, nothing inline), and the

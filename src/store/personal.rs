@@ -87,27 +87,55 @@ pub fn open(
 /// The trainee's data key, made and stored on first use (a registration, or the first
 /// submission of a trainee registered before keys existed); `None` once it was forgotten. A key
 /// made for a registration that is then refused stays unused: it seals nothing.
+///
+/// One read when the trainee has a row (the usual case: a submission); otherwise one insert,
+/// which a concurrent first use may beat, hence the read after it.
 #[tracing::instrument(level = "debug", name = "db.trainee_key", skip_all, fields(db.system = "postgresql"))]
 pub async fn trainee_key(
     conn: &mut PgConnection,
     keys: &Keyring,
     tenant: TenantId,
     trainee_id: Uuid,
+    likely_new: bool,
 ) -> Result<Option<DataKey>, StoreError> {
-    let (_, fresh) = keys.new_data_key();
-    // The no-op update makes the statement return the stored key (or NULL: forgotten) when
-    // the trainee has a row already.
-    let stored: Option<Vec<u8>> = sqlx::query_scalar(
+    if !likely_new && let Some(stored) = stored_key(conn, tenant, trainee_id).await? {
+        return open_stored(keys, stored);
+    }
+    let (key, fresh) = keys.new_data_key();
+    let inserted = sqlx::query(
         "INSERT INTO trainee_keys (tenant_id, trainee_id, data_key, created_at) \
-         VALUES ($1, $2, $3, now()) \
-         ON CONFLICT (tenant_id, trainee_id) DO UPDATE SET data_key = trainee_keys.data_key \
-         RETURNING data_key",
+         VALUES ($1, $2, $3, now()) ON CONFLICT (tenant_id, trainee_id) DO NOTHING",
     )
     .bind(tenant.as_uuid())
     .bind(trainee_id)
     .bind(fresh)
-    .fetch_one(&mut *conn)
+    .execute(&mut *conn)
     .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(Some(key));
+    }
+    match stored_key(conn, tenant, trainee_id).await? {
+        Some(stored) => open_stored(keys, stored),
+        None => Err(StoreError::NoDataKey),
+    }
+}
+
+/// The trainee's stored key row: `Some(None)` when it was forgotten, `None` without a row.
+async fn stored_key(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    trainee_id: Uuid,
+) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT data_key FROM trainee_keys WHERE tenant_id = $1 AND trainee_id = $2",
+    )
+    .bind(tenant.as_uuid())
+    .bind(trainee_id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+fn open_stored(keys: &Keyring, stored: Option<Vec<u8>>) -> Result<Option<DataKey>, StoreError> {
     stored
         .map(|stored| keys.data_key(&stored))
         .transpose()
