@@ -7,6 +7,7 @@ use crate::helpers::{TestApp, citus, uuid};
 use crate::replay::snapshot;
 use crate::ws::{EVENTS, WsClient};
 use coursetrail::auth::Role;
+use coursetrail::crypto::Keyring;
 use coursetrail::domain::TenantId;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -361,4 +362,27 @@ async fn events_written_in_the_old_shape_read_back_as_the_current_one_everywhere
         true
     );
     assert_rebuild_reproduces(&app, app.tenant).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_encryption_key_data_keys_are_stored_wrapped_and_still_open() {
+    // 32 bytes in base64, as DATA_KEY_ENCRYPTION_KEY takes them.
+    let keys = Keyring::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    let app = TestApp::spawn_configured(|app| app.with_keys(keys), |_| {}).await;
+    let (trainee, _) = lifecycle(&app).await;
+    let stored: Vec<u8> = sqlx::query_scalar(
+        "SELECT data_key FROM trainee_keys WHERE tenant_id = $1 AND trainee_id = $2",
+    )
+    .bind(app.tenant.as_uuid())
+    .bind(trainee)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored[0], 1, "the wrapped format");
+    assert_eq!(stored.len(), 1 + 12 + 32 + 16, "nonce, key and tag");
+    let trail = app.ok(&app.admin(), TRAIL, json!({ "t": trainee })).await;
+    assert!(
+        trail.to_string().contains(ANSWER),
+        "opened through the wrapped key"
+    );
 }

@@ -332,3 +332,47 @@ async fn enrollment_of(app: &TestApp, trainee: Uuid) -> Uuid {
         .await;
     uuid(&data["enrollments"]["edges"][0]["node"]["id"])
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_is_labelled_and_an_event_opens_from_the_keyboard() {
+    let app = TestApp::spawn().await;
+    course_with_trainees(&app, "KEYS-1", 1, 0).await;
+    let browser = Browser::start().await;
+    for route in ["/audit", "/reports/duration", "/enrollments"] {
+        browser.goto(&console_url(&app, &app.admin(), route)).await;
+        browser.by_test_id("whoami").await;
+        let unlabelled = browser
+            .eval(
+                "return [...document.querySelectorAll('input, select, textarea')] \
+                 .filter(e => e.type !== 'hidden' && !(e.labels && e.labels.length) \
+                 && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby')) \
+                 .map(e => e.outerHTML.slice(0, 100))",
+                vec![],
+            )
+            .await;
+        assert_eq!(unlabelled, json!([]), "{route}: every field has a label");
+    }
+
+    browser
+        .goto(&console_url(&app, &app.admin(), "/audit"))
+        .await;
+    browser.by_test_id("audit-row").await;
+    browser
+        .eval(
+            "document.querySelector('[data-testid=audit-row]').focus()",
+            vec![],
+        )
+        .await;
+    let focused = browser.client.active_element().await.expect("focus");
+    focused.send_keys("\u{E007}").await.expect("Enter");
+    let opened = browser
+        .until(
+            "the event's details",
+            "const d = document.querySelector('[data-testid=event-details]'); \
+             return d && d.dataset.position",
+            vec![],
+        )
+        .await;
+    assert_eq!(opened, "1", "Enter on the first row opens event 1");
+    browser.close().await;
+}
