@@ -116,7 +116,14 @@ const defaultPath = (role) => (role === 'TRAINEE' ? '/enrollments' : '/audit');
 function consumeTokenFragment() {
   const m = /^#token=([^&]*)(?:&next=(.*))?$/.exec(location.hash);
   if (!m) return false;
-  const token = decodeURIComponent(m[1]).trim();
+  // The fragment leaves the address bar whatever it holds: a token must not stay on screen.
+  history.replaceState(null, '', `${location.pathname}${location.search}#/`);
+  let token = '';
+  try {
+    token = decodeURIComponent(m[1]).trim();
+  } catch {
+    token = '';
+  }
   let next = m[2] || '';
   if (/^%2F/i.test(next)) {
     try {

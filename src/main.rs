@@ -197,7 +197,7 @@ async fn with_app(
 ) -> anyhow::Result<()> {
     let database = Database::open(config).await?;
     db::migrate(&database.pool).await?;
-    let app = App::new(database.pool.clone());
+    let app = App::new(database.pool.clone()).with_keys(config.data_keys.clone());
     let result = work(&app).await;
     drop(app);
     database.close().await?;

@@ -14,6 +14,7 @@ use crate::domain::{Aggregate, CourseId, EnrollmentId, Role, StreamType, Submiss
 use crate::projections;
 use crate::store::{self, StreamEvent};
 use serde_json::json;
+use uuid::Uuid;
 
 fn fold<A: Aggregate>(stream: &[StreamEvent]) -> A::State {
     A::fold(stream.iter().map(|e| &e.event))
@@ -148,8 +149,8 @@ impl App {
                 let state = fold::<TraineeAggregate>(&stream);
                 let events =
                     TraineeAggregate::decide(&state, TraineeCommand::Register { email, name })?;
-                // A new trainee id has no key yet, or a forgotten one; that one is refused
-                // above, as it exists already.
+                // A new trainee id has no key yet; a forgotten one has a keyless row, and is
+                // refused here.
                 let data_key = store::personal::trainee_key(
                     &mut conn,
                     &self.keys,
@@ -276,10 +277,19 @@ impl App {
                 .await?;
             let state = fold::<TraineeAggregate>(&stream);
             let events = TraineeAggregate::decide(&state, TraineeCommand::Forget)?;
-            // The key goes first: once it is deleted the erasure has happened, whatever
-            // happens to the rest of the command (a retry records the event).
-            store::personal::erase(&mut conn, tenant, trainee_id.as_uuid(), DIGEST_KEY).await?;
+            // The erasure goes first, in one transaction: once it committed the data is gone,
+            // whatever happens to the rest of the command (a retry records the event).
+            let enrollments =
+                store::personal::erase(&mut conn, tenant, trainee_id.as_uuid(), DIGEST_KEY).await?;
+            let streams = enrollments.into_iter().chain([trainee_id.as_uuid()]);
+            let forget_streams = |streams: Vec<Uuid>| {
+                for stream in streams {
+                    self.recent.drop_stream(tenant, stream);
+                }
+            };
+            let streams: Vec<Uuid> = streams.collect();
             if events.is_empty() {
+                forget_streams(streams);
                 return Ok(CommandOutcome {
                     stream_id: trainee_id.as_uuid(),
                     position: store::log::head(&mut *conn, tenant).await?,
@@ -299,7 +309,10 @@ impl App {
                 registration: false,
                 data_key: None,
             };
-            self.commit(conn, command, write).await
+            let outcome = self.commit(conn, command, write).await;
+            // Dropped after the write, which caches the stream it wrote.
+            forget_streams(streams);
+            outcome
         })
         .await
     }

@@ -60,6 +60,13 @@ impl Recent {
         }
     }
 
+    /// Drops a stream (a forgotten trainee's streams hold its data in the clear).
+    pub fn drop_stream(&self, tenant: TenantId, stream_id: Uuid) {
+        if let Some(streams) = &self.streams {
+            streams.remove(&(tenant, stream_id));
+        }
+    }
+
     pub fn passing_score(&self, tenant: TenantId, course: CourseId) -> Option<Score> {
         self.passing_scores.as_ref()?.get(&(tenant, course))
     }

@@ -6,10 +6,11 @@
 //! store sees only the current shape.
 //!
 //! Version history:
-//! - `TraineeRegistered` and `TestSubmitted` v2: the personal fields (`email`, `name`;
-//!   `answers`) moved into `personal`, which is stored sealed with the trainee's data key (a
-//!   base64 string) or `null` once erased. v1 had them as plain top-level fields; its upcast
-//!   moves them into an open `personal` object.
+//! - `TraineeRegistered`, `TestSubmitted` and `RegistrationWithdrawn` v2: the personal fields
+//!   (`email`, `name`; `answers`; `reason`, free text a trainee may write) moved into
+//!   `personal`, which is stored sealed with the trainee's data key (a base64 string) or `null`
+//!   once erased. v1 had them as plain top-level fields; its upcast moves them into an open
+//!   `personal` object.
 //! - Every other type is at v1.
 
 use super::EventType;
@@ -23,7 +24,9 @@ pub const PERSONAL: &str = "personal";
 /// The version new events of this type are written in.
 pub const fn current_version(kind: EventType) -> i16 {
     match kind {
-        EventType::TraineeRegistered | EventType::TestSubmitted => 2,
+        EventType::TraineeRegistered
+        | EventType::TestSubmitted
+        | EventType::RegistrationWithdrawn => 2,
         _ => 1,
     }
 }
@@ -33,6 +36,7 @@ pub const fn personal_fields(kind: EventType) -> &'static [&'static str] {
     match kind {
         EventType::TraineeRegistered => &["email", "name"],
         EventType::TestSubmitted => &["answers"],
+        EventType::RegistrationWithdrawn => &["reason"],
         _ => &[],
     }
 }
@@ -60,9 +64,12 @@ pub fn upcast(kind: EventType, version: i16, mut data: Value) -> Result<Value, D
 /// One upcast: `from → from + 1`.
 fn step(kind: EventType, from: i16, data: Value) -> Result<Value, DecodeError> {
     match (kind, from) {
-        (EventType::TraineeRegistered | EventType::TestSubmitted, 1) => {
-            Ok(move_into_personal(kind, data))
-        }
+        (
+            EventType::TraineeRegistered
+            | EventType::TestSubmitted
+            | EventType::RegistrationWithdrawn,
+            1,
+        ) => Ok(move_into_personal(kind, data)),
         _ => Err(DecodeError::UnsupportedVersion {
             event_type: kind.as_str(),
             version: from,
@@ -107,6 +114,9 @@ pub fn forgotten_personal(kind: EventType, trainee_id: Uuid) -> Value {
         }
         EventType::TestSubmitted => {
             personal.insert("answers".into(), Value::Null);
+        }
+        EventType::RegistrationWithdrawn => {
+            personal.insert("reason".into(), Value::Null);
         }
         _ => {}
     }

@@ -41,10 +41,11 @@ const FILES: &[File] = &[
     embedded!("enrollments.js", "text/javascript; charset=utf-8"),
 ];
 
-/// Scripts, styles and connections only from this origin (no CDN, nothing inline), and the
-/// console never framed: the token it holds is worth a clickjacking attempt.
+/// Scripts, styles and connections only from this origin (`'self'` covers its `ws:`/`wss:`
+/// too; no CDN, nothing inline), and the console never framed: the token it holds is worth a
+/// clickjacking attempt.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; \
+style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
 form-action 'none'; frame-ancestors 'none'";
 
 /// `/` and `/console` lead to the console.

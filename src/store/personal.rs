@@ -18,7 +18,7 @@ use crate::crypto::{self, DataKey, Keyring};
 use crate::domain::schema::{self, PERSONAL};
 use crate::domain::{Event, EventType, TenantId};
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
 /// An event as stored: its schema version and data.
@@ -142,17 +142,20 @@ fn open_stored(keys: &Keyring, stored: Option<Vec<u8>>) -> Result<Option<DataKey
         .map_err(Into::into)
 }
 
-/// Erases the trainee's personal data from the log: its key (the row stays, keyless, as the
-/// mark that none may be made again), its v1 plaintext events, and the request digests of the
-/// commands on its streams. Each statement names the tenant; run again,
-/// it does nothing more.
+/// Erases the trainee's personal data, in one transaction: its key (the row stays, keyless,
+/// as the mark that none may be made again), its v1 plaintext events, its projection rows'
+/// personal columns (placeholders, the version unchanged: the `TraineeForgotten` write that
+/// follows moves it), and the request digests of the commands on its streams. Every statement
+/// names the tenant, so on Citus the transaction stays on the tenant's worker. Run again, it
+/// changes nothing more. Returns the trainee's enrollments (their streams held its data).
 #[tracing::instrument(level = "debug", name = "db.erase_trainee", skip_all, fields(db.system = "postgresql"))]
 pub async fn erase(
     conn: &mut PgConnection,
     tenant: TenantId,
     trainee_id: Uuid,
     digest_key: &str,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut tx = conn.begin().await?;
     // The time is bound, not `now()`: Citus refuses non-immutable functions in an upsert's
     // DO UPDATE.
     sqlx::query(
@@ -163,37 +166,57 @@ pub async fn erase(
     .bind(tenant.as_uuid())
     .bind(trainee_id)
     .bind(chrono::Utc::now())
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
-    let statements = [
-        "UPDATE events SET schema_version = 2, \
-         data = (data - 'email' - 'name') || '{\"personal\": null}' \
-         WHERE tenant_id = $1 AND trainee_id = $2 \
-         AND event_type = 'TraineeRegistered' AND schema_version = 1",
-        "UPDATE events SET schema_version = 2, \
-         data = (data - 'answers') || '{\"personal\": null}' \
-         WHERE tenant_id = $1 AND trainee_id = $2 \
-         AND event_type = 'TestSubmitted' AND schema_version = 1",
-    ];
-    for statement in statements {
-        sqlx::query(statement)
-            .bind(tenant.as_uuid())
-            .bind(trainee_id)
-            .execute(&mut *conn)
-            .await?;
+    for (event_type, fields) in LEGACY_PERSONAL {
+        sqlx::query(&format!(
+            "UPDATE events SET schema_version = 2, \
+             data = (data {fields}) || '{{\"personal\": null}}' \
+             WHERE tenant_id = $1 AND trainee_id = $2 \
+             AND event_type = '{event_type}' AND schema_version = 1"
+        ))
+        .bind(tenant.as_uuid())
+        .bind(trainee_id)
+        .execute(&mut *tx)
+        .await?;
     }
     sqlx::query(
+        "UPDATE trainees SET email = $3, name = $4 WHERE tenant_id = $1 AND trainee_id = $2",
+    )
+    .bind(tenant.as_uuid())
+    .bind(trainee_id)
+    .bind(schema::forgotten_email(trainee_id))
+    .bind(schema::FORGOTTEN_NAME)
+    .execute(&mut *tx)
+    .await?;
+    let enrollments: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE enrollments SET withdrawal_reason = NULL \
+         WHERE tenant_id = $1 AND trainee_id = $2 RETURNING enrollment_id",
+    )
+    .bind(tenant.as_uuid())
+    .bind(trainee_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
         "UPDATE commands SET result = result - $3 \
-         WHERE tenant_id = $1 AND result ? $3 AND (stream_id = $2 OR stream_id IN \
-         (SELECT enrollment_id FROM enrollments WHERE tenant_id = $1 AND trainee_id = $2))",
+         WHERE tenant_id = $1 AND result ? $3 AND (stream_id = $2 OR stream_id = ANY($4))",
     )
     .bind(tenant.as_uuid())
     .bind(trainee_id)
     .bind(digest_key)
-    .execute(&mut *conn)
+    .bind(&enrollments)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(enrollments)
 }
+
+/// The v1 events with personal fields, and how erasing removes them (fixed SQL, no input).
+const LEGACY_PERSONAL: [(&str, &str); 3] = [
+    ("TraineeRegistered", "- 'email' - 'name'"),
+    ("TestSubmitted", "- 'answers'"),
+    ("RegistrationWithdrawn", "- 'reason'"),
+];
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 
 use crate::helpers::{TestApp, citus, uuid};
 use crate::replay::snapshot;
-use crate::ws::{EVENTS, WsClient};
+use crate::ws::WsClient;
 use coursetrail::auth::Role;
 use coursetrail::crypto::Keyring;
 use coursetrail::domain::TenantId;
@@ -15,11 +15,13 @@ use uuid::Uuid;
 const EMAIL: &str = "ada.forgettable@example.com";
 const NAME: &str = "Ada Forgettable";
 const ANSWER: &str = "my secret answer 42";
+const REASON: &str = "moving to Berlin with my family";
 
 const TRAINEE: &str = "query($id: UUID!) { trainee(id: $id) { email name } }";
 const TRAIL: &str = "query($t: UUID!) { auditTrail(filter: {traineeId: $t}, first: 100) { edges { node { type schemaVersion data } } } }";
 const DURATIONS: &str = "query { durationReport(input: {from: REGISTERED, to: COMPLETED}) { rows { group count stillOpen endedEarly durations { minSeconds medianSeconds maxSeconds } } } }";
 const FUNNEL: &str = "query { funnelReport { rows { course { code } registered started submitted passed completed withdrawn } } }";
+const LIVE: &str = "subscription($after: Position, $filter: AuditFilter) { events(afterPosition: $after, filter: $filter) { position type data } }";
 const FORGET: &str = "mutation($t: UUID!) { forgetTrainee(input: {traineeId: $t}) { trainee { id email name } position } }";
 
 /// Every database of the deployment dumped whole (on Citus, every node's: the shards' rows
@@ -57,8 +59,10 @@ async fn dump(app: &TestApp) -> String {
     text
 }
 
-/// A trainee with a whole lifecycle (registered, started, submitted, graded, completed), and
-/// a second trainee still open, so reports have more than one row to keep.
+/// A trainee with a whole lifecycle (registered, started, submitted, graded, completed), a
+/// second course started and a third withdrawn with a reason in its own words; and a second
+/// trainee still open, so reports have more than one row to keep. Returns the trainee and its
+/// started enrollment.
 async fn lifecycle(app: &TestApp) -> (Uuid, Uuid) {
     let admin = app.admin();
     let course = app.create_course(&admin, "GDPR-1", 50).await;
@@ -84,9 +88,20 @@ async fn lifecycle(app: &TestApp) -> (Uuid, Uuid) {
         .await;
     app.enrollment_step(&admin, "completeCourse", enrollment)
         .await;
+    let second = app.create_course(&admin, "GDPR-2", 50).await;
+    let started = app.register_for_course(&admin, second, Some(trainee)).await;
+    app.enrollment_step(&admin, "startCourse", started).await;
+    let third = app.create_course(&admin, "GDPR-3", 50).await;
+    let withdrawn = app.register_for_course(&admin, third, Some(trainee)).await;
+    app.ok(
+        &admin,
+        "mutation($i: WithdrawRegistrationInput!) { withdrawRegistration(input: $i) { position } }",
+        json!({ "i": { "enrollmentId": withdrawn, "reason": REASON } }),
+    )
+    .await;
     let other = app.register_trainee(&admin, "other@example.com").await;
     app.register_for_course(&admin, course, Some(other)).await;
-    (trainee, enrollment)
+    (trainee, started)
 }
 
 /// What the admin's reports say.
@@ -99,7 +114,7 @@ async fn reports(app: &TestApp) -> (Value, Value) {
 }
 
 fn assert_absent(text: &str, place: &str) {
-    for value in [EMAIL, NAME, ANSWER] {
+    for value in [EMAIL, NAME, ANSWER, REASON] {
         assert!(!text.contains(value), "{place} still holds {value:?}");
     }
 }
@@ -107,7 +122,7 @@ fn assert_absent(text: &str, place: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_trainee_is_nowhere_in_a_full_dump_and_reports_do_not_change() {
     let app = TestApp::spawn().await;
-    let (trainee, enrollment) = lifecycle(&app).await;
+    let (trainee, started) = lifecycle(&app).await;
     let before = reports(&app).await;
     let dumped = dump(&app).await;
     assert!(
@@ -117,6 +132,10 @@ async fn a_forgotten_trainee_is_nowhere_in_a_full_dump_and_reports_do_not_change
     assert!(
         !dumped.contains(ANSWER),
         "answers are sealed from the start"
+    );
+    assert!(
+        dumped.contains(REASON),
+        "the projection holds the reason until forgotten"
     );
 
     let admin = app.admin();
@@ -132,18 +151,20 @@ async fn a_forgotten_trainee_is_nowhere_in_a_full_dump_and_reports_do_not_change
 
     assert_absent(&dump(&app).await, "the dump");
     assert_eq!(reports(&app).await, before, "reports after forgetting");
-    assert_read_paths_show_placeholders(&app, trainee, enrollment).await;
+    assert_read_paths_show_placeholders(&app, trainee).await;
 
     // The address is free again; the forgotten trainee takes no new answers.
     app.register_trainee(&admin, EMAIL).await;
+    let head = app.head(app.tenant).await;
     let code = app
         .error_code(
             Some(&admin),
             "mutation($i: SubmitTestInput!) { submitTest(input: $i) { submissionId } }",
-            json!({ "i": { "enrollmentId": enrollment, "answers": { "q1": "x" } } }),
+            json!({ "i": { "enrollmentId": started, "answers": { "q1": "x" } } }),
         )
         .await;
-    assert_eq!(code, "INVALID_STATE");
+    assert_eq!(code, "INVALID_STATE", "a started enrollment's new answers");
+    assert_eq!(app.head(app.tenant).await, head, "nothing appended");
     // Forgetting again records nothing more.
     let head = app.head(app.tenant).await;
     app.ok(&admin, FORGET, json!({ "t": trainee })).await;
@@ -152,7 +173,7 @@ async fn a_forgotten_trainee_is_nowhere_in_a_full_dump_and_reports_do_not_change
 
 /// The projections, the trail, the export, the subscription, `enrollment(asOf)` and a rebuild
 /// all read the forgotten trainee as placeholders, and none fails.
-async fn assert_read_paths_show_placeholders(app: &TestApp, trainee: Uuid, enrollment: Uuid) {
+async fn assert_read_paths_show_placeholders(app: &TestApp, trainee: Uuid) {
     let admin = app.admin();
     let read = app.ok(&admin, TRAINEE, json!({ "id": trainee })).await;
     assert_eq!(read["trainee"]["name"], "Forgotten trainee");
@@ -168,7 +189,7 @@ async fn assert_read_paths_show_placeholders(app: &TestApp, trainee: Uuid, enrol
         .iter()
         .filter_map(|e| e["node"]["data"].get("personal"))
         .collect();
-    assert_eq!(personal.len(), 2, "the registration and the submission");
+    assert_eq!(personal.len(), 3, "registration, submission, withdrawal");
     assert!(
         personal.iter().all(|p| p["forgotten"] == true),
         "{personal:?}"
@@ -182,13 +203,26 @@ async fn assert_read_paths_show_placeholders(app: &TestApp, trainee: Uuid, enrol
     let mut client = WsClient::ready(app, &admin).await;
     let filter = json!({ "traineeId": trainee });
     client
-        .subscribe("s", EVENTS, json!({ "after": 0, "filter": filter }))
+        .subscribe("s", LIVE, json!({ "after": 0, "filter": filter }))
         .await;
+    let mut live = Vec::new();
     for _ in 0..edges.len() {
         let payload = client.next_payload().await;
         assert!(payload.get("errors").is_none(), "{payload}");
+        live.push(payload);
     }
+    let live = json!(live).to_string();
+    assert_absent(&live, "the events subscription");
+    assert!(live.contains("Forgotten trainee"), "{live}");
 
+    let completed = app
+        .ok(
+            &admin,
+            "query($t: UUID!) { enrollments(traineeId: $t, status: COMPLETED) { edges { node { id } } } }",
+            json!({ "t": trainee }),
+        )
+        .await;
+    let enrollment = uuid(&completed["enrollments"]["edges"][0]["node"]["id"]);
     let as_of =
         "query($id: UUID!, $at: DateTime) { enrollment(id: $id, asOf: $at) { status bestScore } }";
     let now = chrono::Utc::now().to_rfc3339();

@@ -74,11 +74,22 @@ async fn an_admin_filters_the_trail_and_sees_new_events_live() {
     browser
         .goto(&console_url(&app, &app.admin(), "/audit"))
         .await;
-    let whoami = browser.by_test_id("whoami").await;
-    assert_eq!(
-        whoami.attr("data-role").await.unwrap().as_deref(),
-        Some("ADMIN")
-    );
+    let role = browser
+        .until(
+            "the signed-in role",
+            "return document.querySelector('[data-testid=whoami]')?.dataset.role",
+            vec![],
+        )
+        .await;
+    assert_eq!(role, "ADMIN");
+    // The token left the address bar for the tab's session storage, and nowhere else.
+    let kept = browser
+        .eval(
+            "return { hash: location.hash, session: sessionStorage.length, local: localStorage.length }",
+            vec![],
+        )
+        .await;
+    assert_eq!(kept, json!({ "hash": "#/audit", "session": 1, "local": 0 }));
     let total = app.head(app.tenant).await;
     browser
         .until(
@@ -269,9 +280,12 @@ async fn a_trainee_sees_only_its_own_enrollments_and_history() {
         shown == "error:FORBIDDEN" || shown == "missing" || shown == "error:NOT_FOUND",
         "{shown}"
     );
-    let text = browser.eval("return document.body.innerText", vec![]).await;
+    let page = browser
+        .eval("return document.documentElement.outerHTML", vec![])
+        .await;
+    let page = page.as_str().unwrap();
     assert!(
-        !text.as_str().unwrap().contains(&other.to_string()),
+        !page.contains(&other.to_string()) && !page.contains("mine-1-1@example.com"),
         "no trace of the other trainee"
     );
 
@@ -338,9 +352,14 @@ async fn every_field_is_labelled_and_an_event_opens_from_the_keyboard() {
     let app = TestApp::spawn().await;
     course_with_trainees(&app, "KEYS-1", 1, 0).await;
     let browser = Browser::start().await;
-    for route in ["/audit", "/reports/duration", "/enrollments"] {
+    // Each view's own control, waited for so the check reads the new view, not the last one.
+    for (route, control) in [
+        ("/audit", "filter-apply"),
+        ("/reports/duration", "report-submit"),
+        ("/enrollments", "enrollment-apply"),
+    ] {
         browser.goto(&console_url(&app, &app.admin(), route)).await;
-        browser.by_test_id("whoami").await;
+        browser.by_test_id(control).await;
         let unlabelled = browser
             .eval(
                 "return [...document.querySelectorAll('input, select, textarea')] \
