@@ -58,6 +58,11 @@ impl HomePage {
         if rest.is_empty() || rest.starts_with('/') {
             return Err("must name a host".into());
         }
+        // Credentials in the authority would be copied into every statement sent to an LRS.
+        let authority = rest.split('/').next().unwrap_or(rest);
+        if authority.contains('@') {
+            return Err("must not hold credentials".into());
+        }
         if trimmed
             .contains(|c: char| c.is_whitespace() || c.is_control() || "?#<>\"{}|\\^`".contains(c))
         {
@@ -651,6 +656,7 @@ mod tests {
             "https:///x",
             "https://a b",
             "https://a?x=1",
+            "https://user:secret@a.example/lms",
         ] {
             assert!(HomePage::parse(bad).is_err(), "{bad:?}");
         }

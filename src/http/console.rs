@@ -48,9 +48,10 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
 style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
 form-action 'none'; frame-ancestors 'none'";
 
-/// `/` and `/console` lead to the console.
+/// `/` and `/console` lead to the console. Temporary: a browser must not remember it for
+/// good, should `/` ever serve something else.
 pub async fn redirect() -> Redirect {
-    Redirect::permanent("/console/")
+    Redirect::temporary("/console/")
 }
 
 /// `/console/`: the application's page.

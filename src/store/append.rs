@@ -41,6 +41,8 @@ pub enum Refusal {
     CourseClosed,
     /// A cross-stream rule of the projections.
     Taken(UniqueRule),
+    /// The write seals personal data of a trainee forgotten since its key was read.
+    TraineeForgotten,
     UnknownTenant,
 }
 
@@ -56,7 +58,7 @@ pub enum UniqueRule {
 }
 
 impl Refusal {
-    /// The reason `coursetrail_append` reports (migration `…0005`).
+    /// The reason `coursetrail_append` reports (migrations `…0005`, `…0009`).
     fn parse(reason: &str) -> Option<Self> {
         Some(match reason {
             "version_conflict" => Refusal::VersionConflict,
@@ -66,6 +68,7 @@ impl Refusal {
             "email_taken" => Refusal::Taken(UniqueRule::TraineeEmail),
             "already_registered" => Refusal::Taken(UniqueRule::ActiveEnrollment),
             "unknown_tenant" => Refusal::UnknownTenant,
+            "trainee_forgotten" => Refusal::TraineeForgotten,
             _ => return None,
         })
     }
@@ -79,6 +82,8 @@ impl From<Refusal> for StoreError {
             Refusal::CourseClosed => StoreError::Refused,
             Refusal::Taken(rule) => StoreError::Taken(rule),
             Refusal::UnknownTenant => StoreError::UnknownTenant,
+            // Decided again, the command finds the trainee keyless: `INVALID_STATE`.
+            Refusal::TraineeForgotten => StoreError::Refused,
         }
     }
 }

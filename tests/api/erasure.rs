@@ -8,7 +8,11 @@ use crate::replay::snapshot;
 use crate::ws::WsClient;
 use coursetrail::auth::Role;
 use coursetrail::crypto::Keyring;
-use coursetrail::domain::TenantId;
+use coursetrail::domain::events::TestSubmitted;
+use coursetrail::domain::values::Answers;
+use coursetrail::domain::{Event, StreamType, SubmissionId, TenantId};
+use coursetrail::projections::ProjectionWrite;
+use coursetrail::store::{self, Append, Metadata, StoreError, personal};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -419,4 +423,51 @@ async fn with_a_key_encryption_key_data_keys_are_stored_wrapped_and_still_open()
         trail.to_string().contains(ANSWER),
         "opened through the wrapped key"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_sealed_before_its_trainee_was_forgotten_is_refused_after() {
+    let app = TestApp::spawn().await;
+    let (trainee, started) = lifecycle(&app).await;
+    // The submission reads its trainee's key; the trainee is forgotten before it writes.
+    let mut conn = app.pool.acquire().await.unwrap();
+    let key = personal::trainee_key(&mut conn, &Keyring::unwrapped(), app.tenant, trainee, false)
+        .await
+        .unwrap()
+        .expect("a key before forgetting");
+    app.ok(&app.admin(), FORGET, json!({ "t": trainee })).await;
+    let head = app.head(app.tenant).await;
+
+    let events = [Event::TestSubmitted(TestSubmitted {
+        submission_id: SubmissionId::generate(),
+        answers: Answers::parse(json!({ "q1": ANSWER })).unwrap(),
+    })];
+    let stored = [personal::seal(&events[0], Some(&key)).unwrap()];
+    let metadata = Metadata {
+        actor_id: trainee,
+        actor_role: Role::Trainee,
+        command_id: None,
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+    };
+    let written = store::append_with(
+        &mut conn,
+        app.tenant,
+        Append {
+            stream_id: started,
+            stream_type: StreamType::Enrollment,
+            expected_version: 2,
+            events: &events,
+            stored: &stored,
+            recorded_at: chrono::Utc::now(),
+            metadata: &metadata,
+            trainee_id: Some(trainee),
+            course_id: None,
+            command: None,
+        },
+        ProjectionWrite::Nothing,
+    )
+    .await;
+    assert!(matches!(written, Err(StoreError::Refused)), "{written:?}");
+    assert_eq!(app.head(app.tenant).await, head, "nothing appended");
 }
