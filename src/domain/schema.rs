@@ -41,6 +41,13 @@ pub const fn personal_fields(kind: EventType) -> &'static [&'static str] {
     }
 }
 
+/// The types whose events carry personal data.
+pub const PERSONAL_TYPES: [EventType; 3] = [
+    EventType::TraineeRegistered,
+    EventType::TestSubmitted,
+    EventType::RegistrationWithdrawn,
+];
+
 /// Whether events of this type carry personal data.
 pub const fn is_personal(kind: EventType) -> bool {
     !personal_fields(kind).is_empty()
@@ -159,6 +166,15 @@ pub(super) fn flatten_personal(kind: EventType, data: Value) -> Result<Value, De
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_personal_types_are_those_with_personal_fields() {
+        let personal: Vec<EventType> = EventType::ALL
+            .into_iter()
+            .filter(|kind| is_personal(*kind))
+            .collect();
+        assert_eq!(personal, PERSONAL_TYPES);
+    }
 
     #[test]
     fn v1_personal_fields_move_into_the_envelope() {

@@ -73,6 +73,7 @@ impl From<AuditFilter> for LogFilter {
                 .map(|types| types.into_iter().map(Into::into).collect()),
             from: filter.from,
             to: filter.to,
+            without_personal: false,
         }
     }
 }

@@ -205,6 +205,7 @@ pub(super) fn shared_filter(
         event_types,
         from: None,
         to: None,
+        without_personal: false,
     };
     Ok((filter, after))
 }

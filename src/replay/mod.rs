@@ -201,9 +201,13 @@ const COLUMNS: &str = "position, stream_id, version, event_type, recorded_at, co
 
 /// The trainee's stored data key, for the events with personal data read with their data
 /// (`NULL` once forgotten); from the co-located `trainee_keys`.
-const DATA_KEY: &str = "CASE WHEN event_type IN ('TraineeRegistered', 'TestSubmitted') THEN \
-     (SELECT k.data_key FROM trainee_keys k WHERE k.tenant_id = $1 \
-     AND k.trainee_id = events.trainee_id) END";
+fn data_key_sql() -> String {
+    format!(
+        "CASE WHEN event_type IN ({}) THEN (SELECT k.data_key FROM trainee_keys k \
+         WHERE k.tenant_id = $1 AND k.trainee_id = events.trainee_id) END",
+        crate::store::personal::personal_types_sql()
+    )
+}
 
 /// The filters every page applies: its position range, and the query's own.
 const FILTERS: &str = "tenant_id = $1 AND position > $2 AND position <= $8 \
@@ -217,10 +221,11 @@ const FILTERS: &str = "tenant_id = $1 AND position > $2 AND position <= $8 \
 /// covering index. The text depends only on the shape (which types need data), so sqlx caches
 /// one prepared statement per shape.
 fn page_sql(types: &[bool]) -> String {
+    let data_key = data_key_sql();
     if types.is_empty() {
         return format!(
             "SELECT {COLUMNS}, CASE WHEN $5 OR event_type = ANY($6) THEN data::text END, \
-             CASE WHEN $5 OR event_type = ANY($6) THEN {DATA_KEY} END \
+             CASE WHEN $5 OR event_type = ANY($6) THEN {data_key} END \
              FROM events WHERE {FILTERS} ORDER BY position"
         );
     }
@@ -229,7 +234,7 @@ fn page_sql(types: &[bool]) -> String {
         .enumerate()
         .map(|(i, needs_data)| {
             let data = if *needs_data {
-                format!("data::text, {DATA_KEY}")
+                format!("data::text, {data_key}")
             } else {
                 "NULL::text, NULL::bytea".to_owned()
             };

@@ -29,6 +29,9 @@ pub struct LogFilter {
     pub from: Option<DateTime<Utc>>,
     /// `recordedAt < to`.
     pub to: Option<DateTime<Utc>>,
+    /// Leave the events' personal data out: neither read nor opened (an export that needs
+    /// none of it, such as xAPI's). `data` then has no personal fields.
+    pub without_personal: bool,
 }
 
 impl LogFilter {
@@ -84,6 +87,24 @@ const COLUMNS: &str = "e.position, e.event_id, e.stream_id, e.stream_type, e.ver
      e.event_type, e.schema_version, e.data, e.recorded_at, e.actor_id, e.actor_role, \
      e.command_id, e.correlation_id, e.causation_id, e.trainee_id, e.course_id, e.data_key";
 
+/// The page's events with the trainee's key for each personal one, from the same co-located
+/// shard.
+fn with_personal() -> String {
+    format!(
+        " FROM tenant_heads h LEFT JOIN (SELECT e.*, k.data_key FROM events e \
+         LEFT JOIN trainee_keys k ON k.tenant_id = e.tenant_id AND k.trainee_id = e.trainee_id \
+         AND e.event_type IN ({}) WHERE e.tenant_id = ",
+        personal::personal_types_sql()
+    )
+}
+
+/// The page's events without their personal fields: the v2 envelope and the v1 plain fields.
+const WITHOUT_PERSONAL: &str = " FROM tenant_heads h LEFT JOIN (SELECT e.tenant_id, e.position, \
+     e.event_id, e.stream_id, e.stream_type, e.version, e.event_type, e.schema_version, \
+     e.data - 'personal' - 'email' - 'name' - 'answers' - 'reason' AS data, e.recorded_at, \
+     e.actor_id, e.actor_role, e.command_id, e.correlation_id, e.causation_id, e.trainee_id, \
+     e.course_id, NULL::bytea AS data_key FROM events e WHERE e.tenant_id = ";
+
 /// Reads up to `limit` matching events with a position greater than `after`, in position order.
 ///
 /// One statement, so the events and the head come from one snapshot: because positions are
@@ -100,12 +121,11 @@ pub async fn read_page(
 ) -> Result<Page, StoreError> {
     let mut query: QueryBuilder<Postgres> = QueryBuilder::new("SELECT h.last_position AS head, ");
     query.push(COLUMNS);
-    // The trainee's key comes with each personal event, from the same co-located shard.
-    query.push(
-        " FROM tenant_heads h LEFT JOIN (SELECT e.*, k.data_key FROM events e \
-         LEFT JOIN trainee_keys k ON k.tenant_id = e.tenant_id AND k.trainee_id = e.trainee_id \
-         AND e.event_type IN ('TraineeRegistered', 'TestSubmitted') WHERE e.tenant_id = ",
-    );
+    if filter.without_personal {
+        query.push(WITHOUT_PERSONAL);
+    } else {
+        query.push(with_personal());
+    }
     query.push_bind(tenant.as_uuid());
     query.push(" AND e.position > ");
     query.push_bind(after);

@@ -21,6 +21,19 @@ use serde_json::Value;
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
+/// The personal event types as an SQL list (`'TraineeRegistered', …`), for the reads that
+/// fetch a trainee's key with each personal event.
+pub fn personal_types_sql() -> &'static str {
+    static LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        schema::PERSONAL_TYPES
+            .iter()
+            .map(|kind| format!("'{}'", kind.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    &LIST
+}
+
 /// An event as stored: its schema version and data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredData {

@@ -128,6 +128,10 @@ async fn a_forgotten_trainee_is_nowhere_in_a_full_dump_and_reports_do_not_change
     let app = TestApp::spawn().await;
     let (trainee, started) = lifecycle(&app).await;
     let before = reports(&app).await;
+    // Known, its personal data reads back everywhere, a rebuild included.
+    let known = app.ok(&app.admin(), TRAIL, json!({ "t": trainee })).await;
+    assert!(known.to_string().contains(REASON) && known.to_string().contains(ANSWER));
+    assert_rebuild_reproduces(&app, app.tenant).await;
     let dumped = dump(&app).await;
     assert!(
         dumped.contains(EMAIL),
