@@ -14,7 +14,6 @@ use crate::domain::{Aggregate, CourseId, EnrollmentId, Role, StreamType, Submiss
 use crate::projections;
 use crate::store::{self, StreamEvent};
 use serde_json::json;
-use uuid::Uuid;
 
 fn fold<A: Aggregate>(stream: &[StreamEvent]) -> A::State {
     A::fold(stream.iter().map(|e| &e.event))
@@ -279,17 +278,11 @@ impl App {
             let events = TraineeAggregate::decide(&state, TraineeCommand::Forget)?;
             // The erasure goes first, in one transaction: once it committed the data is gone,
             // whatever happens to the rest of the command (a retry records the event).
-            let enrollments =
+            let mut streams =
                 store::personal::erase(&mut conn, tenant, trainee_id.as_uuid(), DIGEST_KEY).await?;
-            let streams = enrollments.into_iter().chain([trainee_id.as_uuid()]);
-            let forget_streams = |streams: Vec<Uuid>| {
-                for stream in streams {
-                    self.recent.drop_stream(tenant, stream);
-                }
-            };
-            let streams: Vec<Uuid> = streams.collect();
+            streams.push(trainee_id.as_uuid());
             if events.is_empty() {
-                forget_streams(streams);
+                self.recent.drop_streams(tenant, &streams);
                 return Ok(CommandOutcome {
                     stream_id: trainee_id.as_uuid(),
                     position: store::log::head(&mut *conn, tenant).await?,
@@ -311,7 +304,7 @@ impl App {
             };
             let outcome = self.commit(conn, command, write).await;
             // Dropped after the write, which caches the stream it wrote.
-            forget_streams(streams);
+            self.recent.drop_streams(tenant, &streams);
             outcome
         })
         .await

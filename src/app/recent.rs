@@ -60,10 +60,12 @@ impl Recent {
         }
     }
 
-    /// Drops a stream (a forgotten trainee's streams hold its data in the clear).
-    pub fn drop_stream(&self, tenant: TenantId, stream_id: Uuid) {
+    /// Drops streams (a forgotten trainee's streams hold its data in the clear).
+    pub fn drop_streams(&self, tenant: TenantId, stream_ids: &[Uuid]) {
         if let Some(streams) = &self.streams {
-            streams.remove(&(tenant, stream_id));
+            for stream_id in stream_ids {
+                streams.remove(&(tenant, *stream_id));
+            }
         }
     }
 

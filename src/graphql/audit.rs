@@ -67,13 +67,12 @@ impl From<AuditFilter> for LogFilter {
             stream_id: filter.stream_id,
             trainee_id: filter.trainee_id,
             course_id: filter.course_id,
-            course_events_only: false,
             event_types: filter
                 .event_types
                 .map(|types| types.into_iter().map(Into::into).collect()),
             from: filter.from,
             to: filter.to,
-            without_personal: false,
+            ..LogFilter::default()
         }
     }
 }

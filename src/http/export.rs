@@ -65,17 +65,9 @@ pub async fn handler(
     headers: HeaderMap,
     params: Result<Query<ExportParams>, QueryRejection>,
 ) -> Response {
-    let caller = match authenticated(&state, &headers) {
-        Ok(caller) => caller,
-        Err(message) => return unauthenticated(message),
-    };
-    let Query(params) = match params {
-        Ok(params) => params,
-        Err(rejection) => return bad_input(rejection.body_text()),
-    };
-    let (filter, after, format) = match parse(params) {
-        Ok(parsed) => parsed,
-        Err(message) => return bad_input(message),
+    let (caller, (filter, after, format)) = match admitted(&state, &headers, params, parse) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
     let pages = match open_pages(&state, &caller, filter, after).await {
         Ok(pages) => pages,
@@ -111,6 +103,21 @@ pub async fn handler(
 }
 
 /// The caller of a request with a valid bearer token; otherwise why not (a 401).
+/// An export request's caller and parsed parameters, or the response refusing it (401, 400).
+// The refusal is the handler's whole answer, returned once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+pub(super) fn admitted<P, T>(
+    state: &HttpState,
+    headers: &HeaderMap,
+    params: Result<Query<P>, QueryRejection>,
+    parse: impl FnOnce(P) -> Result<T, String>,
+) -> Result<(Caller, T), Response> {
+    let caller = authenticated(state, headers).map_err(unauthenticated)?;
+    let Query(params) = params.map_err(|rejection| bad_input(rejection.body_text()))?;
+    let parsed = parse(params).map_err(bad_input)?;
+    Ok((caller, parsed))
+}
+
 pub(super) fn authenticated(state: &HttpState, headers: &HeaderMap) -> Result<Caller, String> {
     match authenticate(state, headers) {
         Ok(Some(caller)) => Ok(caller),
@@ -201,11 +208,8 @@ pub(super) fn shared_filter(
         stream_id,
         trainee_id,
         course_id,
-        course_events_only: false,
         event_types,
-        from: None,
-        to: None,
-        without_personal: false,
+        ..LogFilter::default()
     };
     Ok((filter, after))
 }

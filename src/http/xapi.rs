@@ -12,9 +12,7 @@
 //! (inclusive) on `stored` (RFC 3339), and `ascending` (only `true`: the order is the log's).
 
 use super::HttpState;
-use super::export::{
-    app_error, authenticated, bad_input, open_pages, shared_filter, streamed_body, unauthenticated,
-};
+use super::export::{admitted, app_error, open_pages, shared_filter, streamed_body};
 use crate::store::log::LogFilter;
 use crate::xapi::{self, Iris, LEARNER_EVENTS};
 use axum::body::Bytes;
@@ -47,17 +45,9 @@ pub async fn handler(
     headers: HeaderMap,
     params: Result<Query<StatementParams>, QueryRejection>,
 ) -> Response {
-    let caller = match authenticated(&state, &headers) {
-        Ok(caller) => caller,
-        Err(message) => return unauthenticated(message),
-    };
-    let Query(params) = match params {
-        Ok(params) => params,
-        Err(rejection) => return bad_input(rejection.body_text()),
-    };
-    let (filter, after) = match parse(params) {
-        Ok(parsed) => parsed,
-        Err(message) => return bad_input(message),
+    let (caller, (filter, after)) = match admitted(&state, &headers, params, parse) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
     let pages = match open_pages(&state, &caller, filter, after).await {
         Ok(pages) => pages,

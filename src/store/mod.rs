@@ -103,16 +103,21 @@ pub async fn load_stream(
     tenant: TenantId,
     stream_id: Uuid,
 ) -> Result<Vec<StreamEvent>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT e.version, e.recorded_at, e.event_type, e.schema_version, e.data, \
-         e.trainee_id, k.data_key FROM events e LEFT JOIN trainee_keys k \
-         ON k.tenant_id = e.tenant_id AND k.trainee_id = e.trainee_id \
-         WHERE e.tenant_id = $1 AND e.stream_id = $2 ORDER BY e.version",
-    )
-    .bind(tenant.as_uuid())
-    .bind(stream_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    static LOAD_STREAM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT e.version, e.recorded_at, e.event_type, e.schema_version, e.data, \
+             e.trainee_id, k.data_key FROM events e LEFT JOIN trainee_keys k \
+             ON k.tenant_id = e.tenant_id AND k.trainee_id = e.trainee_id \
+             AND e.event_type IN ({}) \
+             WHERE e.tenant_id = $1 AND e.stream_id = $2 ORDER BY e.version",
+            personal::personal_types_sql()
+        )
+    });
+    let rows = sqlx::query(&LOAD_STREAM)
+        .bind(tenant.as_uuid())
+        .bind(stream_id)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|row| {
             let event_type: &str = row.try_get("event_type")?;
