@@ -98,6 +98,7 @@ async fn time_appends(
                 trainee_id: Some(metadata.actor_id),
                 course_id: None,
                 command: Some(("startCourse", &result)),
+                data_key: None,
             },
             ProjectionWrite::Nothing,
         )

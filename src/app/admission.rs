@@ -7,11 +7,13 @@
 //!
 //! - there are as many slots as connections, so work that holds a slot rarely waits for the
 //!   pool;
-//! - one tenant holds at most `per_tenant` slots at once: the rest of the pool stays free for
-//!   the others;
-//! - work beyond a tenant's share waits in the tenant's own queue, holding no connection;
-//!   freed slots go to the tenants with queued work in turn (round robin), so a tenant with a
-//!   long queue cannot starve one with a short one;
+//! - a tenant alone may use every slot: sharing costs nothing when there is nobody to share
+//!   with. Once any work waits, a tenant at its share (`per_tenant` slots) takes no more: its
+//!   new work waits in the tenant's own queue, holding no connection;
+//! - freed slots go first to the tenants below their share with queued work, in turn (round
+//!   robin), so a tenant with a long queue cannot starve one with a short one; only then to
+//!   tenants at or over their share, in turn. A tenant over its share when others arrive keeps
+//!   what it runs (work is short) and gets no slot while anyone below its share waits;
 //! - a tenant whose queue is full is refused at once ([`Refusal::TenantBusy`]: `RATE_LIMITED`),
 //!   and work that waited `max_wait` without a slot is refused ([`Refusal::Saturated`]:
 //!   `OVERLOADED`): an overloaded server answers early and clearly, never by timing out into an
@@ -31,7 +33,8 @@ use tokio::sync::oneshot;
 pub struct Limits {
     /// Work running at once, across tenants (the pool's size).
     pub slots: usize,
-    /// Work of one tenant running at once.
+    /// Work of one tenant running at once while other work waits (alone, a tenant may use
+    /// every slot).
     pub per_tenant: usize,
     /// Work of one tenant waiting for a slot; beyond it, work is refused at once.
     pub queue_per_tenant: usize,
@@ -45,8 +48,8 @@ pub struct Limits {
 
 impl Limits {
     /// For a pool of `connections`: two are left to the work that is not admitted (the live
-    /// feeds' reads, the wake-up sender), a tenant may use half of the rest, and queue 64
-    /// pieces of work for up to 2 s.
+    /// feeds' reads, the wake-up sender), a tenant is sure of half of the rest (and may use all
+    /// of it while nobody else waits), and queues 64 pieces of work for up to 2 s.
     pub fn for_pool(connections: usize) -> Self {
         let slots = connections.saturating_sub(2).max(1);
         Self {
@@ -98,6 +101,11 @@ struct State {
     tenants: HashMap<TenantId, Tenant>,
     /// Tenants with queued work that may run more (below `per_tenant`), in turn order.
     turns: VecDeque<TenantId>,
+    /// Tenants with queued work at or over their share, in turn order: served only when no
+    /// tenant in `turns` waits.
+    surplus: VecDeque<TenantId>,
+    /// Work queued, over every tenant (waiters that gave up included, until they are found).
+    queued: usize,
 }
 
 #[derive(Default)]
@@ -106,11 +114,42 @@ struct Tenant {
     queue: VecDeque<oneshot::Sender<Slot>>,
     /// Whether the tenant is in `turns`.
     has_turn: bool,
+    /// Whether the tenant is in `surplus`.
+    in_surplus: bool,
 }
 
 impl Tenant {
     fn is_idle(&self) -> bool {
-        self.running == 0 && self.queue.is_empty() && !self.has_turn
+        self.running == 0 && self.queue.is_empty() && !self.has_turn && !self.in_surplus
+    }
+
+    /// Drops the waiters that gave up; returns how many.
+    fn prune(&mut self) -> usize {
+        let before = self.queue.len();
+        self.queue.retain(|waiter| !waiter.is_closed());
+        before - self.queue.len()
+    }
+}
+
+impl State {
+    /// Puts a tenant with queued work in line for a freed slot: in `turns` below its share, in
+    /// `surplus` at or over it.
+    fn line_up(&mut self, tenant: TenantId, per_tenant: usize) {
+        let Some(entry) = self.tenants.get_mut(&tenant) else {
+            return;
+        };
+        if entry.queue.is_empty() {
+            return;
+        }
+        if entry.running < per_tenant {
+            if !entry.has_turn {
+                entry.has_turn = true;
+                self.turns.push_back(tenant);
+            }
+        } else if !entry.in_surplus {
+            entry.in_surplus = true;
+            self.surplus.push_back(tenant);
+        }
     }
 }
 
@@ -169,8 +208,13 @@ impl Admission {
             let free = state.free;
             let limits = self.limits;
             let entry = state.tenants.entry(tenant).or_default();
-            entry.queue.retain(|waiter| !waiter.is_closed());
-            if free > 0 && entry.running < limits.per_tenant && entry.queue.is_empty() {
+            let gave_up = entry.prune();
+            let below_share = entry.running < limits.per_tenant;
+            let own_queue_empty = entry.queue.is_empty();
+            state.queued -= gave_up;
+            let nobody_waits = state.queued == 0;
+            let entry = state.tenants.entry(tenant).or_default();
+            if free > 0 && own_queue_empty && (below_share || nobody_waits) {
                 entry.running += 1;
                 state.free -= 1;
                 self.count_admitted();
@@ -187,10 +231,8 @@ impl Admission {
             } else {
                 let (reply, turn) = oneshot::channel();
                 entry.queue.push_back(reply);
-                if !entry.has_turn && entry.running < limits.per_tenant {
-                    entry.has_turn = true;
-                    state.turns.push_back(tenant);
-                }
+                state.queued += 1;
+                state.line_up(tenant, limits.per_tenant);
                 Some(turn)
             }
         };
@@ -218,12 +260,13 @@ impl Admission {
             return;
         };
         entry.running -= 1;
-        entry.queue.retain(|waiter| !waiter.is_closed());
-        if entry.is_idle() {
+        let gave_up = entry.prune();
+        let idle = entry.is_idle();
+        state.queued -= gave_up;
+        if idle {
             state.tenants.remove(&tenant);
-        } else if !entry.has_turn && !entry.queue.is_empty() {
-            entry.has_turn = true;
-            state.turns.push_back(tenant);
+        } else {
+            state.line_up(tenant, self.limits.per_tenant);
         }
     }
 
@@ -245,33 +288,44 @@ impl Admission {
         }
     }
 
-    /// The next queued work to run, with its slot counted as taken.
+    /// The next queued work to run, with its slot counted as taken: from the tenants below
+    /// their share first, then from those at or over it.
     fn next_waiter(&self) -> Option<(oneshot::Sender<Slot>, TenantId)> {
         let mut state = self.state();
+        let per_tenant = self.limits.per_tenant;
         while state.free > 0 {
-            let tenant = state.turns.pop_front()?;
-            let per_tenant = self.limits.per_tenant;
+            let (tenant, from_turns) = match state.turns.pop_front() {
+                Some(tenant) => (tenant, true),
+                None => (state.surplus.pop_front()?, false),
+            };
             let Some(entry) = state.tenants.get_mut(&tenant) else {
                 continue;
             };
-            entry.has_turn = false;
+            if from_turns {
+                entry.has_turn = false;
+            } else {
+                entry.in_surplus = false;
+            }
+            let mut taken = 0;
             let waiter = loop {
                 match entry.queue.pop_front() {
-                    Some(waiter) if waiter.is_closed() => continue,
+                    Some(waiter) if waiter.is_closed() => taken += 1,
                     other => break other,
                 }
             };
+            let idle = waiter.is_none() && entry.is_idle();
+            if waiter.is_some() {
+                entry.running += 1;
+                taken += 1;
+            }
+            state.queued -= taken;
             let Some(waiter) = waiter else {
-                if entry.is_idle() {
+                if idle {
                     state.tenants.remove(&tenant);
                 }
                 continue;
             };
-            entry.running += 1;
-            if !entry.queue.is_empty() && entry.running < per_tenant {
-                entry.has_turn = true;
-                state.turns.push_back(tenant);
-            }
+            state.line_up(tenant, per_tenant);
             state.free -= 1;
             return Some((waiter, tenant));
         }
@@ -321,37 +375,87 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_tenant_never_holds_more_than_its_share_and_the_rest_stays_free_for_others() {
+    async fn a_tenant_alone_may_use_every_slot() {
         let admission = Admission::new(limits(4, 2, 8));
-        let (a, b) = (tenant(), tenant());
-        let held = [
-            admission.enter(a).await.unwrap(),
-            admission.enter(a).await.unwrap(),
-        ];
-        // A third piece of A's work waits although two slots are free…
-        let waiting = tokio::spawn({
-            let admission = admission.clone();
-            async move { admission.enter(a).await }
-        });
-        tokio::task::yield_now().await;
-        assert_eq!(admission.load(), (2, 1));
-        // …and B gets a slot at once.
-        let b_slot = tokio::time::timeout(Duration::from_millis(50), admission.enter(b))
-            .await
-            .expect("B is not kept waiting")
-            .unwrap();
+        let a = tenant();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let slot = tokio::time::timeout(Duration::from_millis(50), admission.enter(a))
+                .await
+                .expect("nobody else waits: not kept waiting");
+            held.push(slot.unwrap());
+        }
+        assert_eq!(admission.load(), (4, 0));
         drop(held);
-        let third = waiting
-            .await
-            .unwrap()
-            .expect("A's queued work runs once a slot of A's frees");
-        assert_eq!(admission.load(), (2, 0));
-        drop((third, b_slot));
         assert_eq!(admission.load(), (0, 0));
         assert!(
             admission.state().tenants.is_empty(),
             "idle tenants are forgotten"
         );
+    }
+
+    /// Spawns `tenant`'s request for a slot, and lets it queue.
+    async fn queue_for(
+        admission: &Arc<Admission>,
+        tenant: TenantId,
+    ) -> tokio::task::JoinHandle<Result<Slot, Refusal>> {
+        let waiting = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.enter(tenant).await }
+        });
+        tokio::task::yield_now().await;
+        waiting
+    }
+
+    #[tokio::test]
+    async fn once_another_tenant_waits_a_tenant_over_its_share_gets_no_more() {
+        let admission = Admission::new(limits(4, 2, 8));
+        let (a, b) = (tenant(), tenant());
+        let mut a_held = Vec::new();
+        for _ in 0..4 {
+            a_held.push(admission.enter(a).await.unwrap());
+        }
+        let b_waiting = queue_for(&admission, b).await;
+        let a_waiting = queue_for(&admission, a).await;
+        assert_eq!(admission.load(), (4, 2));
+        // A freed slot goes to B, below its share, not to A's queued work.
+        a_held.pop();
+        let b_slot = b_waiting.await.unwrap().expect("B is served first");
+        assert_eq!(admission.load(), (4, 1));
+        // With B served, A's queued work takes the next free slot, over its share or not.
+        a_held.pop();
+        let a_slot = a_waiting
+            .await
+            .unwrap()
+            .expect("A's work runs when nobody else waits");
+        assert_eq!(admission.load(), (4, 0));
+        drop((a_held, a_slot, b_slot));
+        assert_eq!(admission.load(), (0, 0));
+        assert!(admission.state().tenants.is_empty());
+        assert_eq!(admission.state().queued, 0, "the queued count is back to 0");
+    }
+
+    #[tokio::test]
+    async fn a_tenant_at_its_share_waits_while_another_tenant_waits() {
+        let admission = Admission::new(limits(3, 1, 8));
+        let (a, b, c) = (tenant(), tenant(), tenant());
+        let a_first = admission.enter(a).await.unwrap();
+        let _b = admission.enter(b).await.unwrap();
+        let _c = admission.enter(c).await.unwrap();
+        // Every slot is held: B and then A queue.
+        let b_waiting = queue_for(&admission, b).await;
+        let a_waiting = queue_for(&admission, a).await;
+        drop(a_first);
+        // A is below its share again, B is at it: A's queued work goes first.
+        let a_slot = a_waiting
+            .await
+            .unwrap()
+            .expect("A below its share is served");
+        assert_eq!(admission.load(), (3, 1));
+        drop(a_slot);
+        let b_slot = b_waiting.await.unwrap().expect("then B, over its share");
+        assert_eq!(admission.load(), (3, 0));
+        drop(b_slot);
     }
 
     #[tokio::test]

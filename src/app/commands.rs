@@ -1,7 +1,8 @@
 //! The commands, one function each: authorize, gather what the decision needs, decide, write.
 
 use super::{
-    App, AppError, Caller, Command, CommandOptions, CommandOutcome, DIGEST_KEY, OnMiss, Write,
+    App, AppError, Caller, Command, CommandOptions, CommandOutcome, DIGEST_KEY, OnMiss, Source,
+    Write,
 };
 use crate::domain::course::{CourseAggregate, CourseCommand};
 use crate::domain::enrollment::{CourseFacts, Enrollment, EnrollmentAggregate, EnrollmentCommand};
@@ -12,6 +13,7 @@ use crate::domain::values::{
 };
 use crate::domain::{Aggregate, CourseId, EnrollmentId, Role, StreamType, SubmissionId, TraineeId};
 use crate::projections;
+use crate::store::personal::TraineeKey;
 use crate::store::{self, StreamEvent};
 use serde_json::json;
 
@@ -148,17 +150,20 @@ impl App {
                 let state = fold::<TraineeAggregate>(&stream);
                 let events =
                     TraineeAggregate::decide(&state, TraineeCommand::Register { email, name })?;
-                // A new trainee id has no key yet; a forgotten one has a keyless row, and is
-                // refused here.
-                let data_key = store::personal::trainee_key(
-                    &mut conn,
-                    &self.keys,
-                    caller.tenant(),
-                    trainee_id.as_uuid(),
-                    true,
-                )
-                .await?
-                .ok_or_else(|| AppError::InvalidState("the trainee was forgotten".into()))?;
+                // A new trainee id has no key yet: the cache's attempt makes one without a read
+                // (the write stores it, or is refused if the trainee has one). Read, a
+                // forgotten trainee has a keyless row, and is refused here.
+                let data_key = match source {
+                    Source::Recent => TraineeKey::make(&self.keys),
+                    Source::Stored => store::personal::trainee_key(
+                        &mut conn,
+                        &self.keys,
+                        caller.tenant(),
+                        trainee_id.as_uuid(),
+                    )
+                    .await?
+                    .ok_or_else(|| AppError::InvalidState("the trainee was forgotten".into()))?,
+                };
                 let write = Write {
                     stream_id: trainee_id.as_uuid(),
                     stream_type: StreamType::Trainee,
@@ -202,10 +207,19 @@ impl App {
         let enrollment_id = EnrollmentId::generate();
         let command = Command::new(caller, options, "registerForCourse");
 
-        self.run(command, |mut conn, _| async move {
+        self.run(command, |mut conn, source| async move {
             let tenant = caller.tenant();
-            let (course_retired, trainee_exists, has_active_enrollment) =
-                projections::registration_facts(&mut conn, tenant, course_id, trainee_id).await?;
+            // The cache's attempt assumes the facts that let a registration through, unread:
+            // the write itself refuses it if the course is closed or missing, the trainee
+            // missing, or an active registration exists, and the command then runs again on
+            // the facts as stored, which tell the caller which.
+            let (course_retired, trainee_exists, has_active_enrollment) = match source {
+                Source::Recent => (Some(false), true, false),
+                Source::Stored => {
+                    projections::registration_facts(&mut conn, tenant, course_id, trainee_id)
+                        .await?
+                }
+            };
             let events = EnrollmentAggregate::decide(
                 &None,
                 EnrollmentCommand::Register {
@@ -449,9 +463,7 @@ impl App {
                 .unzip();
             let data_key = match trainee_id {
                 Some(trainee) if events.iter().any(|e| schema::is_personal(e.event_type())) => {
-                    let key =
-                        store::personal::trainee_key(&mut conn, &self.keys, tenant, trainee, false)
-                            .await?;
+                    let key = self.trainee_key(&mut conn, tenant, trainee, source).await?;
                     Some(key.ok_or_else(|| {
                         AppError::InvalidState("the trainee was forgotten".into())
                     })?)

@@ -37,7 +37,7 @@ use crate::domain::{Event, StreamType, SubmissionId, TenantId};
 use crate::metrics::{GroupCommitMetrics, Metrics};
 use crate::projections::ProjectionWrite;
 use crate::projections::rows::StreamRows;
-use crate::store::personal::StoredData;
+use crate::store::personal::{StoredData, TraineeKey};
 use crate::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -75,6 +75,8 @@ pub(super) struct PendingWrite {
     pub touched_submissions: Vec<SubmissionId>,
     /// The command opens an enrollment (written only while its course is not retired).
     pub registration: bool,
+    /// The key the events' personal data is sealed with, if they hold any.
+    pub data_key: Option<TraineeKey>,
 }
 
 impl PendingWrite {
@@ -90,6 +92,7 @@ impl PendingWrite {
             trainee_id: self.trainee_id,
             course_id: self.course_id,
             command: Some((self.command_type, &self.result)),
+            data_key: self.data_key.as_ref(),
         }
     }
 

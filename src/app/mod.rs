@@ -28,12 +28,13 @@ pub use queries::{may_see_trainee, visible_enrollment};
 pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
 
 use crate::auth::Principal;
-use crate::crypto::{DataKey, Keyring};
+use crate::crypto::Keyring;
 use crate::domain::values::Score;
 use crate::domain::{CourseId, Event, Role, StreamType, TenantId};
 use crate::metrics::Metrics;
 use crate::projections;
 use crate::projections::rows::StreamRows;
+use crate::store::personal::TraineeKey;
 use crate::store::{self, CommandRecord, Metadata, Notifier, StreamEvent};
 use admission::{Admission, Limits, Slot};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -235,7 +236,7 @@ struct Write<'a> {
     /// The command opens an enrollment: written only while its course is not retired.
     registration: bool,
     /// The data key of the trainee whose personal data the events hold, if they hold any.
-    data_key: Option<DataKey>,
+    data_key: Option<TraineeKey>,
 }
 
 /// Where an attempt of a command takes the stream it decides on.
@@ -574,6 +575,29 @@ impl App {
         Ok(Some(score))
     }
 
+    /// The data key that seals a write's personal data for `trainee`: on [`Source::Recent`] the
+    /// key this server last wrote or read, without a read; else the stored one (or a new one,
+    /// which the write stores). A key that is not (or no longer) the stored one refuses the
+    /// write, which then runs again on [`Source::Stored`]. `None`: the trainee was forgotten.
+    async fn trainee_key(
+        &self,
+        conn: &mut Conn,
+        tenant: TenantId,
+        trainee: Uuid,
+        source: Source,
+    ) -> Result<Option<TraineeKey>, AppError> {
+        if source == Source::Recent
+            && let Some(key) = self.recent.trainee_key(tenant, trainee)
+        {
+            return Ok(Some(key));
+        }
+        let key = store::personal::trainee_key(conn, &self.keys, tenant, trainee).await?;
+        if let Some(key) = key.as_ref().filter(|key| !key.new) {
+            self.recent.store_trainee_key(tenant, trainee, key.clone());
+        }
+        Ok(key)
+    }
+
     /// Projects and appends a command's events — in one self-committing call, or in a batch
     /// with other writes of the tenant ([`group`]) —, remembers the stream as now stored, then
     /// queues the wake-up.
@@ -607,7 +631,7 @@ impl App {
         let stored = write
             .events
             .iter()
-            .map(|event| store::personal::seal(event, write.data_key.as_ref()))
+            .map(|event| store::personal::seal(event, write.data_key.as_ref().map(|k| &*k.key)))
             .collect::<Result<Vec<_>, _>>()?;
         let pending = Arc::new(PendingWrite {
             stream_id: write.stream_id,
@@ -624,6 +648,7 @@ impl App {
             rows,
             touched_submissions,
             registration: write.registration,
+            data_key: write.data_key,
         });
         let position = self
             .group
@@ -633,6 +658,10 @@ impl App {
         // The batch that wrote it (if any) has let go of it by now, but need not have: then copy.
         let pending = Arc::try_unwrap(pending).unwrap_or_else(|shared| (*shared).clone());
         if self.recent.enabled() {
+            if let (Some(key), Some(trainee)) = (&pending.data_key, pending.trainee_id) {
+                self.recent
+                    .store_trainee_key(caller.tenant, trainee, key.as_stored());
+            }
             let stored = stored_stream(write.prior, pending.events, new_versions, recorded_at);
             self.recent
                 .store_stream(caller.tenant, write.stream_id, stored);

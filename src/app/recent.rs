@@ -18,6 +18,7 @@
 use crate::domain::values::Score;
 use crate::domain::{CourseId, TenantId};
 use crate::store::StreamEvent;
+use crate::store::personal::TraineeKey;
 use quick_cache::sync::Cache;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -33,6 +34,10 @@ pub struct Recent {
     streams: Option<Cache<(TenantId, Uuid), Stream>>,
     /// A course's passing score never changes once created, so an entry is never stale.
     passing_scores: Option<Cache<(TenantId, CourseId), Score>>,
+    /// Trainees' data keys as stored. A stored key never changes; forgetting deletes it, and
+    /// drops it here. An entry left stale by another server's erasure is refused by the write
+    /// (it checks the key against the stored one), like a stale stream.
+    trainee_keys: Option<Cache<(TenantId, Uuid), TraineeKey>>,
 }
 
 impl Recent {
@@ -42,6 +47,7 @@ impl Recent {
         Self {
             streams: enabled.then(|| Cache::new(capacity)),
             passing_scores: enabled.then(|| Cache::new(capacity)),
+            trainee_keys: enabled.then(|| Cache::new(capacity)),
         }
     }
 
@@ -60,12 +66,25 @@ impl Recent {
         }
     }
 
-    /// Drops streams (a forgotten trainee's streams hold its data in the clear).
+    /// Drops streams (a forgotten trainee's streams hold its data in the clear), and the data
+    /// key of any trainee among them.
     pub fn drop_streams(&self, tenant: TenantId, stream_ids: &[Uuid]) {
-        if let Some(streams) = &self.streams {
+        if let (Some(streams), Some(keys)) = (&self.streams, &self.trainee_keys) {
             for stream_id in stream_ids {
                 streams.remove(&(tenant, *stream_id));
+                keys.remove(&(tenant, *stream_id));
             }
+        }
+    }
+
+    pub fn trainee_key(&self, tenant: TenantId, trainee: Uuid) -> Option<TraineeKey> {
+        self.trainee_keys.as_ref()?.get(&(tenant, trainee))
+    }
+
+    /// Records a trainee's key as stored (read, or stored by a write that committed).
+    pub fn store_trainee_key(&self, tenant: TenantId, trainee: Uuid, key: TraineeKey) {
+        if let Some(keys) = &self.trainee_keys {
+            keys.insert((tenant, trainee), key);
         }
     }
 

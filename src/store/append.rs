@@ -1,5 +1,5 @@
 //! Appending: one command's write, or a batch of one tenant's writes, in one call of the
-//! database function `coursetrail_append` (migration `…0005`), which commits by itself and
+//! database function `coursetrail_append` (migration `…0010`), which commits by itself and
 //! reports each write's refusal instead of raising it.
 
 use super::{Metadata, StoreError};
@@ -24,6 +24,9 @@ pub struct Append<'a> {
     pub course_id: Option<Uuid>,
     /// `(command type, result)` recorded under the metadata's command id, if it has one.
     pub command: Option<(&'a str, &'a serde_json::Value)>,
+    /// The key the events' personal data is sealed with, if they hold any: checked against
+    /// the trainee's stored key, or stored by this write when it is new.
+    pub data_key: Option<&'a super::personal::TraineeKey>,
 }
 
 /// A query of the write path, with its bound arguments.
@@ -41,8 +44,11 @@ pub enum Refusal {
     CourseClosed,
     /// A cross-stream rule of the projections.
     Taken(UniqueRule),
-    /// The write seals personal data of a trainee forgotten since its key was read.
-    TraineeForgotten,
+    /// The write seals personal data with a key that is not the trainee's stored one: the
+    /// trainee was forgotten since its key was read, or another key was stored first.
+    StaleDataKey,
+    /// A registration's trainee does not exist.
+    UnknownTrainee,
     UnknownTenant,
 }
 
@@ -58,7 +64,7 @@ pub enum UniqueRule {
 }
 
 impl Refusal {
-    /// The reason `coursetrail_append` reports (migrations `…0005`, `…0009`).
+    /// The reason `coursetrail_append` reports (migrations `…0005`, `…0010`).
     fn parse(reason: &str) -> Option<Self> {
         Some(match reason {
             "version_conflict" => Refusal::VersionConflict,
@@ -68,7 +74,8 @@ impl Refusal {
             "email_taken" => Refusal::Taken(UniqueRule::TraineeEmail),
             "already_registered" => Refusal::Taken(UniqueRule::ActiveEnrollment),
             "unknown_tenant" => Refusal::UnknownTenant,
-            "trainee_forgotten" => Refusal::TraineeForgotten,
+            "stale_data_key" => Refusal::StaleDataKey,
+            "unknown_trainee" => Refusal::UnknownTrainee,
             _ => return None,
         })
     }
@@ -82,8 +89,9 @@ impl From<Refusal> for StoreError {
             Refusal::CourseClosed => StoreError::Refused,
             Refusal::Taken(rule) => StoreError::Taken(rule),
             Refusal::UnknownTenant => StoreError::UnknownTenant,
-            // Decided again, the command finds the trainee keyless: `INVALID_STATE`.
-            Refusal::TraineeForgotten => StoreError::Refused,
+            // Decided again on what is stored, the command finds the trainee keyless
+            // (`INVALID_STATE`), its stored key, or that the trainee does not exist.
+            Refusal::StaleDataKey | Refusal::UnknownTrainee => StoreError::Refused,
         }
     }
 }
@@ -97,8 +105,8 @@ pub enum BatchOutcome {
     Refused(Refusal),
 }
 
-/// The projection rows written with each write of an append (migration `…0005`'s parameters
-/// from `$20` on: per write the kind of its row and where it is, its number of submissions,
+/// The projection rows written with each write of an append (migration `…0010`'s parameters
+/// from `$22` on: per write the kind of its row and where it is, its number of submissions,
 /// then the rows of every kind, one array per column). Implemented by the projections module,
 /// which owns those tables.
 pub trait ProjectionRows<'q>: Sized {
@@ -106,13 +114,13 @@ pub trait ProjectionRows<'q>: Sized {
     fn bind(rows: Vec<Self>, query: PgQuery<'q>) -> PgQuery<'q>;
 }
 
-/// The whole write path in one call: the function `coursetrail_append` (migration `…0005`).
+/// The whole write path in one call: the function `coursetrail_append` (migration `…0010`).
 /// Called alone, it is one transaction; on Citus the coordinator delegates it to the worker
 /// holding the tenant (a distributed function, docs/citus-rules.md, rule 18).
 const APPEND_STATEMENT: &str = "SELECT coursetrail_append($1, $2, $3, $4, $5, $6, $7, $8, $9, \
      $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
      $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, \
-     $46, $47, $48, $49, $50, $51, $52, $53, $54, $55)";
+     $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56, $57)";
 
 /// Writes one command: its projection rows, events, command record and the head increment,
 /// in one self-committing call. Returns the tenant position of its last event.
@@ -208,7 +216,7 @@ fn per_write<'q, T>(appends: &[Append<'q>], value: impl Fn(&Append<'q>) -> T) ->
     appends.iter().map(value).collect()
 }
 
-/// Binds `$1`–`$19`: the tenant, the writes (one element each) and their events (one element
+/// Binds `$1`–`$21`: the tenant, the writes (one element each) and their events (one element
 /// each, in write order).
 fn bind_appends<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]) -> PgQuery<'q> {
     let events = || appends.iter().flat_map(|a| a.events.iter());
@@ -234,6 +242,8 @@ fn bind_appends<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]
         }))
         .bind(per_write(appends, |a| a.command.map(|(_, result)| result)))
         .bind(per_write(appends, |a| a.events.len() as i32))
+        .bind(per_write(appends, |a| a.data_key.map(|k| &*k.stored)))
+        .bind(per_write(appends, |a| a.data_key.map(|k| k.new)))
         .bind(events().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
         .bind(
             events()

@@ -19,6 +19,7 @@ use crate::domain::schema::{self, PERSONAL};
 use crate::domain::{Event, EventType, TenantId};
 use serde_json::Value;
 use sqlx::{Acquire, PgConnection};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The personal event types as an SQL list (`'TraineeRegistered', …`), for the reads that
@@ -97,39 +98,64 @@ pub fn open(
     Ok(data)
 }
 
-/// The trainee's data key, made and stored on first use (a registration, or the first
-/// submission of a trainee registered before keys existed); `None` once it was forgotten. A key
-/// made for a registration that is then refused stays unused: it seals nothing.
-///
-/// One read when the trainee has a row (the usual case: a submission); otherwise one insert,
-/// which a concurrent first use may beat, hence the read after it.
+/// A trainee's data key as a write uses it: the key that seals the write's personal data, its
+/// stored form (which the write function checks against `trainee_keys`, or inserts), and
+/// whether the write makes it. Cheap to clone: a remembered key is shared.
+#[derive(Clone)]
+pub struct TraineeKey {
+    pub key: Arc<DataKey>,
+    pub stored: Arc<[u8]>,
+    /// The trainee has no key yet: the write stores this one (and is refused if another was
+    /// stored first).
+    pub new: bool,
+}
+
+impl std::fmt::Debug for TraineeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraineeKey")
+            .field("new", &self.new)
+            .finish()
+    }
+}
+
+impl TraineeKey {
+    /// A new key, for a trainee that has none yet; stored by the write that uses it.
+    pub fn make(keys: &Keyring) -> Self {
+        let (key, stored) = keys.new_data_key();
+        Self {
+            key: Arc::new(key),
+            stored: stored.into(),
+            new: true,
+        }
+    }
+
+    /// The key as stored (after the write that made it committed).
+    pub fn as_stored(&self) -> Self {
+        Self {
+            new: false,
+            ..self.clone()
+        }
+    }
+}
+
+/// The trainee's data key for a write: the stored one, or a new one when the trainee has none
+/// yet (a registration, or the first submission of a trainee registered before keys existed),
+/// which the write itself stores; `None` once the trainee was forgotten. One read, no write.
 #[tracing::instrument(level = "debug", name = "db.trainee_key", skip_all, fields(db.system = "postgresql"))]
 pub async fn trainee_key(
     conn: &mut PgConnection,
     keys: &Keyring,
     tenant: TenantId,
     trainee_id: Uuid,
-    likely_new: bool,
-) -> Result<Option<DataKey>, StoreError> {
-    if !likely_new && let Some(stored) = stored_key(conn, tenant, trainee_id).await? {
-        return open_stored(keys, stored);
-    }
-    let (key, fresh) = keys.new_data_key();
-    let inserted = sqlx::query(
-        "INSERT INTO trainee_keys (tenant_id, trainee_id, data_key, created_at) \
-         VALUES ($1, $2, $3, now()) ON CONFLICT (tenant_id, trainee_id) DO NOTHING",
-    )
-    .bind(tenant.as_uuid())
-    .bind(trainee_id)
-    .bind(fresh)
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(Some(key));
-    }
+) -> Result<Option<TraineeKey>, StoreError> {
     match stored_key(conn, tenant, trainee_id).await? {
-        Some(stored) => open_stored(keys, stored),
-        None => Err(StoreError::NoDataKey),
+        None => Ok(Some(TraineeKey::make(keys))),
+        Some(None) => Ok(None),
+        Some(Some(stored)) => Ok(Some(TraineeKey {
+            key: Arc::new(keys.data_key(&stored)?),
+            stored: stored.into(),
+            new: false,
+        })),
     }
 }
 
@@ -146,13 +172,6 @@ async fn stored_key(
     .bind(trainee_id)
     .fetch_optional(&mut *conn)
     .await?)
-}
-
-fn open_stored(keys: &Keyring, stored: Option<Vec<u8>>) -> Result<Option<DataKey>, StoreError> {
-    stored
-        .map(|stored| keys.data_key(&stored))
-        .transpose()
-        .map_err(Into::into)
 }
 
 /// Erases the trainee's personal data, in one transaction: its key (the row stays, keyless,

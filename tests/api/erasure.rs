@@ -435,10 +435,11 @@ async fn a_submission_sealed_before_its_trainee_was_forgotten_is_refused_after()
     let (trainee, started) = lifecycle(&app).await;
     // The submission reads its trainee's key; the trainee is forgotten before it writes.
     let mut conn = app.pool.acquire().await.unwrap();
-    let key = personal::trainee_key(&mut conn, &Keyring::unwrapped(), app.tenant, trainee, false)
+    let key = personal::trainee_key(&mut conn, &Keyring::unwrapped(), app.tenant, trainee)
         .await
         .unwrap()
         .expect("a key before forgetting");
+    assert!(!key.new, "the trainee's stored key");
     app.ok(&app.admin(), FORGET, json!({ "t": trainee })).await;
     let head = app.head(app.tenant).await;
 
@@ -446,7 +447,7 @@ async fn a_submission_sealed_before_its_trainee_was_forgotten_is_refused_after()
         submission_id: SubmissionId::generate(),
         answers: Answers::parse(json!({ "q1": ANSWER })).unwrap(),
     })];
-    let stored = [personal::seal(&events[0], Some(&key)).unwrap()];
+    let stored = [personal::seal(&events[0], Some(&key.key)).unwrap()];
     let metadata = Metadata {
         actor_id: trainee,
         actor_role: Role::Trainee,
@@ -468,6 +469,7 @@ async fn a_submission_sealed_before_its_trainee_was_forgotten_is_refused_after()
             trainee_id: Some(trainee),
             course_id: None,
             command: None,
+            data_key: Some(&key),
         },
         ProjectionWrite::Nothing,
     )

@@ -285,6 +285,7 @@ fn append<'a>(
         trainee_id: None,
         course_id: None,
         command: metadata.command_id.map(|_| ("test", &NO_RESULT)),
+        data_key: None,
     }
 }
 
