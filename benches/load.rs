@@ -20,7 +20,9 @@
 //! 1. a bare single-row `INSERT` into `events` (what this PostgreSQL can commit);
 //! 2. the same insert plus the per-tenant head-row increment, spread over as many tenants as the
 //!    scenario (the ceiling of the ordering design);
-//! 3. (2) with every writer on one tenant (the hot-tenant ceiling).
+//! 3. (2) with every writer on one tenant (the hot-tenant ceiling);
+//! 4. Message DB's `write_message` with as many clients, in as many categories as tenants
+//!    (`--message-db false` skips it).
 
 use anyhow::bail;
 use clap::Parser;
@@ -38,6 +40,8 @@ mod client;
 mod env;
 #[path = "load/growth.rs"]
 mod growth;
+#[path = "load/message_db.rs"]
+mod message_db;
 #[path = "load/noisy.rs"]
 mod noisy;
 #[path = "load/scenario.rs"]
@@ -70,9 +74,13 @@ struct Args {
     /// How long each ceiling is measured.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     ceiling_duration: Duration,
-    /// Skip the ceilings.
+    /// Skip the ceilings (and Message DB).
     #[arg(long)]
     no_ceilings: bool,
+    /// Measure Message DB's `write_message` beside the ceilings (its scripts from npm, or
+    /// MESSAGE_DB_DIR); `false` skips it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    message_db: bool,
     /// Share of lifecycles that also send a command the lifecycle forbids (INVALID_STATE).
     #[arg(long, default_value_t = 0.05)]
     invalid_share: f64,

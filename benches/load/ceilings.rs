@@ -5,11 +5,14 @@
 //! 1. a bare single-row `INSERT` into `events` (what this PostgreSQL can commit);
 //! 2. the same insert plus the per-tenant head-row increment, spread over as many tenants as
 //!    the scenario (the ceiling of the ordering design);
-//! 3. (2) with every writer on one tenant (the hot-tenant ceiling).
+//! 3. (2) with every writer on one tenant (the hot-tenant ceiling);
+//! 4. Message DB's `write_message` ([`super::message_db`]), its streams in as many categories
+//!    as the scenario has tenants: an event store's append, as a baseline.
 
 use super::Args;
 use super::common::{self, ms};
 use super::env::Environment;
+use super::message_db::{self, MessageDb};
 use coursetrail::domain::TenantId;
 use hdrhistogram::Histogram;
 use rand::Rng;
@@ -67,13 +70,40 @@ const INSERT_AND_HEAD: &str = "WITH head AS (UPDATE tenant_heads SET last_positi
 /// Positions of the bare inserts, which bump no head row: far above anything a head hands out.
 static BARE_POSITION: AtomicI64 = AtomicI64::new(1_000_000_000_000_000);
 
-/// Measures and prints the three ceilings; returns their rates.
+/// The rates measured, in transactions per second.
+#[derive(Clone, Copy)]
+pub struct Rates {
+    pub bare: f64,
+    pub head: f64,
+    pub hot: f64,
+    /// Message DB's `write_message`, where it is installed.
+    pub message_db: Option<f64>,
+}
+
+impl Rates {
+    /// The mean of two measurements (before and after the load).
+    pub fn mean(&self, other: &Rates) -> Rates {
+        let mean = |a: f64, b: f64| (a + b) / 2.0;
+        Rates {
+            bare: mean(self.bare, other.bare),
+            head: mean(self.head, other.head),
+            hot: mean(self.hot, other.hot),
+            message_db: self
+                .message_db
+                .zip(other.message_db)
+                .map(|(a, b)| mean(a, b)),
+        }
+    }
+}
+
+/// Measures and prints the ceilings (and Message DB, when given); returns their rates.
 pub async fn ceilings(
     args: &Args,
     env: &Environment,
     tenants: &CeilingTenants,
+    message_db: Option<&MessageDb>,
     when: &str,
-) -> anyhow::Result<[f64; 3]> {
+) -> anyhow::Result<Rates> {
     let (writers, d) = (args.users, args.ceiling_duration);
     let pool = &env.pool;
     let bare = ceiling(pool, CeilingKind::BareInsert, &tenants.bare, writers, d).await?;
@@ -89,7 +119,20 @@ pub async fn ceilings(
         &head,
     );
     print_ceiling("(3) INSERT + head bump, 1 tenant", &hot);
-    Ok([bare.per_second, head.per_second, hot.per_second])
+    let message_db = match message_db {
+        Some(message_db) => {
+            let measured = message_db.measure(writers, args.tenants, d).await?;
+            message_db::print(args.tenants, &measured);
+            Some(measured.per_second)
+        }
+        None => None,
+    };
+    Ok(Rates {
+        bare: bare.per_second,
+        head: head.per_second,
+        hot: hot.per_second,
+        message_db,
+    })
 }
 
 fn print_ceiling(name: &str, result: &CeilingResult) {

@@ -113,6 +113,11 @@ impl Environment {
         })
     }
 
+    /// The generator's own plain cluster, if the load runs on one.
+    pub fn private_cluster(&self) -> Option<&PrivateCluster> {
+        self.cluster.as_ref()
+    }
+
     async fn wait_ready(&self, log_path: &Path) -> anyhow::Result<()> {
         let health = self.url.replace("/graphql", "/ready");
         let client = reqwest::Client::new();
