@@ -69,6 +69,8 @@ pub struct HttpState {
     /// The application, for the endpoints that are not GraphQL (the audit export).
     pub app: App,
     pub ws: ws::WsSettings,
+    /// Closes the open WebSockets when the server shuts down.
+    pub closing: ws::Closing,
     /// Parsed operations, by text (see [`documents`]).
     pub documents: Arc<documents::Documents>,
     pub limits: HttpLimits,

@@ -130,6 +130,7 @@ pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
         ready_pool,
         app,
         ws: Default::default(),
+        closing: Default::default(),
         documents: Default::default(),
         limits: HttpLimits::default(),
         metrics_token: None,
@@ -138,13 +139,15 @@ pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves HTTP on `listener` until `shutdown` completes, then finishes in-flight requests and
+/// closes open WebSockets with 1012 (waiting for them up to [`SOCKETS_CLOSE_WITHIN`]).
 pub async fn serve_on(
     listener: TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.limits.clone();
+    let closing = state.closing.clone();
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let router = router(state);
     let mut builder = Builder::new(TokioExecutor::new());
@@ -198,9 +201,12 @@ pub async fn serve_on(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    tokio::join!(graceful.shutdown(), closing.close_all(SOCKETS_CLOSE_WITHIN));
     Ok(())
 }
+
+/// How long a shutdown waits for open WebSockets to send their close frames.
+pub const SOCKETS_CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 /// A connection's place under [`HttpLimits::max_connections`], in its requests' extensions:
 /// released when the connection ends, unless a WebSocket upgrade took it.

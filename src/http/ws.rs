@@ -56,6 +56,30 @@ impl Default for WsSettings {
     }
 }
 
+/// Tells the open sockets that the server is shutting down, so each closes with
+/// [`close::SERVICE_RESTART`] (its clients reconnect at once, elsewhere or after the restart)
+/// instead of being dropped without a close frame (which clients see as 1006, an error).
+#[derive(Clone)]
+pub struct Closing(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Closing {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Closing {
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+
+    /// Asks every open socket to close, and waits up to `limit` for them to be closed.
+    pub async fn close_all(&self, limit: Duration) {
+        self.0.send_replace(true);
+        let _ = tokio::time::timeout(limit, self.0.closed()).await;
+    }
+}
+
 /// The protocol's close codes.
 mod close {
     pub const BAD_MESSAGE: u16 = 4400;
@@ -67,6 +91,8 @@ mod close {
     pub const TOO_MANY_INITS: u16 = 4429;
     /// RFC 6455's "message too big".
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// "Service restart" (IANA's WebSocket close code registry): the server is going down.
+    pub const SERVICE_RESTART: u16 = 1012;
 }
 
 /// What a client may send.
@@ -186,6 +212,7 @@ impl Connection {
     ) {
         let init_deadline = Instant::now() + self.state.ws.init_timeout;
         let mut close_code: Option<u16> = None;
+        let mut closing = self.state.closing.subscribe();
         loop {
             let init_received = self.init_received;
             let expires_at = self.caller.as_ref().map(|(_, at)| *at);
@@ -222,6 +249,9 @@ impl Connection {
                     Flow::Close(close::INIT_TIMEOUT, "Connection initialisation timeout")
                 }
                 () = token_expiry => Flow::Close(close::FORBIDDEN, "Forbidden: the token expired"),
+                _ = closing.wait_for(|closing| *closing) => {
+                    Flow::Close(close::SERVICE_RESTART, "The server is restarting")
+                }
             };
             match flow {
                 Flow::Continue => {}

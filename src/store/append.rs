@@ -49,7 +49,6 @@ pub enum Refusal {
     StaleDataKey,
     /// A registration's trainee does not exist.
     UnknownTrainee,
-    UnknownTenant,
 }
 
 /// The cross-stream rules the projections' unique indexes keep.
@@ -73,7 +72,6 @@ impl Refusal {
             "course_code_taken" => Refusal::Taken(UniqueRule::CourseCode),
             "email_taken" => Refusal::Taken(UniqueRule::TraineeEmail),
             "already_registered" => Refusal::Taken(UniqueRule::ActiveEnrollment),
-            "unknown_tenant" => Refusal::UnknownTenant,
             "stale_data_key" => Refusal::StaleDataKey,
             "unknown_trainee" => Refusal::UnknownTrainee,
             _ => return None,
@@ -88,7 +86,6 @@ impl From<Refusal> for StoreError {
             Refusal::DuplicateCommand => StoreError::DuplicateCommand,
             Refusal::CourseClosed => StoreError::Refused,
             Refusal::Taken(rule) => StoreError::Taken(rule),
-            Refusal::UnknownTenant => StoreError::UnknownTenant,
             // Decided again on what is stored, the command finds the trainee keyless
             // (`INVALID_STATE`), its stored key, or that the trainee does not exist.
             Refusal::StaleDataKey | Refusal::UnknownTrainee => StoreError::Refused,
@@ -257,12 +254,20 @@ fn bind_appends<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]
 /// SQLSTATE `deadlock_detected`.
 pub const DEADLOCK_DETECTED: &str = "40P01";
 
-/// A write the database cancelled to break a lock cycle is [`StoreError::Deadlock`]; conflicts
-/// are never read from errors (they are reported by the write itself, see [`Refusal`]).
+/// The message the write function raises for a tenant without a head row (migration `…0010`).
+const UNKNOWN_TENANT_MESSAGE: &str = "coursetrail_append: unknown tenant";
+
+/// A write the database cancelled to break a lock cycle is [`StoreError::Deadlock`]; a tenant
+/// the write function did not find is [`StoreError::UnknownTenant`] (told by its message,
+/// which Citus passes on from the worker, unlike fields such as the SQLSTATE). Conflicts are
+/// never read from errors (they are reported by the write itself, see [`Refusal`]).
 fn classify(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.code().as_deref() == Some(DEADLOCK_DETECTED) => {
             StoreError::Deadlock
+        }
+        sqlx::Error::Database(db) if db.message().contains(UNKNOWN_TENANT_MESSAGE) => {
+            StoreError::UnknownTenant
         }
         _ => StoreError::Database(error),
     }

@@ -233,6 +233,13 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Shuts the server down, as a SIGTERM does `coursetrail serve`.
+    pub fn shut_down(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
     /// A server on a free port over a fresh database holding one tenant.
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await

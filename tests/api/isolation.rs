@@ -126,3 +126,27 @@ async fn a_trainee_sees_only_its_own_records() {
         "FORBIDDEN"
     );
 }
+
+#[tokio::test]
+async fn a_token_of_a_tenant_that_does_not_exist_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let nobody = coursetrail::domain::TenantId::from_uuid(Uuid::now_v7());
+    let admin = app.token_for(nobody, Role::Admin, Uuid::now_v7());
+    let code = app
+        .error_code(
+            Some(&admin),
+            "mutation { createCourse(input: { code: \"GHOST-1\", title: \"Ghost\", passingScore: 50 }) { course { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, "UNAUTHENTICATED");
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM events WHERE tenant_id = $1) \
+         + (SELECT count(*) FROM courses WHERE tenant_id = $1)",
+    )
+    .bind(nobody.as_uuid())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0, "nothing of the refused write stays");
+}

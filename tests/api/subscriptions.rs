@@ -293,6 +293,28 @@ async fn a_missing_or_invalid_token_at_init_closes_with_4403() {
 }
 
 #[tokio::test]
+async fn a_shutdown_closes_open_sockets_with_1012() {
+    let mut app = TestApp::spawn().await;
+    let mut idle = WsClient::connect(&app).await;
+    let mut subscribed = WsClient::connect(&app).await;
+    subscribed
+        .send(json!({ "type": "connection_init", "payload": { "token": app.admin() } }))
+        .await;
+    assert_eq!(
+        subscribed.recv().await,
+        Frame::Json(json!({ "type": "connection_ack" }))
+    );
+    subscribed.subscribe("live", EVENTS, json!({})).await;
+    app.shut_down();
+    assert_eq!(subscribed.close_code().await, 1012, "a subscriber is told");
+    assert_eq!(
+        idle.close_code().await,
+        1012,
+        "so is a socket not yet initialised"
+    );
+}
+
+#[tokio::test]
 async fn subscribing_before_the_ack_closes_with_4401() {
     let app = TestApp::spawn().await;
     let mut client = WsClient::connect(&app).await;
