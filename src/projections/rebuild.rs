@@ -5,11 +5,12 @@
 //! The swap is atomic for readers (MVCC: they see the old rows until COMMIT), and a failure
 //! changes nothing.
 
-use super::rows::{EventPlace, StreamRows};
+use super::rows::{CourseRow, EnrollmentRow, EventPlace, StreamRows, SubmissionRow, TraineeRow};
 use crate::crypto::Keyring;
 use crate::domain::TenantId;
 use crate::domain::events::DecodeError;
 use crate::replay::{self, Fold, ReplayError, ReplayEvent, ReplayQuery};
+use crate::store::{Call, Function};
 use sqlx::{PgPool, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -121,18 +122,15 @@ async fn swap(
         enrollments.extend(rows.enrollment.iter());
         submissions.extend(rows.submissions.iter());
     }
-    let query = sqlx::query(
-        "SELECT coursetrail_replace_projections($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
-         $29, $30, $31, $32, $33, $34, $35)",
-    )
-    .bind(tenant.as_uuid())
-    .bind(head);
-    let query = super::bind_courses(query, &courses);
-    let query = super::bind_trainees(query, &trainees);
-    let query = super::bind_enrollments(query, &enrollments);
-    let query = super::bind_submissions(query, &submissions);
-    let swapped: bool = query.fetch_one(pool).await?.try_get(0)?;
+    let call = bind_swap(
+        tenant,
+        head,
+        &courses,
+        &trainees,
+        &enrollments,
+        &submissions,
+    );
+    let swapped: bool = call.query().fetch_one(pool).await?.try_get(0)?;
     Ok(swapped.then_some(RebuildReport {
         events: 0,
         courses: courses.len() as u64,
@@ -140,6 +138,35 @@ async fn swap(
         enrollments: enrollments.len() as u64,
         submissions: submissions.len() as u64,
     }))
+}
+
+/// The swap function (migration `…0006`).
+static REPLACE_PROJECTIONS: Function = Function::new("coursetrail_replace_projections", 35);
+
+fn bind_swap<'q>(
+    tenant: TenantId,
+    head: i64,
+    courses: &[&'q CourseRow],
+    trainees: &[&'q TraineeRow],
+    enrollments: &[&'q EnrollmentRow],
+    submissions: &[&'q SubmissionRow],
+) -> Call<'q> {
+    let call = REPLACE_PROJECTIONS
+        .call()
+        .arg("p_tenant", tenant.as_uuid())
+        .arg("p_head", head);
+    let call = super::bind_courses(call, courses);
+    let call = super::bind_trainees(call, trainees);
+    let call = super::bind_enrollments(call, enrollments);
+    super::bind_submissions(call, submissions)
+}
+
+/// The names of `coursetrail_replace_projections`'s parameters as the rebuild binds them, in
+/// order (for the test that checks them against the function's signature).
+pub fn swap_parameter_names() -> Vec<&'static str> {
+    bind_swap(TenantId::from_uuid(Uuid::nil()), 0, &[], &[], &[], &[])
+        .names()
+        .to_vec()
 }
 
 async fn head_position(pool: &PgPool, tenant: TenantId) -> Result<i64, RebuildError> {

@@ -3,7 +3,7 @@
 
 use super::rows::{CourseRow, EnrollmentRow, StreamRows, SubmissionRow, TraineeRow};
 use crate::domain::SubmissionId;
-use crate::store::{PgQuery, ProjectionRows};
+use crate::store::{Call, ProjectionRows};
 
 /// The rows one stream now contributes (after its new events were folded in), written by the
 /// same call as the append ([`crate::store::append_with`]): one round trip per command. A
@@ -59,53 +59,61 @@ fn column<'q, R, T>(rows: &[&'q R], value: impl Fn(&'q R) -> T) -> Vec<T> {
     rows.iter().map(|row| value(row)).collect()
 }
 
-pub(crate) fn bind_courses<'q>(query: PgQuery<'q>, rows: &[&'q CourseRow]) -> PgQuery<'q> {
-    query
-        .bind(column(rows, |r| r.course_id.as_uuid()))
-        .bind(column(rows, |r| r.code.as_str()))
-        .bind(column(rows, |r| r.title.as_str()))
-        .bind(column(rows, |r| r.passing_score))
-        .bind(column(rows, |r| r.retired))
-        .bind(column(rows, |r| r.created_at))
-        .bind(column(rows, |r| r.retired_at))
-        .bind(column(rows, |r| r.version))
+pub(crate) fn bind_courses<'q>(call: Call<'q>, rows: &[&'q CourseRow]) -> Call<'q> {
+    call.arg("c_course_id", column(rows, |r| r.course_id.as_uuid()))
+        .arg("c_code", column(rows, |r| r.code.as_str()))
+        .arg("c_title", column(rows, |r| r.title.as_str()))
+        .arg("c_passing_score", column(rows, |r| r.passing_score))
+        .arg("c_retired", column(rows, |r| r.retired))
+        .arg("c_created_at", column(rows, |r| r.created_at))
+        .arg("c_retired_at", column(rows, |r| r.retired_at))
+        .arg("c_version", column(rows, |r| r.version))
 }
 
-pub(crate) fn bind_trainees<'q>(query: PgQuery<'q>, rows: &[&'q TraineeRow]) -> PgQuery<'q> {
-    query
-        .bind(column(rows, |r| r.trainee_id.as_uuid()))
-        .bind(column(rows, |r| r.email.as_str()))
-        .bind(column(rows, |r| r.name.as_str()))
-        .bind(column(rows, |r| r.registered_at))
-        .bind(column(rows, |r| r.version))
+pub(crate) fn bind_trainees<'q>(call: Call<'q>, rows: &[&'q TraineeRow]) -> Call<'q> {
+    call.arg("t_trainee_id", column(rows, |r| r.trainee_id.as_uuid()))
+        .arg("t_email", column(rows, |r| r.email.as_str()))
+        .arg("t_name", column(rows, |r| r.name.as_str()))
+        .arg("t_registered_at", column(rows, |r| r.registered_at))
+        .arg("t_version", column(rows, |r| r.version))
 }
 
-pub(crate) fn bind_enrollments<'q>(query: PgQuery<'q>, rows: &[&'q EnrollmentRow]) -> PgQuery<'q> {
-    query
-        .bind(column(rows, |e| e.enrollment_id.as_uuid()))
-        .bind(column(rows, |e| e.course_id.as_uuid()))
-        .bind(column(rows, |e| e.trainee_id.as_uuid()))
-        .bind(column(rows, |e| e.status.as_str()))
-        .bind(column(rows, |e| e.registered_at))
-        .bind(column(rows, |e| e.started_at))
-        .bind(column(rows, |e| e.completed_at))
-        .bind(column(rows, |e| e.withdrawn_at))
-        .bind(column(rows, |e| e.withdrawal_reason.as_deref()))
-        .bind(column(rows, |e| e.submission_count))
-        .bind(column(rows, |e| e.best_score))
-        .bind(column(rows, |e| e.passed_at))
-        .bind(column(rows, |e| e.version))
-        .bind(column(rows, |e| e.updated_at))
+pub(crate) fn bind_enrollments<'q>(call: Call<'q>, rows: &[&'q EnrollmentRow]) -> Call<'q> {
+    call.arg(
+        "n_enrollment_id",
+        column(rows, |e| e.enrollment_id.as_uuid()),
+    )
+    .arg("n_course_id", column(rows, |e| e.course_id.as_uuid()))
+    .arg("n_trainee_id", column(rows, |e| e.trainee_id.as_uuid()))
+    .arg("n_status", column(rows, |e| e.status.as_str()))
+    .arg("n_registered_at", column(rows, |e| e.registered_at))
+    .arg("n_started_at", column(rows, |e| e.started_at))
+    .arg("n_completed_at", column(rows, |e| e.completed_at))
+    .arg("n_withdrawn_at", column(rows, |e| e.withdrawn_at))
+    .arg(
+        "n_withdrawal_reason",
+        column(rows, |e| e.withdrawal_reason.as_deref()),
+    )
+    .arg("n_submission_count", column(rows, |e| e.submission_count))
+    .arg("n_best_score", column(rows, |e| e.best_score))
+    .arg("n_passed_at", column(rows, |e| e.passed_at))
+    .arg("n_version", column(rows, |e| e.version))
+    .arg("n_updated_at", column(rows, |e| e.updated_at))
 }
 
-pub(crate) fn bind_submissions<'q>(query: PgQuery<'q>, rows: &[&'q SubmissionRow]) -> PgQuery<'q> {
-    query
-        .bind(column(rows, |r| r.submission_id.as_uuid()))
-        .bind(column(rows, |r| r.enrollment_id.as_uuid()))
-        .bind(column(rows, |r| r.submitted_at))
-        .bind(column(rows, |r| r.score))
-        .bind(column(rows, |r| r.passed))
-        .bind(column(rows, |r| r.graded_at))
+pub(crate) fn bind_submissions<'q>(call: Call<'q>, rows: &[&'q SubmissionRow]) -> Call<'q> {
+    call.arg(
+        "s_submission_id",
+        column(rows, |r| r.submission_id.as_uuid()),
+    )
+    .arg(
+        "s_enrollment_id",
+        column(rows, |r| r.enrollment_id.as_uuid()),
+    )
+    .arg("s_submitted_at", column(rows, |r| r.submitted_at))
+    .arg("s_score", column(rows, |r| r.score))
+    .arg("s_passed", column(rows, |r| r.passed))
+    .arg("s_graded_at", column(rows, |r| r.graded_at))
 }
 
 /// The rows of a call's writes, gathered by kind in batch order, with where each write's row is.
@@ -152,18 +160,18 @@ impl<'q> WriteRows<'q> {
 }
 
 impl<'q> ProjectionRows<'q> for ProjectionWrite<'q> {
-    fn bind(writes: Vec<Self>, query: PgQuery<'q>) -> PgQuery<'q> {
+    fn bind(writes: Vec<Self>, call: Call<'q>) -> Call<'q> {
         let mut rows = WriteRows::default();
         for write in writes {
             rows.add(write);
         }
-        let query = query
-            .bind(rows.kinds)
-            .bind(rows.indexes)
-            .bind(rows.submission_counts);
-        let query = bind_courses(query, &rows.courses);
-        let query = bind_trainees(query, &rows.trainees);
-        let query = bind_enrollments(query, &rows.enrollments);
-        bind_submissions(query, &rows.submissions)
+        let call = call
+            .arg("p_row_kind", rows.kinds)
+            .arg("p_row", rows.indexes)
+            .arg("p_submission_count", rows.submission_counts);
+        let call = bind_courses(call, &rows.courses);
+        let call = bind_trainees(call, &rows.trainees);
+        let call = bind_enrollments(call, &rows.enrollments);
+        bind_submissions(call, &rows.submissions)
     }
 }

@@ -2,6 +2,7 @@
 //! database function `coursetrail_append` (migration `…0010`), which commits by itself and
 //! reports each write's refusal instead of raising it.
 
+use super::call::{Call, Function};
 use super::{Metadata, StoreError};
 use crate::domain::{Event, StreamType, TenantId};
 use chrono::{DateTime, Utc};
@@ -28,9 +29,6 @@ pub struct Append<'a> {
     /// the trainee's stored key, or stored by this write when it is new.
     pub data_key: Option<&'a super::personal::TraineeKey>,
 }
-
-/// A query of the write path, with its bound arguments.
-pub type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Why the store refused a write. Nothing of a refused write is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,16 +106,13 @@ pub enum BatchOutcome {
 /// which owns those tables.
 pub trait ProjectionRows<'q>: Sized {
     /// Binds the rows of every write, in batch order.
-    fn bind(rows: Vec<Self>, query: PgQuery<'q>) -> PgQuery<'q>;
+    fn bind(rows: Vec<Self>, call: Call<'q>) -> Call<'q>;
 }
 
 /// The whole write path in one call: the function `coursetrail_append` (migration `…0010`).
 /// Called alone, it is one transaction; on Citus the coordinator delegates it to the worker
 /// holding the tenant (a distributed function, docs/citus-rules.md, rule 18).
-const APPEND_STATEMENT: &str = "SELECT coursetrail_append($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
-     $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, \
-     $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56, $57)";
+pub static APPEND: Function = Function::new("coursetrail_append", 57);
 
 /// Writes one command: its projection rows, events, command record and the head increment,
 /// in one self-committing call. Returns the tenant position of its last event.
@@ -159,8 +154,8 @@ pub async fn append_batch<'q, P: ProjectionRows<'q>>(
     writes: Vec<(Append<'q>, P)>,
 ) -> Result<Vec<BatchOutcome>, StoreError> {
     let (appends, rows): (Vec<Append<'q>>, Vec<P>) = writes.into_iter().unzip();
-    let query = bind_appends(sqlx::query(APPEND_STATEMENT), tenant, &appends);
-    let row = match P::bind(rows, query).fetch_one(&mut *conn).await {
+    let call = bind_appends(APPEND.call(), tenant, &appends);
+    let row = match P::bind(rows, call).query().fetch_one(&mut *conn).await {
         Ok(row) => row,
         Err(error @ sqlx::Error::Database(_)) => return Err(classify(error)),
         Err(error) => return Err(unknown(error)),
@@ -215,40 +210,86 @@ fn per_write<'q, T>(appends: &[Append<'q>], value: impl Fn(&Append<'q>) -> T) ->
 
 /// Binds `$1`–`$21`: the tenant, the writes (one element each) and their events (one element
 /// each, in write order).
-fn bind_appends<'q>(query: PgQuery<'q>, tenant: TenantId, appends: &[Append<'q>]) -> PgQuery<'q> {
+fn bind_appends<'q>(call: Call<'q>, tenant: TenantId, appends: &[Append<'q>]) -> Call<'q> {
     let events = || appends.iter().flat_map(|a| a.events.iter());
     let stored = || appends.iter().flat_map(|a| a.stored.iter());
-    query
-        .bind(tenant.as_uuid())
-        .bind(per_write(appends, |a| a.stream_id))
-        .bind(per_write(appends, |a| a.stream_type.as_str()))
-        .bind(per_write(appends, |a| a.expected_version))
-        .bind(per_write(appends, |a| a.recorded_at))
-        .bind(per_write(appends, |a| a.metadata.actor_id))
-        .bind(per_write(appends, |a| a.metadata.actor_role.as_str()))
-        .bind(per_write(appends, |a| a.metadata.command_id))
-        .bind(per_write(appends, |a| a.metadata.correlation_id))
-        .bind(per_write(appends, |a| a.metadata.causation_id))
-        .bind(per_write(appends, |a| a.trainee_id))
-        .bind(per_write(appends, |a| a.course_id))
+    call.arg("p_tenant", tenant.as_uuid())
+        .arg("p_stream", per_write(appends, |a| a.stream_id))
+        .arg(
+            "p_stream_type",
+            per_write(appends, |a| a.stream_type.as_str()),
+        )
+        .arg("p_expected", per_write(appends, |a| a.expected_version))
+        .arg("p_recorded_at", per_write(appends, |a| a.recorded_at))
+        .arg("p_actor_id", per_write(appends, |a| a.metadata.actor_id))
+        .arg(
+            "p_actor_role",
+            per_write(appends, |a| a.metadata.actor_role.as_str()),
+        )
+        .arg(
+            "p_command_id",
+            per_write(appends, |a| a.metadata.command_id),
+        )
+        .arg(
+            "p_correlation_id",
+            per_write(appends, |a| a.metadata.correlation_id),
+        )
+        .arg(
+            "p_causation_id",
+            per_write(appends, |a| a.metadata.causation_id),
+        )
+        .arg("p_trainee_id", per_write(appends, |a| a.trainee_id))
+        .arg("p_course_id", per_write(appends, |a| a.course_id))
         // A command record is written when the command has an id and something to record.
-        .bind(per_write(appends, |a| {
-            a.command
-                .filter(|_| a.metadata.command_id.is_some())
-                .map(|(kind, _)| kind)
-        }))
-        .bind(per_write(appends, |a| a.command.map(|(_, result)| result)))
-        .bind(per_write(appends, |a| a.events.len() as i32))
-        .bind(per_write(appends, |a| a.data_key.map(|k| &*k.stored)))
-        .bind(per_write(appends, |a| a.data_key.map(|k| k.new)))
-        .bind(events().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
-        .bind(
+        .arg(
+            "p_command_type",
+            per_write(appends, |a| {
+                a.command
+                    .filter(|_| a.metadata.command_id.is_some())
+                    .map(|(kind, _)| kind)
+            }),
+        )
+        .arg(
+            "p_result",
+            per_write(appends, |a| a.command.map(|(_, result)| result)),
+        )
+        .arg(
+            "p_event_count",
+            per_write(appends, |a| a.events.len() as i32),
+        )
+        .arg(
+            "p_data_key",
+            per_write(appends, |a| a.data_key.map(|k| &*k.stored)),
+        )
+        .arg(
+            "p_new_key",
+            per_write(appends, |a| a.data_key.map(|k| k.new)),
+        )
+        .arg(
+            "p_event_id",
+            events().map(|_| Uuid::now_v7()).collect::<Vec<_>>(),
+        )
+        .arg(
+            "p_event_type",
             events()
                 .map(|e| e.event_type().as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind(stored().map(|s| s.schema_version).collect::<Vec<_>>())
-        .bind(stored().map(|s| &s.data).collect::<Vec<_>>())
+        .arg(
+            "p_schema_version",
+            stored().map(|s| s.schema_version).collect::<Vec<_>>(),
+        )
+        .arg("p_data", stored().map(|s| &s.data).collect::<Vec<_>>())
+}
+
+/// The names of `coursetrail_append`'s parameters as this module and the projections bind
+/// them, in order (for the test that checks them against the function's signature).
+pub fn append_parameter_names<'q, P: ProjectionRows<'q>>() -> Vec<&'static str> {
+    let call = P::bind(
+        Vec::new(),
+        bind_appends(APPEND.call(), TenantId::from_uuid(Uuid::nil()), &[]),
+    );
+    call.names().to_vec()
 }
 
 /// SQLSTATE `deadlock_detected`.

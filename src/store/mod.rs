@@ -17,6 +17,7 @@
 //! - Every statement names exactly one tenant; wake-ups are sent after COMMIT ([`Notifier`]).
 
 mod append;
+mod call;
 pub mod live;
 pub mod log;
 mod notify;
@@ -24,9 +25,10 @@ pub mod personal;
 mod tenants;
 
 pub use append::{
-    Append, BatchOutcome, DEADLOCK_DETECTED, PgQuery, ProjectionRows, Refusal, UniqueRule,
-    append_batch, append_with,
+    Append, BatchOutcome, DEADLOCK_DETECTED, ProjectionRows, Refusal, UniqueRule, append_batch,
+    append_parameter_names, append_with,
 };
+pub use call::{Call, Function, PgQuery};
 pub use notify::Notifier;
 pub use tenants::{create_tenant, list_tenants};
 

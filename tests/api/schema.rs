@@ -104,3 +104,46 @@ async fn a_database_migrated_by_the_earlier_migrations_migrates_to_the_current_s
     // Migrating again is a no-op, also for the rewritten migration.
     coursetrail::db::migrate(&earlier).await.expect("again");
 }
+
+/// The parameters of a function in `pg_proc`, in its signature's order (its `IN` parameters).
+async fn declared_parameters(pool: &sqlx::PgPool, function: &str) -> Vec<String> {
+    let overloads: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE proname = $1")
+        .bind(function)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(overloads, 1, "one {function} in the database");
+    sqlx::query_scalar(
+        "SELECT name FROM pg_proc p, \
+         unnest(p.proargnames, p.proargmodes::text[]) WITH ORDINALITY AS a(name, mode, n) \
+         WHERE p.proname = $1 AND coalesce(a.mode, 'i') = 'i' ORDER BY a.n",
+    )
+    .bind(function)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_write_and_swap_functions_get_their_arguments_in_their_signatures_order() {
+    let app = TestApp::spawn().await;
+    let calls = [
+        (
+            "coursetrail_append",
+            coursetrail::store::append_parameter_names::<
+                coursetrail::projections::ProjectionWrite<'_>,
+            >(),
+        ),
+        (
+            "coursetrail_replace_projections",
+            coursetrail::projections::rebuild::swap_parameter_names(),
+        ),
+    ];
+    for (function, bound) in calls {
+        let declared = declared_parameters(&app.pool, function).await;
+        assert_eq!(
+            bound, declared,
+            "{function}: the arguments bound in Rust (left) must be its parameters in order"
+        );
+    }
+}
