@@ -8,6 +8,7 @@
 //! cargo bench --bench load -- --growth 1000000,10000000                 # append latency vs size
 //! cargo bench --bench load -- --tenants 100 --users 16 --citus          # plain PostgreSQL, then Citus
 //! cargo bench --bench load -- --noisy writes,subscriptions,reports      # one tenant floods another
+//! cargo bench --bench load -- --idle-sockets 10000                       # memory per WebSocket
 //! ```
 //!
 //! By default it starts its own private PostgreSQL cluster with production durability
@@ -40,6 +41,8 @@ mod client;
 mod env;
 #[path = "load/growth.rs"]
 mod growth;
+#[path = "load/idle.rs"]
+mod idle;
 #[path = "load/message_db.rs"]
 mod message_db;
 #[path = "load/noisy.rs"]
@@ -109,6 +112,11 @@ struct Args {
     /// ignores Retry-After and sends again at once, the worst neighbour).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     noisy_backoff: Duration,
+    /// Run the idle-sockets scenario instead of the load: this many WebSockets of one tenant,
+    /// each with a live subscription; prints the server's memory per socket and the latency of
+    /// live delivery to all of them.
+    #[arg(long, default_value_t = 0)]
+    idle_sockets: usize,
     /// Target a running server's GraphQL endpoint (needs --database-url and --secret).
     #[arg(long)]
     url: Option<String>,
@@ -180,6 +188,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if !args.growth.is_empty() {
         let outcome = growth::growth_check(&args, &env).await;
+        env.stop().await?;
+        return outcome;
+    }
+    if args.idle_sockets > 0 {
+        let outcome = idle::idle_sockets(&args, &env).await;
         env.stop().await?;
         return outcome;
     }

@@ -133,12 +133,14 @@ impl Environment {
         bail!("the server did not become ready; its log:\n{log}")
     }
 
+    /// The server's resident set now (VmRSS), in bytes.
+    pub fn server_rss(&self) -> Option<u64> {
+        proc_status_kb(self.server_pid?, "VmRSS:").map(|kb| kb * 1024)
+    }
+
     /// The server's peak resident set (VmHWM), in bytes.
     pub fn server_peak_rss(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server_pid?)).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
+        proc_status_kb(self.server_pid?, "VmHWM:").map(|kb| kb * 1024)
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
@@ -217,6 +219,11 @@ fn spawn_server(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
+        .envs(
+            super::idle::server_settings(args.idle_sockets)
+                .into_iter()
+                .filter(|_| args.idle_sockets > 0),
+        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(log)
@@ -288,4 +295,11 @@ async fn parent_gone() {
         let _ = gone.send(());
     });
     let _ = parent_gone.await;
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

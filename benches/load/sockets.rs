@@ -31,7 +31,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// subscription was accepted), then the live ones follow.
 const EVENTS: &str =
     "subscription($after: Position) { events(afterPosition: $after) { position } }";
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What A's subscriptions did.
 #[derive(Default)]
@@ -166,7 +166,7 @@ fn parse(text: &str) -> Said {
 }
 
 /// The next text message, or why there is none (`Err`: a code for the tally).
-async fn receive(socket: &mut Socket, until: tokio::time::Instant) -> Result<String, String> {
+pub async fn receive(socket: &mut Socket, until: tokio::time::Instant) -> Result<String, String> {
     loop {
         match tokio::time::timeout_at(until, socket.next()).await {
             Err(_) => return Err("NO_ANSWER".to_owned()),
@@ -195,7 +195,7 @@ impl Subscriber {
             },
             live: HashSet::new(),
         };
-        let mut socket = match Self::connect(&url, &token).await {
+        let mut socket = match connect(&url, &token).await {
             Ok(socket) => socket,
             Err(code) => {
                 subscriber
@@ -235,33 +235,6 @@ impl Subscriber {
         subscriber.tally.opening = started.elapsed();
         subscriber.socket = Some(socket);
         subscriber
-    }
-
-    /// A socket past `connection_ack`, or a code for why not.
-    async fn connect(url: &str, token: &str) -> Result<Socket, String> {
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| format!("CONNECT ({e})"))?;
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", http_value("graphql-transport-ws"));
-        let connect = tokio_tungstenite::connect_async(request);
-        let (mut socket, _) = tokio::time::timeout(ANSWER_TIMEOUT, connect)
-            .await
-            .map_err(|_| "CONNECT (timeout)".to_owned())?
-            .map_err(|e| format!("CONNECT ({e})"))?;
-        let init = json!({"type": "connection_init",
-                          "payload": {"Authorization": format!("Bearer {token}")}});
-        socket
-            .send(Message::text(init.to_string()))
-            .await
-            .map_err(|_| "CLOSED 1006".to_owned())?;
-        let until = tokio::time::Instant::now() + ANSWER_TIMEOUT;
-        let ack = receive(&mut socket, until).await?;
-        match serde_json::from_str::<Head>(&ack) {
-            Ok(head) if head.kind == "connection_ack" => Ok(socket),
-            _ => Err(format!("NO_ACK ({ack})")),
-        }
     }
 
     /// Waits for subscription `id`'s first message: its catch-up event (accepted) or its
@@ -323,6 +296,33 @@ impl Subscriber {
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
         self.tally
+    }
+}
+
+/// A socket past `connection_ack`, or a code for why not.
+pub async fn connect(url: &str, token: &str) -> Result<Socket, String> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| format!("CONNECT ({e})"))?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", http_value("graphql-transport-ws"));
+    let connect = tokio_tungstenite::connect_async(request);
+    let (mut socket, _) = tokio::time::timeout(ANSWER_TIMEOUT, connect)
+        .await
+        .map_err(|_| "CONNECT (timeout)".to_owned())?
+        .map_err(|e| format!("CONNECT ({e})"))?;
+    let init = json!({"type": "connection_init",
+                      "payload": {"Authorization": format!("Bearer {token}")}});
+    socket
+        .send(Message::text(init.to_string()))
+        .await
+        .map_err(|_| "CLOSED 1006".to_owned())?;
+    let until = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+    let ack = receive(&mut socket, until).await?;
+    match serde_json::from_str::<Head>(&ack) {
+        Ok(head) if head.kind == "connection_ack" => Ok(socket),
+        _ => Err(format!("NO_ACK ({ack})")),
     }
 }
 

@@ -203,6 +203,24 @@ impl Admission {
     /// A slot for one piece of `tenant`'s work: at once when the tenant is below its share
     /// and a slot is free, else after the work queued before it (see the module docs).
     pub async fn enter(self: &Arc<Self>, tenant: TenantId) -> Result<Slot, Refusal> {
+        self.enter_queued(tenant, self.limits.queue_per_tenant)
+            .await
+    }
+
+    /// As [`Admission::enter`], for work whose count is bounded elsewhere (the reads of live
+    /// subscriptions, at most a tenant's subscription limit at once): it queues however long
+    /// the tenant's queue is, so a reconnect storm of subscribers waits its turn instead of
+    /// being refused. It is still refused after `max_wait`, and other tenants still get their
+    /// turns.
+    pub async fn enter_unbounded(self: &Arc<Self>, tenant: TenantId) -> Result<Slot, Refusal> {
+        self.enter_queued(tenant, usize::MAX).await
+    }
+
+    async fn enter_queued(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        queue_limit: usize,
+    ) -> Result<Slot, Refusal> {
         let turn = {
             let mut state = self.state();
             let free = state.free;
@@ -223,7 +241,7 @@ impl Admission {
                     tenant,
                 });
             }
-            if entry.queue.len() >= limits.queue_per_tenant {
+            if entry.queue.len() >= queue_limit {
                 if entry.is_idle() {
                     state.tenants.remove(&tenant);
                 }
@@ -475,6 +493,25 @@ mod tests {
             (1, 0),
             "a waiter that gave up leaves the queue"
         );
+    }
+
+    #[tokio::test]
+    async fn work_bounded_elsewhere_queues_beyond_the_tenants_queue_limit() {
+        let admission = Admission::new(limits(1, 1, 1));
+        let a = tenant();
+        let held = admission.enter(a).await.unwrap();
+        let first = queue_for(&admission, a).await;
+        assert_eq!(admission.enter(a).await.unwrap_err(), Refusal::TenantBusy);
+        let unbounded = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.enter_unbounded(a).await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(admission.load(), (1, 2), "queued past the limit of 1");
+        drop(held);
+        drop(first.await.unwrap().unwrap());
+        assert!(unbounded.await.unwrap().is_ok());
+        assert_eq!(admission.load(), (0, 0));
     }
 
     #[tokio::test]

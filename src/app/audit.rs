@@ -149,7 +149,11 @@ impl App {
         let last = match after {
             Some(position) => position.max(0),
             None => {
-                let _slot = self.admit(caller).await?;
+                let _slot = self
+                    .admission
+                    .enter_unbounded(tenant)
+                    .await
+                    .map_err(|refusal| self.refused(refusal, "main", "requests"))?;
                 log::head(&self.pool, tenant).await?
             }
         };
@@ -268,9 +272,11 @@ impl Follower {
 
     /// Reads the next page of the log after `last`; a short page means caught up.
     async fn read_page(&mut self) -> Result<(), AppError> {
+        // Subscriptions are bounded per tenant: their reads queue without the queue's limit,
+        // so subscribers reconnecting all at once (a restart) wait their turn, not refused.
         let _slot = self
             .admission
-            .enter(self.tenant)
+            .enter_unbounded(self.tenant)
             .await
             .map_err(|refusal| AppError::not_admitted(refusal, "requests"))?;
         let page = log::read_page(
