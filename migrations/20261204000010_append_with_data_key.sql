@@ -61,11 +61,13 @@ DECLARE
     tid     uuid;       -- the write's trainee
     dk      bytea;      -- the stored form of the key the write's personal data is sealed with
     made    bool;       -- whether this write made that key
+    expected int4;      -- the write's expected version
     total   bigint := 0;
     pos     bigint;
-    -- The row being written. Statements read its fields, never array elements: Citus 13.2
-    -- crashes planning an UPDATE that sets a text column from an array element, and its local
-    -- execution writes every parameter into the statement it runs, whole arrays included.
+    -- The row being written. Statements read its fields and scalar variables, never array
+    -- elements: Citus 13.2 crashes planning an UPDATE that sets a text column from an array
+    -- element, and its local execution copies, evaluates and converts to text every parameter
+    -- a statement names, whole arrays included, at every execution.
     cmd     commands%ROWTYPE;
     e       events%ROWTYPE;
     sb      submissions%ROWTYPE;
@@ -78,6 +80,7 @@ BEGIN
     FOR w IN 1 .. writes LOOP
         refusal := NULL;
         r := p_row[w];
+        expected := p_expected[w];
 
         IF p_row_kind[w] = 'registration' THEN
             n.course_id := n_course_id[r];
@@ -152,7 +155,7 @@ BEGIN
                            passing_score = c.passing_score, retired = c.retired,
                            retired_at = c.retired_at, version = c.version
                      WHERE tenant_id = p_tenant AND course_id = c.course_id
-                       AND version = p_expected[w];
+                       AND version = expected;
                     IF NOT FOUND THEN
                         refusal := 'version_conflict';
                     END IF;
@@ -171,7 +174,7 @@ BEGIN
                 ELSE
                     UPDATE trainees SET email = t.email, name = t.name, version = t.version
                      WHERE tenant_id = p_tenant AND trainee_id = t.trainee_id
-                       AND version = p_expected[w];
+                       AND version = expected;
                     IF NOT FOUND THEN
                         refusal := 'version_conflict';
                     END IF;
@@ -204,7 +207,7 @@ BEGIN
                            passed_at = n.passed_at, version = n.version,
                            updated_at = n.updated_at
                      WHERE tenant_id = p_tenant AND enrollment_id = n.enrollment_id
-                       AND version = p_expected[w];
+                       AND version = expected;
                     IF NOT FOUND THEN
                         refusal := 'version_conflict';
                     END IF;
@@ -213,7 +216,7 @@ BEGIN
                 -- A stream without projection rows: only the log guards its version.
                 PERFORM 1 FROM events
                  WHERE tenant_id = p_tenant AND stream_id = cmd.stream_id
-                   AND version > p_expected[w];
+                   AND version > expected;
                 IF FOUND THEN
                     refusal := 'version_conflict';
                 END IF;
@@ -277,8 +280,9 @@ BEGIN
                         e.trainee_id, e.course_id);
             END LOOP;
             IF p_command_type[w] IS NOT NULL THEN
+                cmd.command_id := p_command_id[w];
                 UPDATE commands SET position = pos
-                 WHERE tenant_id = p_tenant AND command_id = p_command_id[w];
+                 WHERE tenant_id = p_tenant AND command_id = cmd.command_id;
             END IF;
         END IF;
         ev := ev + p_event_count[w];
