@@ -273,6 +273,24 @@ async fn a_client_sending_its_headers_or_body_too_slowly_is_disconnected() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
     assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // Many bodies stalling at once: each is cut at the body timeout, not one after another.
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut socket = TcpStream::connect(app.address).await.unwrap();
+        socket.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(socket);
+    }
+    let answers =
+        futures_util::future::join_all(stalled.into_iter().map(|mut socket| async move {
+            let mut answer = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(3), socket.read_to_end(&mut answer));
+            read.await.is_ok() && answer.starts_with(b"HTTP/1.1 408")
+        }))
+        .await;
+    let cut = answers.iter().filter(|cut| **cut).count();
+    assert_eq!(cut, 200, "every stalled upload is answered 408 and closed");
 }
 
 #[tokio::test]
