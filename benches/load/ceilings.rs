@@ -12,11 +12,11 @@
 use super::Args;
 use super::common::{self, ms};
 use super::env::Environment;
-use super::message_db::{self, MessageDb};
+use super::message_db::MessageDb;
 use coursetrail::domain::TenantId;
 use hdrhistogram::Histogram;
 use rand::Rng;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -47,9 +47,10 @@ enum CeilingKind {
     InsertAndHead,
 }
 
-struct CeilingResult {
-    per_second: f64,
-    latency: Histogram<u64>,
+/// What a loop of one-statement transactions measured.
+pub struct Measured {
+    pub per_second: f64,
+    pub latency: Histogram<u64>,
 }
 
 /// The ceiling statements. Each is one statement, i.e. one transaction and one round trip: the
@@ -122,7 +123,10 @@ pub async fn ceilings(
     let message_db = match message_db {
         Some(message_db) => {
             let measured = message_db.measure(writers, args.tenants, d).await?;
-            message_db::print(args.tenants, &measured);
+            print_ceiling(
+                &format!("(4) Message DB write_message, {} cat.", args.tenants),
+                &measured,
+            );
             Some(measured.per_second)
         }
         None => None,
@@ -135,7 +139,7 @@ pub async fn ceilings(
     })
 }
 
-fn print_ceiling(name: &str, result: &CeilingResult) {
+fn print_ceiling(name: &str, result: &Measured) {
     println!(
         "  {name:<40} {:>8.0} tx/s   p50 {} p99 {}",
         result.per_second,
@@ -144,47 +148,15 @@ fn print_ceiling(name: &str, result: &CeilingResult) {
     );
 }
 
-/// `writers` connections committing `kind` in a loop for a second of warm-up, then `duration`
-/// measured.
+/// `writers` connections committing `kind` in a loop ([`measure`]).
 async fn ceiling(
     pool: &PgPool,
     kind: CeilingKind,
     tenants: &[TenantId],
     writers: usize,
     duration: Duration,
-) -> anyhow::Result<CeilingResult> {
-    let from = Instant::now() + Duration::from_secs(1);
-    let to = from + duration;
-    let tasks = (0..writers).map(|_| writer(pool, kind, tenants, from, to));
-    let mut total = 0;
-    let mut latency = common::latency_histogram();
-    for result in futures_util::future::join_all(tasks).await {
-        let (count, histogram) = result?;
-        total += count;
-        latency.add(&histogram)?;
-    }
-    Ok(CeilingResult {
-        per_second: total as f64 / duration.as_secs_f64(),
-        latency,
-    })
-}
-
-/// One writer of a ceiling: commits until `to`, counting and timing those started from `from`.
-async fn writer(
-    pool: &PgPool,
-    kind: CeilingKind,
-    tenants: &[TenantId],
-    from: Instant,
-    to: Instant,
-) -> anyhow::Result<(u64, Histogram<u64>)> {
-    let mut conn = pool.acquire().await?;
-    let mut latency = common::latency_histogram();
-    let mut count = 0u64;
-    loop {
-        let started = Instant::now();
-        if started >= to {
-            break;
-        }
+) -> anyhow::Result<Measured> {
+    measure(pool, writers, duration, async |conn: &mut PgConnection| {
         let tenant = tenants[rand::rng().random_range(0..tenants.len())].as_uuid();
         let (stream, event, subject) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let statement = match kind {
@@ -202,11 +174,49 @@ async fn writer(
                 .bind(subject)
                 .bind(subject),
         };
-        statement.execute(&mut *conn).await?;
-        if started >= from {
-            count += 1;
-            common::record_since(&mut latency, started);
+        statement.execute(conn).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// `writers` connections of `pool`, each calling `statement` in a loop (one transaction a
+/// call) for a second of warm-up, then `duration` measured.
+pub async fn measure(
+    pool: &PgPool,
+    writers: usize,
+    duration: Duration,
+    statement: impl AsyncFn(&mut PgConnection) -> anyhow::Result<()>,
+) -> anyhow::Result<Measured> {
+    let from = Instant::now() + Duration::from_secs(1);
+    let to = from + duration;
+    let statement = &statement;
+    let tasks = (0..writers).map(|_| async move {
+        let mut conn = pool.acquire().await?;
+        let mut latency = common::latency_histogram();
+        let mut count = 0u64;
+        loop {
+            let started = Instant::now();
+            if started >= to {
+                break;
+            }
+            statement(&mut conn).await?;
+            if started >= from {
+                count += 1;
+                common::record_since(&mut latency, started);
+            }
         }
+        anyhow::Ok((count, latency))
+    });
+    let mut total = 0;
+    let mut latency = common::latency_histogram();
+    for result in futures_util::future::join_all(tasks).await {
+        let (count, histogram) = result?;
+        total += count;
+        latency.add(&histogram)?;
     }
-    Ok((count, latency))
+    Ok(Measured {
+        per_second: total as f64 / duration.as_secs_f64(),
+        latency,
+    })
 }

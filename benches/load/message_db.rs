@@ -11,17 +11,16 @@
 //! fetches the package into `target/message-db/`. Installing runs its `install.sh` (psql and
 //! createdb against the private cluster) into a database of its own, `message_store`.
 
-use super::common::{self, ms};
+use super::ceilings::{Measured, measure};
 use super::env::Environment;
 use anyhow::{Context, bail};
-use hdrhistogram::Histogram;
 use rand::Rng;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The Message DB release measured.
@@ -30,12 +29,6 @@ pub const VERSION: &str = "1.3.1";
 /// Message DB installed in the load's cluster, with a connection per writer.
 pub struct MessageDb {
     pool: PgPool,
-}
-
-/// What the baseline measured.
-pub struct Measured {
-    pub per_second: f64,
-    pub latency: Histogram<u64>,
 }
 
 impl MessageDb {
@@ -65,78 +58,40 @@ impl MessageDb {
         Ok(Self { pool })
     }
 
-    /// `writers` clients calling `write_message` in a loop for a second of warm-up, then
-    /// `duration` measured; each stream is new, in one of `categories` categories (Message DB
-    /// serialises the writes of one category, as coursetrail serialises a tenant's).
+    /// `writers` clients calling `write_message` in a loop ([`measure`]); each stream is new,
+    /// in one of `categories` categories (Message DB serialises the writes of one category, as
+    /// coursetrail serialises a tenant's).
     pub async fn measure(
         &self,
         writers: usize,
         categories: usize,
         duration: Duration,
     ) -> anyhow::Result<Measured> {
-        let from = Instant::now() + Duration::from_secs(1);
-        let to = from + duration;
-        let tasks = (0..writers).map(|_| self.writer(categories, from, to));
-        let mut total = 0;
-        let mut latency = common::latency_histogram();
-        for result in futures_util::future::join_all(tasks).await {
-            let (count, histogram) = result?;
-            total += count;
-            latency.add(&histogram)?;
-        }
-        Ok(Measured {
-            per_second: total as f64 / duration.as_secs_f64(),
-            latency,
-        })
-    }
-
-    async fn writer(
-        &self,
-        categories: usize,
-        from: Instant,
-        to: Instant,
-    ) -> anyhow::Result<(u64, Histogram<u64>)> {
-        let mut conn = self.pool.acquire().await?;
-        let mut latency = common::latency_histogram();
-        let mut count = 0u64;
-        loop {
-            let started = Instant::now();
-            if started >= to {
-                break;
-            }
-            let category = rand::rng().random_range(0..categories.max(1));
-            let stream = format!("tenant{category}-{}", Uuid::now_v7().simple());
-            let data = serde_json::json!({ "enrollmentId": Uuid::now_v7() });
-            let metadata = serde_json::json!({ "actorRole": "trainee" });
-            sqlx::query("SELECT message_store.write_message($1, $2, 'CourseStarted', $3, $4)")
-                .bind(Uuid::now_v7().to_string())
-                .bind(stream)
-                .bind(data)
-                .bind(metadata)
-                .execute(&mut *conn)
-                .await?;
-            if started >= from {
-                count += 1;
-                common::record_since(&mut latency, started);
-            }
-        }
-        Ok((count, latency))
+        measure(
+            &self.pool,
+            writers,
+            duration,
+            async |conn: &mut PgConnection| {
+                let category = rand::rng().random_range(0..categories.max(1));
+                let stream = format!("tenant{category}-{}", Uuid::now_v7().simple());
+                let data = serde_json::json!({ "enrollmentId": Uuid::now_v7() });
+                let metadata = serde_json::json!({ "actorRole": "trainee" });
+                sqlx::query("SELECT message_store.write_message($1, $2, 'CourseStarted', $3, $4)")
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(stream)
+                    .bind(data)
+                    .bind(metadata)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            },
+        )
+        .await
     }
 
     pub async fn close(self) {
         self.pool.close().await;
     }
-}
-
-/// Prints one measurement as a line of the ceilings' table.
-pub fn print(categories: usize, measured: &Measured) {
-    println!(
-        "  {:<40} {:>8.0} tx/s   p50 {} p99 {}",
-        format!("(4) Message DB write_message, {categories} cat."),
-        measured.per_second,
-        ms(measured.latency.value_at_quantile(0.50)),
-        ms(measured.latency.value_at_quantile(0.99)),
-    );
 }
 
 /// The unpacked `database/` folder of the npm package.
