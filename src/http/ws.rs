@@ -34,8 +34,6 @@ use uuid::Uuid;
 /// The only subprotocol spoken.
 pub const PROTOCOL: &str = "graphql-transport-ws";
 
-/// The read buffer reserved, and the write buffer filled before a flush, per socket.
-const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Connection limits.
 #[derive(Debug, Clone)]
@@ -141,14 +139,14 @@ pub async fn handler(
     permit: Option<axum::Extension<crate::server::ConnectionPermit>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    // Small buffers: the WebSocket layer's defaults reserve 128 KiB of read buffer per socket
-    // up front, most of an idle socket's memory; messages here are small, and a larger one
-    // grows the buffer as it arrives (up to the message limit).
+    // No buffers reserved up front: the WebSocket layer's defaults reserve 128 KiB of read
+    // buffer per socket, most of an idle socket's memory. The read buffer grows to the largest
+    // message read (up to the message limit); each message is written out at once.
     let upgrade = upgrade
         .protocols([PROTOCOL])
         .max_message_size(super::MAX_BODY_BYTES)
-        .read_buffer_size(SOCKET_BUFFER_BYTES)
-        .write_buffer_size(SOCKET_BUFFER_BYTES);
+        .read_buffer_size(0)
+        .write_buffer_size(0);
     let accepted = upgrade.selected_protocol().is_some();
     let correlation_id = correlation_id(&headers);
     // A socket counts toward the connection cap for as long as it is open: it keeps its HTTP
