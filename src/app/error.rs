@@ -2,7 +2,7 @@
 //! failures, each with one stable client code. `graphql::error` turns it into a GraphQL error.
 
 use crate::domain::{DomainError, ValidationError};
-use crate::store::StoreError;
+use crate::store::{StoreError, UniqueRule};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -150,12 +150,27 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// The one mapping of store errors: every refusal (nothing was written) to what the client is
+/// told, so that `?` on a store call can never turn a refusal into an internal error.
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::VersionConflict | StoreError::DuplicateCommand => {
-                AppError::ConcurrencyConflict
+            // The stream moved, or another request with the same commandId committed first,
+            // or a guard of the write no longer holds (a course retired, a trainee forgotten,
+            // a key changed), or the write lost a lock cycle: nothing was written, and the
+            // command is decided again on what is stored (which finds the winner's record).
+            StoreError::VersionConflict
+            | StoreError::DuplicateCommand
+            | StoreError::Refused
+            | StoreError::Deadlock => AppError::ConcurrencyConflict,
+            // A cross-stream rule, possibly for a concurrent command that committed first.
+            StoreError::Taken(UniqueRule::CourseCode) => {
+                AppError::AlreadyExists("a course with this code exists already".into())
             }
+            StoreError::Taken(UniqueRule::TraineeEmail) => {
+                AppError::AlreadyExists("a trainee with this email exists already".into())
+            }
+            StoreError::Taken(UniqueRule::ActiveEnrollment) => AppError::AlreadyRegistered,
             StoreError::UnknownTenant => AppError::Unauthenticated("unknown tenant".into()),
             StoreError::Database(error) => AppError::from(error),
             StoreError::OutcomeUnknown(cause) => {
@@ -182,5 +197,37 @@ fn is_unreachable(error: &sqlx::Error) -> bool {
             .code()
             .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_refusal_of_the_store_becomes_an_internal_error() {
+        let refusals = [
+            StoreError::VersionConflict,
+            StoreError::DuplicateCommand,
+            StoreError::Refused,
+            StoreError::Deadlock,
+            StoreError::Taken(UniqueRule::CourseCode),
+            StoreError::Taken(UniqueRule::TraineeEmail),
+            StoreError::Taken(UniqueRule::ActiveEnrollment),
+            StoreError::UnknownTenant,
+        ];
+        for refusal in refusals {
+            let shown = format!("{refusal:?}");
+            let error = AppError::from(refusal);
+            assert_ne!(error.code(), "INTERNAL_SERVER_ERROR", "{shown}");
+        }
+        assert_eq!(
+            AppError::from(StoreError::Taken(UniqueRule::ActiveEnrollment)).code(),
+            "ALREADY_REGISTERED"
+        );
+        assert_eq!(
+            AppError::from(StoreError::Taken(UniqueRule::CourseCode)).code(),
+            "ALREADY_EXISTS"
+        );
     }
 }

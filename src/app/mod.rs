@@ -48,7 +48,7 @@ use std::time::Duration;
 pub use tenants::TenantSummary;
 use tracing::Instrument;
 use uuid::Uuid;
-use write::{project, stored_stream, write_refused};
+use write::{project, stored_stream, write_failed};
 
 /// How many times a command is tried when its stream keeps changing between load and append.
 const MAX_ATTEMPTS: u32 = 8;
@@ -654,7 +654,7 @@ impl App {
             .group
             .write(conn, &self.pool, caller.tenant, pending.clone())
             .await
-            .map_err(write_refused)?;
+            .map_err(write_failed)?;
         // The batch that wrote it (if any) has let go of it by now, but need not have: then copy.
         let pending = Arc::try_unwrap(pending).unwrap_or_else(|shared| (*shared).clone());
         if self.recent.enabled() {

@@ -6,7 +6,7 @@ use super::recent::Stream;
 use super::{AppError, Write};
 use crate::domain::{Event, SubmissionId};
 use crate::projections::rows::{EventPlace, StreamRows};
-use crate::store::{StoreError, StreamEvent, UniqueRule};
+use crate::store::{StoreError, StreamEvent};
 use chrono::{DateTime, Utc};
 
 /// The projection rows of a write's stream after it (the prior events folded again, then the
@@ -48,23 +48,22 @@ pub(super) fn project(
     (rows, touched_submissions)
 }
 
-/// A write the store refused, as the command's error.
-pub(super) fn write_refused(error: StoreError) -> AppError {
+/// A write that failed, as the command's error: a refusal as [`AppError`]'s one mapping of
+/// store errors says; an error the database reported about the write itself (not a refusal,
+/// which is returned, never raised) as an unavailable database. Nothing in the server can
+/// tell a client what such an error means for its command — on Citus a worker may have
+/// committed it before the coordinator failed — so the client is told to retry with the same
+/// commandId, which then either replays the outcome or writes the command once.
+pub(super) fn write_failed(error: StoreError) -> AppError {
     match error {
-        // Another request with the same commandId committed first: the next attempt finds its
-        // record and answers with it.
-        StoreError::DuplicateCommand => AppError::ConcurrencyConflict,
-        // The course was retired after the decision, or the write lost a lock cycle (nothing
-        // written either way): decide again on the new state.
-        StoreError::Refused | StoreError::Deadlock => AppError::ConcurrencyConflict,
-        // A cross-stream rule, possibly for a concurrent command that committed first.
-        StoreError::Taken(UniqueRule::CourseCode) => {
-            AppError::AlreadyExists("a course with this code exists already".into())
+        StoreError::Database(error) => {
+            tracing::error!(%error, "the write function failed; its outcome is told by a retry");
+            AppError::Unavailable(
+                "the command could not be written; retry with the same commandId (it is \
+                 written once, or its first outcome is returned)"
+                    .into(),
+            )
         }
-        StoreError::Taken(UniqueRule::TraineeEmail) => {
-            AppError::AlreadyExists("a trainee with this email exists already".into())
-        }
-        StoreError::Taken(UniqueRule::ActiveEnrollment) => AppError::AlreadyRegistered,
         other => AppError::from(other),
     }
 }

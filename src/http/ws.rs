@@ -34,7 +34,6 @@ use uuid::Uuid;
 /// The only subprotocol spoken.
 pub const PROTOCOL: &str = "graphql-transport-ws";
 
-
 /// Connection limits.
 #[derive(Debug, Clone)]
 pub struct WsSettings {

@@ -498,3 +498,50 @@ async fn after_its_database_connections_were_cut_an_idle_server_answers_the_next
     let course = app.create_course(&admin, "AFTER", 50).await;
     assert!(!course.is_nil());
 }
+
+#[tokio::test]
+async fn a_write_the_database_fails_is_unavailable_and_a_retry_with_its_command_id_writes_it_once()
+{
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let command_id = Uuid::now_v7();
+    let input = json!({ "i": { "code": "FULL-1", "title": "Disk full", "passingScore": 60, "commandId": command_id } });
+    // The head increment fails, as a write on a full disk or a dying node does: the
+    // database reports an error about the write itself, not a refusal.
+    sqlx::query(
+        "ALTER TABLE tenant_heads ADD CONSTRAINT write_fails CHECK (last_position < 0) NOT VALID",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let events = app.event_count(app.tenant).await;
+    let (status, body) = app.post(Some(&admin), CREATE, input.clone()).await;
+    let error = &body["errors"][0];
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        error["extensions"]["code"], "DATABASE_UNAVAILABLE",
+        "{body}"
+    );
+    assert_eq!(error["extensions"]["retryAfterSeconds"], 1, "{body}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("same commandId"),
+        "{body}"
+    );
+    assert_eq!(app.event_count(app.tenant).await, events, "nothing written");
+
+    sqlx::query("ALTER TABLE tenant_heads DROP CONSTRAINT write_fails")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let first = app.ok(&admin, CREATE, input.clone()).await;
+    let again = app.ok(&admin, CREATE, input).await;
+    assert_eq!(first, again, "the retry's retry replays it");
+    assert_eq!(
+        app.event_count(app.tenant).await,
+        events + 1,
+        "written once"
+    );
+}
