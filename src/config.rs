@@ -35,6 +35,8 @@ pub struct Config {
     pub stream_cache_capacity: usize,
     /// Whether one tenant's concurrent writes may share a transaction (group commit).
     pub group_commit: bool,
+    /// On Citus, whether a tenant's writes go straight to the worker holding it.
+    pub citus_worker_writes: bool,
     pub jwt_keys: JwtKeys,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -152,6 +154,7 @@ impl Config {
                 crate::app::DEFAULT_STREAM_CACHE_CAPACITY,
             )?,
             group_commit: parsed(env, "GROUP_COMMIT", true)?,
+            citus_worker_writes: parsed(env, "CITUS_WORKER_WRITES", true)?,
             jwt_keys: keys.into_iter().next().unwrap_or(JwtKeys::Unset),
             jwt_issuer: var(env, "JWT_ISSUER").unwrap_or_else(|| "coursetrail".into()),
             jwt_audience: var(env, "JWT_AUDIENCE").unwrap_or_else(|| "coursetrail".into()),

@@ -151,6 +151,27 @@ pub async fn connect_pinging(
         .context("connecting to PostgreSQL")
 }
 
+/// A pool like `pool` (its settings, database, role and credentials) on another node of the
+/// cluster, connecting on first use: for the writes sent to a Citus worker.
+pub fn pool_on_node(pool: &PgPool, host: &str, port: u16) -> PgPool {
+    let options = (*pool.connect_options()).clone().host(host).port(port);
+    let settings = pool.options();
+    let ping_after_idle = PING_AFTER_IDLE;
+    PgPoolOptions::new()
+        .max_connections(settings.get_max_connections())
+        .acquire_timeout(settings.get_acquire_timeout())
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= ping_after_idle {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_lazy_with(options)
+}
+
 /// Whether the database is a Citus coordinator's (the `citus` extension is created in it).
 async fn is_citus(options: &PgConnectOptions) -> anyhow::Result<bool> {
     let mut conn = sqlx::PgConnection::connect_with(options)

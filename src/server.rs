@@ -50,6 +50,7 @@ pub fn app(config: &Config, pool: PgPool, report_pool: PgPool) -> App {
     App::with_stream_cache(pool, config.stream_cache_capacity)
         .with_keys(config.data_keys.clone())
         .with_group_commit(config.group_commit)
+        .with_worker_writes(config.citus_worker_writes)
         .with_limits(work)
         .with_heavy_work(report_pool, heavy)
         .with_subscription_limits(SubscriptionLimits {

@@ -15,6 +15,7 @@ mod group;
 mod queries;
 mod recent;
 mod reports;
+mod route;
 mod tenants;
 mod write;
 
@@ -72,6 +73,8 @@ pub struct App {
     metrics: Arc<Metrics>,
     /// Reads and makes trainees' data keys ([`crate::crypto`]).
     keys: Keyring,
+    /// On Citus, where each tenant's writes go ([`route`]).
+    routes: Arc<route::Routes>,
     subscription_limits: SubscriptionLimits,
 }
 
@@ -305,6 +308,7 @@ impl App {
         let connections = pool.options().get_max_connections() as usize;
         Self {
             heavy_pool: pool.clone(),
+            routes: Arc::new(route::Routes::new(pool.clone(), true)),
             pool,
             feeds,
             notifier,
@@ -436,6 +440,13 @@ impl App {
     /// own, as in a server without it).
     pub fn with_group_commit(mut self, enabled: bool) -> Self {
         self.group = Arc::new(GroupCommit::new(enabled, &self.metrics));
+        self
+    }
+
+    /// On Citus, sends each tenant's writes to the worker holding it (the default) or, with
+    /// `false`, through the coordinator ([`route`]). No effect on plain PostgreSQL.
+    pub fn with_worker_writes(mut self, enabled: bool) -> Self {
+        self.routes = Arc::new(route::Routes::new(self.pool.clone(), enabled));
         self
     }
 
@@ -650,11 +661,18 @@ impl App {
             registration: write.registration,
             data_key: write.data_key,
         });
-        let position = self
+        let (conn, pool) = self.write_connection(conn, caller.tenant).await;
+        let position = match self
             .group
-            .write(conn, &self.pool, caller.tenant, pending.clone())
+            .write(conn, &pool, caller.tenant, pending.clone())
             .await
-            .map_err(write_failed)?;
+        {
+            Ok(position) => position,
+            Err(error) => {
+                self.routes.forget(caller.tenant);
+                return Err(write_failed(error));
+            }
+        };
         // The batch that wrote it (if any) has let go of it by now, but need not have: then copy.
         let pending = Arc::try_unwrap(pending).unwrap_or_else(|shared| (*shared).clone());
         if self.recent.enabled() {
@@ -674,6 +692,25 @@ impl App {
             replayed: false,
             rows: Some(pending.rows),
         })
+    }
+}
+
+impl App {
+    /// The connection and pool a tenant's write goes through: on Citus, its worker's
+    /// ([`route`]); else (or if the worker cannot be reached) the connection the command ran
+    /// on.
+    async fn write_connection(&self, conn: Conn, tenant: TenantId) -> (Conn, PgPool) {
+        let Some(worker) = self.routes.worker_pool(tenant).await else {
+            return (conn, self.pool.clone());
+        };
+        match worker.acquire().await {
+            Ok(on_worker) => (on_worker, worker),
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach a tenant's worker; writing through the coordinator");
+                self.routes.unreachable(&worker);
+                (conn, self.pool.clone())
+            }
+        }
     }
 }
 

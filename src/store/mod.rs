@@ -22,6 +22,7 @@ pub mod live;
 pub mod log;
 mod notify;
 pub mod personal;
+pub mod placement;
 mod tenants;
 
 pub use append::{

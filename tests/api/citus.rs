@@ -591,3 +591,36 @@ async fn a_new_worker_takes_shards_in_a_rebalance_and_commands_go_on() {
         assert_log_intact(&test.pool, *t, &[]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_to_the_tenants_worker_without_the_coordinator_unless_turned_off() {
+    let Some(nodes) = citus() else {
+        return;
+    };
+    let test = TestApp::spawn().await;
+    let database = database_name(&test.database_url);
+    let coordinator = Statements::new(&nodes.coordinator, &database).await;
+    let workers = Workers::of(&test, nodes).await;
+    let admin = caller(test.tenant, Role::Admin, Uuid::now_v7());
+    let appends = |ran: Vec<(String, i64)>| -> i64 {
+        ran.iter()
+            .filter(|(query, _)| query.contains("coursetrail_append"))
+            .map(|(_, calls)| calls)
+            .sum()
+    };
+    for (routed, label) in [(true, "STRAIGHT"), (false, "THROUGH")] {
+        let app = App::new(test.pool.clone()).with_worker_writes(routed);
+        coordinator.reset().await;
+        workers
+            .check(label, APPEND, async {
+                course_through(&app, &admin, label).await;
+            })
+            .await;
+        let on_coordinator = appends(coordinator.ran().await);
+        assert_eq!(
+            on_coordinator,
+            i64::from(!routed),
+            "{label}: calls of the write function the coordinator received"
+        );
+    }
+}

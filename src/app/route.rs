@@ -1,0 +1,113 @@
+//! On Citus, a tenant's writes go straight to the worker holding its shards instead of through
+//! the coordinator: the worker runs the distributed write function locally, as a local
+//! transaction, exactly as it does when the coordinator delegates the call, without the
+//! coordinator's planning and forwarding of every call (a third of a command's database CPU,
+//! docs/benchmarks.md). On plain PostgreSQL nothing changes.
+//!
+//! Where a tenant lives is read from the coordinator's metadata and kept for
+//! [`PLACEMENT_TTL`]. A stale placement is still correct: a worker with Citus's metadata that
+//! is handed a call whose shard moved away forwards it to the shard's node, as the coordinator
+//! would (docs/citus-rules.md, rule 23). A worker that cannot be reached is left alone for a
+//! while and the write goes through the coordinator.
+
+use crate::domain::TenantId;
+use crate::store::placement;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a tenant's placement is trusted before it is read again.
+const PLACEMENT_TTL: Duration = Duration::from_secs(10);
+/// How long a worker that could not be reached is not tried again.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
+
+type Node = (String, u16);
+
+pub(super) struct Routes {
+    coordinator: PgPool,
+    enabled: bool,
+    distributed: tokio::sync::OnceCell<bool>,
+    placements: Mutex<HashMap<TenantId, (Option<Node>, Instant)>>,
+    pools: Mutex<HashMap<Node, PgPool>>,
+    unreachable: Mutex<HashMap<Node, Instant>>,
+}
+
+impl Routes {
+    pub fn new(coordinator: PgPool, enabled: bool) -> Self {
+        Self {
+            coordinator,
+            enabled,
+            distributed: tokio::sync::OnceCell::new(),
+            placements: Mutex::default(),
+            pools: Mutex::default(),
+            unreachable: Mutex::default(),
+        }
+    }
+
+    /// The pool of the worker holding `tenant`'s shards, on Citus; `None` to write through the
+    /// main pool (plain PostgreSQL, routing off, the placement unknown or unreachable).
+    pub async fn worker_pool(&self, tenant: TenantId) -> Option<PgPool> {
+        if !self.enabled || !self.is_distributed().await {
+            return None;
+        }
+        let node = self.node(tenant).await?;
+        let unreachable_since = lock(&self.unreachable).get(&node).copied();
+        if unreachable_since.is_some_and(|since| since.elapsed() < UNREACHABLE_FOR) {
+            return None;
+        }
+        Some(self.pool(node))
+    }
+
+    /// Forgets the tenant's placement (after a failed write: it is read again next time).
+    pub fn forget(&self, tenant: TenantId) {
+        lock(&self.placements).remove(&tenant);
+    }
+
+    /// Marks the worker of `pool` unreachable for a while.
+    pub fn unreachable(&self, pool: &PgPool) {
+        let options = pool.connect_options();
+        let node = (options.get_host().to_owned(), options.get_port());
+        lock(&self.unreachable).insert(node, Instant::now());
+    }
+
+    async fn is_distributed(&self) -> bool {
+        let checked = self
+            .distributed
+            .get_or_try_init(|| placement::is_distributed(&self.coordinator))
+            .await;
+        checked.copied().unwrap_or(false)
+    }
+
+    async fn node(&self, tenant: TenantId) -> Option<Node> {
+        if let Some((node, read_at)) = lock(&self.placements).get(&tenant)
+            && read_at.elapsed() < PLACEMENT_TTL
+        {
+            return node.clone();
+        }
+        match placement::tenant_node(&self.coordinator, tenant).await {
+            Ok(node) => {
+                lock(&self.placements).insert(tenant, (node.clone(), Instant::now()));
+                node
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a tenant's placement; writing through the coordinator");
+                None
+            }
+        }
+    }
+
+    fn pool(&self, node: Node) -> PgPool {
+        let mut pools = lock(&self.pools);
+        pools
+            .entry(node.clone())
+            .or_insert_with(|| crate::db::pool_on_node(&self.coordinator, &node.0, node.1))
+            .clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
