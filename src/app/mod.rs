@@ -486,7 +486,10 @@ impl App {
             name: command_type,
         } = command;
         let started = std::time::Instant::now();
-        let span = tracing::info_span!("command", otel.name = command_type, command = command_type);
+        // Debug: only traces want it (the request log line names the operation), so without an
+        // exporter it is never made (docs/decisions/0024-traces-only-when-exported.md).
+        let span =
+            tracing::debug_span!("command", otel.name = command_type, command = command_type);
         let run = self.run_untimed(caller, options, command_type, attempt);
         let outcome = within(self.timeouts.command, "command", run)
             .instrument(span)
