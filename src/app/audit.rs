@@ -212,6 +212,9 @@ struct Follower {
     ticket: Ticket,
 }
 
+/// The most buffer capacity (events) a drained subscription keeps.
+const IDLE_BUFFER_CAPACITY: usize = 16;
+
 impl Follower {
     async fn next(mut self) -> Option<(Result<LoggedEvent, AppError>, Self)> {
         if self.failed {
@@ -221,6 +224,11 @@ impl Follower {
             if let Some(event) = self.buffer.pop_front() {
                 self.ticket.delivered();
                 return Some((Ok(event), self));
+            }
+            // Drained: let go of what a catch-up page grew the buffer to, so an idle
+            // subscription holds no page's worth of memory.
+            if self.buffer.capacity() > IDLE_BUFFER_CAPACITY {
+                self.buffer = VecDeque::new();
             }
             if !self.caught_up {
                 if let Err(error) = self.read_page().await {
