@@ -76,6 +76,7 @@ impl App {
             course_ids,
             data_for,
             keys: self.keys.clone(),
+            unopened: Vec::new(),
         };
         let started = std::time::Instant::now();
         let replay = async {

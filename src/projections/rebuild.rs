@@ -86,6 +86,7 @@ pub async fn rebuild_tenant(
         let mut fold = RowsFold::default();
         let query = ReplayQuery {
             until_position: Some(head),
+            unopened: super::rows::UNSTORED_PERSONAL.to_vec(),
             ..ReplayQuery::everything(tenant, keys.clone())
         };
         let stats = replay::replay(pool, &query, &mut fold, &mut progress).await?;

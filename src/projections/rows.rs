@@ -4,9 +4,13 @@
 
 use crate::domain::enrollment::EnrollmentStatus;
 use crate::domain::events::{CourseRegistered, TestGraded};
-use crate::domain::{CourseId, EnrollmentId, Event, SubmissionId, TraineeId, schema};
+use crate::domain::{CourseId, EnrollmentId, Event, EventType, SubmissionId, TraineeId, schema};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+/// Personal event types whose personal fields no row holds (a submission's answers): a rebuild
+/// replays them unopened, without reading their trainees' keys or decrypting anything.
+pub const UNSTORED_PERSONAL: &[EventType] = &[EventType::TestSubmitted];
 
 /// Where an event sits in its stream, as far as the projections care.
 #[derive(Debug, Clone, Copy)]

@@ -63,6 +63,9 @@ pub struct ReplayQuery {
     pub data_for: DataFor,
     /// Opens the personal data of the events read with data.
     pub keys: Keyring,
+    /// Personal event types whose personal fields the fold does not read: they arrive with the
+    /// placeholders of a forgotten trainee, without their key being read or anything opened.
+    pub unopened: Vec<EventType>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +85,7 @@ impl ReplayQuery {
             event_types: None,
             course_ids: None,
             data_for: DataFor::All,
+            unopened: Vec::new(),
         }
     }
 }
@@ -201,11 +205,19 @@ const COLUMNS: &str = "position, stream_id, version, event_type, recorded_at, co
 
 /// The trainee's stored data key, for the events with personal data read with their data
 /// (`NULL` once forgotten); from the co-located `trainee_keys`.
-fn data_key_sql() -> String {
+fn data_key_sql(unopened: &[EventType]) -> String {
+    let opened: Vec<String> = schema::PERSONAL_TYPES
+        .iter()
+        .filter(|kind| !unopened.contains(kind))
+        .map(|kind| format!("'{}'", kind.as_str()))
+        .collect();
+    if opened.is_empty() {
+        return "NULL::bytea".to_owned();
+    }
     format!(
         "CASE WHEN event_type IN ({}) THEN (SELECT k.data_key FROM trainee_keys k \
          WHERE k.tenant_id = $1 AND k.trainee_id = events.trainee_id) END",
-        crate::store::personal::personal_types_sql()
+        opened.join(", ")
     )
 }
 
@@ -220,8 +232,8 @@ const FILTERS: &str = "tenant_id = $1 AND position > $2 AND position <= $8 \
 /// decode never names the `data` column, which keeps its range an index-only scan of the
 /// covering index. The text depends only on the shape (which types need data), so sqlx caches
 /// one prepared statement per shape.
-fn page_sql(types: &[bool]) -> String {
-    let data_key = data_key_sql();
+fn page_sql(types: &[bool], unopened: &[EventType]) -> String {
+    let data_key = data_key_sql(unopened);
     if types.is_empty() {
         return format!(
             "SELECT {COLUMNS}, CASE WHEN $5 OR event_type = ANY($6) THEN data::text END, \
@@ -273,7 +285,7 @@ async fn fetch_page(
         .iter()
         .map(|t| all_data || data_types.contains(t))
         .collect();
-    let sql = page_sql(&needs_data);
+    let sql = page_sql(&needs_data, &query.unopened);
     let rows = sqlx::query(&sql)
         .bind(query.tenant.as_uuid())
         .bind(after)
