@@ -702,8 +702,8 @@ impl App {
     /// The connection and pool a tenant's write goes through: on Citus, its worker's
     /// ([`route`]); else (or if the worker cannot be reached) the connection the command ran
     /// on.
-    async fn write_connection(&self, conn: Conn, tenant: TenantId) -> (Conn, PgPool) {
-        let Some(worker) = self.routes.worker_pool(tenant).await else {
+    async fn write_connection(&self, mut conn: Conn, tenant: TenantId) -> (Conn, PgPool) {
+        let Some(worker) = self.routes.worker_pool(&mut conn, tenant).await else {
             return (conn, self.pool.clone());
         };
         match worker.acquire().await {

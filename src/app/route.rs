@@ -12,7 +12,7 @@
 
 use crate::domain::TenantId;
 use crate::store::placement;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -46,12 +46,14 @@ impl Routes {
     }
 
     /// The pool of the worker holding `tenant`'s shards, on Citus; `None` to write through the
-    /// main pool (plain PostgreSQL, routing off, the placement unknown or unreachable).
-    pub async fn worker_pool(&self, tenant: TenantId) -> Option<PgPool> {
-        if !self.enabled || !self.is_distributed().await {
+    /// main pool (plain PostgreSQL, routing off, the placement unknown or unreachable). What it
+    /// must read, it reads on `conn` (the command's connection to the coordinator), so that it
+    /// never waits for another connection of a busy pool.
+    pub async fn worker_pool(&self, conn: &mut PgConnection, tenant: TenantId) -> Option<PgPool> {
+        if !self.enabled || !self.is_distributed(conn).await {
             return None;
         }
-        let node = self.node(tenant).await?;
+        let node = self.node(conn, tenant).await?;
         let unreachable_since = lock(&self.unreachable).get(&node).copied();
         if unreachable_since.is_some_and(|since| since.elapsed() < UNREACHABLE_FOR) {
             return None;
@@ -71,21 +73,23 @@ impl Routes {
         lock(&self.unreachable).insert(node, Instant::now());
     }
 
-    async fn is_distributed(&self) -> bool {
-        let checked = self
-            .distributed
-            .get_or_try_init(|| placement::is_distributed(&self.coordinator))
-            .await;
-        checked.copied().unwrap_or(false)
+    async fn is_distributed(&self, conn: &mut PgConnection) -> bool {
+        if let Some(known) = self.distributed.get() {
+            return *known;
+        }
+        match placement::is_distributed(conn).await {
+            Ok(distributed) => *self.distributed.get_or_init(|| async { distributed }).await,
+            Err(_) => false,
+        }
     }
 
-    async fn node(&self, tenant: TenantId) -> Option<Node> {
+    async fn node(&self, conn: &mut PgConnection, tenant: TenantId) -> Option<Node> {
         if let Some((node, read_at)) = lock(&self.placements).get(&tenant)
             && read_at.elapsed() < PLACEMENT_TTL
         {
             return node.clone();
         }
-        match placement::tenant_node(&self.coordinator, tenant).await {
+        match placement::tenant_node(conn, tenant).await {
             Ok(node) => {
                 lock(&self.placements).insert(tenant, (node.clone(), Instant::now()));
                 node

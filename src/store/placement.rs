@@ -3,19 +3,19 @@
 //! On plain PostgreSQL there is no placement.
 
 use crate::domain::TenantId;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
 /// Whether the database is a Citus coordinator's (the `citus` extension is created in it).
-pub async fn is_distributed(pool: &PgPool) -> Result<bool, sqlx::Error> {
+pub async fn is_distributed(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
 }
 
 /// The node (host, port) holding the tenant's shard of `events`, as the coordinator's metadata
 /// says now; `None` when it is the coordinator itself or has no active placement.
 pub async fn tenant_node(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: TenantId,
 ) -> Result<Option<(String, u16)>, sqlx::Error> {
     let node: Option<(String, i32)> = sqlx::query_as(
@@ -26,7 +26,7 @@ pub async fn tenant_node(
          LIMIT 1",
     )
     .bind(tenant.as_uuid())
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?;
     Ok(node.and_then(|(host, port)| Some((host, u16::try_from(port).ok()?))))
 }
