@@ -130,6 +130,18 @@ pub async fn connect_pinging(
         // Measured: +27 % commands/s under load (docs/benchmarks.md).
         options.options([("plan_cache_mode", "force_generic_plan")])
     };
+    pool_options(max_connections, acquire_timeout, ping_after_idle)
+        .connect_with(options)
+        .await
+        .context("connecting to PostgreSQL")
+}
+
+/// The pools' settings: at most `max_connections`, waited for up to `acquire_timeout`.
+fn pool_options(
+    max_connections: u32,
+    acquire_timeout: Duration,
+    ping_after_idle: Duration,
+) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
@@ -146,9 +158,6 @@ pub async fn connect_pinging(
                 Ok(true)
             })
         })
-        .connect_with(options)
-        .await
-        .context("connecting to PostgreSQL")
 }
 
 /// A pool like `pool` (its settings, database, role and credentials) on another node of the
@@ -156,20 +165,12 @@ pub async fn connect_pinging(
 pub fn pool_on_node(pool: &PgPool, host: &str, port: u16) -> PgPool {
     let options = (*pool.connect_options()).clone().host(host).port(port);
     let settings = pool.options();
-    let ping_after_idle = PING_AFTER_IDLE;
-    PgPoolOptions::new()
-        .max_connections(settings.get_max_connections())
-        .acquire_timeout(settings.get_acquire_timeout())
-        .test_before_acquire(false)
-        .before_acquire(move |conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= ping_after_idle {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_lazy_with(options)
+    pool_options(
+        settings.get_max_connections(),
+        settings.get_acquire_timeout(),
+        PING_AFTER_IDLE,
+    )
+    .connect_lazy_with(options)
 }
 
 /// Whether the database is a Citus coordinator's (the `citus` extension is created in it).
@@ -177,10 +178,7 @@ async fn is_citus(options: &PgConnectOptions) -> anyhow::Result<bool> {
     let mut conn = sqlx::PgConnection::connect_with(options)
         .await
         .context("connecting to PostgreSQL")?;
-    let citus: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
-            .fetch_one(&mut conn)
-            .await?;
+    let citus = crate::store::placement::is_distributed(&mut conn).await?;
     conn.close().await?;
     Ok(citus)
 }

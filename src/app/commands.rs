@@ -1,9 +1,10 @@
 //! The commands, one function each: authorize, gather what the decision needs, decide, write.
 
 use super::{
-    App, AppError, Caller, Command, CommandOptions, CommandOutcome, DIGEST_KEY, OnMiss, Source,
-    Write,
+    App, AppError, Caller, Command, CommandOptions, CommandOutcome, Conn, DIGEST_KEY, OnMiss,
+    Source, Write,
 };
+use crate::domain::TenantId;
 use crate::domain::course::{CourseAggregate, CourseCommand};
 use crate::domain::enrollment::{CourseFacts, Enrollment, EnrollmentAggregate, EnrollmentCommand};
 use crate::domain::schema;
@@ -16,6 +17,7 @@ use crate::projections;
 use crate::store::personal::TraineeKey;
 use crate::store::{self, StreamEvent};
 use serde_json::json;
+use uuid::Uuid;
 
 fn fold<A: Aggregate>(stream: &[StreamEvent]) -> A::State {
     A::fold(stream.iter().map(|e| &e.event))
@@ -487,5 +489,49 @@ impl App {
             self.commit(conn, command, write).await
         })
         .await
+    }
+}
+
+/// What commands read besides their stream, remembered where it cannot change.
+impl App {
+    /// A course's passing score (`None`: no such course). It never changes, so it is read once.
+    async fn passing_score(
+        &self,
+        conn: &mut Conn,
+        tenant: TenantId,
+        course: CourseId,
+    ) -> Result<Option<Score>, AppError> {
+        if let Some(score) = self.recent.passing_score(tenant, course) {
+            return Ok(Some(score));
+        }
+        let Some(stored) = projections::passing_score(conn, tenant, course).await? else {
+            return Ok(None);
+        };
+        let score = Score::parse("passingScore", i64::from(stored))?;
+        self.recent.store_passing_score(tenant, course, score);
+        Ok(Some(score))
+    }
+
+    /// The data key that seals a write's personal data for `trainee`: on [`Source::Recent`] the
+    /// key this server last wrote or read, without a read; else the stored one (or a new one,
+    /// which the write stores). A key that is not (or no longer) the stored one refuses the
+    /// write, which then runs again on [`Source::Stored`]. `None`: the trainee was forgotten.
+    async fn trainee_key(
+        &self,
+        conn: &mut Conn,
+        tenant: TenantId,
+        trainee: Uuid,
+        source: Source,
+    ) -> Result<Option<TraineeKey>, AppError> {
+        if source == Source::Recent
+            && let Some(key) = self.recent.trainee_key(tenant, trainee)
+        {
+            return Ok(Some(key));
+        }
+        let key = store::personal::trainee_key(conn, &self.keys, tenant, trainee).await?;
+        if let Some(key) = key.as_ref().filter(|key| !key.new) {
+            self.recent.store_trainee_key(tenant, trainee, key.clone());
+        }
+        Ok(key)
     }
 }

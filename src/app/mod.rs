@@ -30,10 +30,8 @@ pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
 
 use crate::auth::Principal;
 use crate::crypto::Keyring;
-use crate::domain::values::Score;
-use crate::domain::{CourseId, Event, Role, StreamType, TenantId};
+use crate::domain::{Event, Role, StreamType, TenantId};
 use crate::metrics::Metrics;
-use crate::projections;
 use crate::projections::rows::StreamRows;
 use crate::store::personal::TraineeKey;
 use crate::store::{self, CommandRecord, Metadata, Notifier, StreamEvent};
@@ -571,47 +569,6 @@ impl App {
         Ok(stream)
     }
 
-    /// A course's passing score (`None`: no such course). It never changes, so it is read once.
-    async fn passing_score(
-        &self,
-        conn: &mut Conn,
-        tenant: TenantId,
-        course: CourseId,
-    ) -> Result<Option<Score>, AppError> {
-        if let Some(score) = self.recent.passing_score(tenant, course) {
-            return Ok(Some(score));
-        }
-        let Some(stored) = projections::passing_score(conn, tenant, course).await? else {
-            return Ok(None);
-        };
-        let score = Score::parse("passingScore", i64::from(stored))?;
-        self.recent.store_passing_score(tenant, course, score);
-        Ok(Some(score))
-    }
-
-    /// The data key that seals a write's personal data for `trainee`: on [`Source::Recent`] the
-    /// key this server last wrote or read, without a read; else the stored one (or a new one,
-    /// which the write stores). A key that is not (or no longer) the stored one refuses the
-    /// write, which then runs again on [`Source::Stored`]. `None`: the trainee was forgotten.
-    async fn trainee_key(
-        &self,
-        conn: &mut Conn,
-        tenant: TenantId,
-        trainee: Uuid,
-        source: Source,
-    ) -> Result<Option<TraineeKey>, AppError> {
-        if source == Source::Recent
-            && let Some(key) = self.recent.trainee_key(tenant, trainee)
-        {
-            return Ok(Some(key));
-        }
-        let key = store::personal::trainee_key(conn, &self.keys, tenant, trainee).await?;
-        if let Some(key) = key.as_ref().filter(|key| !key.new) {
-            self.recent.store_trainee_key(tenant, trainee, key.clone());
-        }
-        Ok(key)
-    }
-
     /// Projects and appends a command's events — in one self-committing call, or in a batch
     /// with other writes of the tenant ([`group`]) —, remembers the stream as now stored, then
     /// queues the wake-up.
@@ -664,7 +621,10 @@ impl App {
             registration: write.registration,
             data_key: write.data_key,
         });
-        let (conn, pool) = self.write_connection(conn, caller.tenant).await;
+        let (conn, pool) = self
+            .routes
+            .connection(conn, &self.pool, caller.tenant)
+            .await;
         let position = match self
             .group
             .write(conn, &pool, caller.tenant, pending.clone())
@@ -695,25 +655,6 @@ impl App {
             replayed: false,
             rows: Some(pending.rows),
         })
-    }
-}
-
-impl App {
-    /// The connection and pool a tenant's write goes through: on Citus, its worker's
-    /// ([`route`]); else (or if the worker cannot be reached) the connection the command ran
-    /// on.
-    async fn write_connection(&self, mut conn: Conn, tenant: TenantId) -> (Conn, PgPool) {
-        let Some(worker) = self.routes.worker_pool(&mut conn, tenant).await else {
-            return (conn, self.pool.clone());
-        };
-        match worker.acquire().await {
-            Ok(on_worker) => (on_worker, worker),
-            Err(error) => {
-                tracing::warn!(%error, "cannot reach a tenant's worker; writing through the coordinator");
-                self.routes.unreachable(&worker);
-                (conn, self.pool.clone())
-            }
-        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! would (docs/citus-rules.md, rule 23). A worker that cannot be reached is left alone for a
 //! while and the write goes through the coordinator.
 
+use super::Conn;
 use crate::domain::TenantId;
 use crate::store::placement;
 use sqlx::{PgConnection, PgPool};
@@ -49,7 +50,7 @@ impl Routes {
     /// main pool (plain PostgreSQL, routing off, the placement unknown or unreachable). What it
     /// must read, it reads on `conn` (the command's connection to the coordinator), so that it
     /// never waits for another connection of a busy pool.
-    pub async fn worker_pool(&self, conn: &mut PgConnection, tenant: TenantId) -> Option<PgPool> {
+    async fn worker_pool(&self, conn: &mut PgConnection, tenant: TenantId) -> Option<PgPool> {
         if !self.enabled || !self.is_distributed(conn).await {
             return None;
         }
@@ -61,13 +62,34 @@ impl Routes {
         Some(self.pool(node))
     }
 
+    /// The connection and pool a tenant's write goes through: on Citus, its worker's; else (or
+    /// if the worker cannot be reached) `conn`, the command's own, and `main`.
+    pub async fn connection(
+        &self,
+        mut conn: Conn,
+        main: &PgPool,
+        tenant: TenantId,
+    ) -> (Conn, PgPool) {
+        let Some(worker) = self.worker_pool(&mut conn, tenant).await else {
+            return (conn, main.clone());
+        };
+        match worker.acquire().await {
+            Ok(on_worker) => (on_worker, worker),
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach a tenant's worker; writing through the coordinator");
+                self.unreachable(&worker);
+                (conn, main.clone())
+            }
+        }
+    }
+
     /// Forgets the tenant's placement (after a failed write: it is read again next time).
     pub fn forget(&self, tenant: TenantId) {
         lock(&self.placements).remove(&tenant);
     }
 
     /// Marks the worker of `pool` unreachable for a while.
-    pub fn unreachable(&self, pool: &PgPool) {
+    fn unreachable(&self, pool: &PgPool) {
         let options = pool.connect_options();
         let node = (options.get_host().to_owned(), options.get_port());
         lock(&self.unreachable).insert(node, Instant::now());
