@@ -73,7 +73,7 @@ impl Database {
     async fn pools(url: &str, config: &Config) -> anyhow::Result<(PgPool, PgPool)> {
         let timeout = config.database_acquire_timeout;
         let pool = connect_with(url, config.database_max_connections, timeout).await?;
-        let report_pool = connect_with(url, config.report_connections.max(1), timeout).await?;
+        let report_pool = connect_with(url, config.report_connections.max(2), timeout).await?;
         Ok((pool, report_pool))
     }
 

@@ -149,10 +149,24 @@ impl App {
         let _slot = self.admit_heavy(caller).await?;
         let started = std::time::Instant::now();
         let rebuild = async {
-            Ok::<_, AppError>(
-                rebuild::rebuild_tenant(&self.heavy_pool, &self.keys, caller.tenant(), progress)
-                    .await?,
+            let conn = self.heavy_pool.acquire().await?;
+            let (mut loader, _) = self
+                .routes
+                .connection(conn, &self.heavy_pool, caller.tenant())
+                .await;
+            let tenant = caller.tenant();
+            let rebuilt = rebuild::rebuild_tenant(
+                &self.heavy_pool,
+                &mut loader,
+                &self.keys,
+                tenant,
+                progress,
             )
+            .await;
+            if rebuilt.is_err() {
+                self.routes.forget(tenant);
+            }
+            Ok::<_, AppError>(rebuilt?)
         };
         let report = super::within(self.timeouts.report, "rebuild", rebuild).await?;
         self.metrics

@@ -5,6 +5,7 @@
 //! Rows are computed by the pure folds in [`rows`]; this module only moves them in and out of
 //! PostgreSQL. Every statement names one tenant (Citus rule 4).
 
+mod copy;
 mod read;
 pub mod rebuild;
 pub mod rows;
@@ -12,4 +13,3 @@ mod write;
 
 pub use read::*;
 pub use write::ProjectionWrite;
-pub(crate) use write::{bind_courses, bind_enrollments, bind_submissions, bind_trainees};

@@ -1,18 +1,21 @@
-//! Rebuilding a tenant's projections from its log: replay every event through the same row
-//! folds the live path uses, then swap the tenant's rows in one transaction (one call of the
-//! database function `coursetrail_replace_projections`).
+//! Rebuilding a tenant's projections from its log: replay every event, stream by stream,
+//! through the same row folds the live path uses, and replace the tenant's rows in one
+//! transaction.
 //!
-//! The swap is atomic for readers (MVCC: they see the old rows until COMMIT), and a failure
-//! changes nothing.
+//! The replay reads the log in stream order ([`replay::pages_by_stream`]), so the fold holds one
+//! stream at a time; a finished stream's rows join a batch, and full batches are loaded by COPY
+//! ([`super::copy`]) while the replay goes on. Memory is a page of events and a batch or two of
+//! rows, whatever the log's size. The transaction is atomic for readers (MVCC: they see the old
+//! rows until COMMIT), and a failure changes nothing.
 
-use super::rows::{CourseRow, EnrollmentRow, EventPlace, StreamRows, SubmissionRow, TraineeRow};
+use super::copy::{self, Fields, Table};
+use super::rows::{EventPlace, StreamRows};
 use crate::crypto::Keyring;
 use crate::domain::TenantId;
 use crate::domain::events::DecodeError;
-use crate::replay::{self, Fold, ReplayError, ReplayEvent, ReplayQuery};
-use crate::store::{Call, Function};
-use sqlx::{PgPool, Row};
-use std::collections::HashMap;
+use crate::replay::{self, ReplayError, ReplayQuery};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,138 +39,211 @@ pub enum RebuildError {
     Database(#[from] sqlx::Error),
 }
 
-/// Folds a whole log into the rows of every stream.
-#[derive(Default)]
-pub struct RowsFold {
-    pub streams: HashMap<Uuid, StreamRows>,
-}
-
-impl Fold for RowsFold {
-    type Error = DecodeError;
-
-    fn apply(&mut self, event: &ReplayEvent) -> Result<(), DecodeError> {
-        let decoded = event.decode()?;
-        let place = EventPlace {
-            stream_id: event.stream_id,
-            version: event.version,
-            recorded_at: event.recorded_at,
-        };
-        self.streams
-            .entry(event.stream_id)
-            .or_default()
-            .apply(place, &decoded);
-        Ok(())
-    }
-}
-
 /// How many times a rebuild starts over when the tenant's log grew while it ran.
 const MAX_ATTEMPTS: usize = 5;
+/// The COPY text a batch gathers before it is loaded: large enough to amortise a statement,
+/// small enough that two batches (one loading, one filling) stay a few MiB.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Rebuilds one tenant's projections; `progress` gets the number of events replayed so far.
+/// The replay reads on `pool` while the rows are loaded on `loader`: on Citus a connection to
+/// the tenant's worker, where the load is a local transaction (the coordinator would commit a
+/// transaction with a COPY in it by two-phase commit, even on one worker).
 ///
 /// The replay runs up to the head position read at the start, without blocking writers. The
-/// swap is then one call of the database function `coursetrail_replace_projections` (migration
-/// `…0006`; on Citus it runs on the tenant's worker): it deletes and re-inserts the tenant's
-/// rows and, as its last step, locks the head row and checks that no event was appended
-/// meanwhile; if one was, it undoes the swap and the rebuild starts over. Locking the head only
-/// last keeps the lock order of every append (projection rows, then the head). A group-commit
-/// batch, though, locks several streams' rows one after another, in its own order, so it and
-/// the swap can form a lock cycle; PostgreSQL then cancels one of them, and the swap starts
-/// over like when the log moved (a cancelled batch's writes are written one by one).
+/// loading transaction deletes the tenant's rows, loads the replayed ones and, as its last
+/// step, locks the head row and checks that no event was appended meanwhile; if one was, it
+/// rolls back and the rebuild starts over. Locking the head only last keeps the lock order of
+/// every append (projection rows, then the head). A group-commit batch, though, locks several
+/// streams' rows one after another, in its own order, so it and the rebuild can form a lock
+/// cycle; PostgreSQL then cancels one of them, and the rebuild starts over like when the log
+/// moved (a cancelled batch's writes are written one by one).
 #[tracing::instrument(level = "debug", name = "db.rebuild_tenant", skip_all, fields(db.system = "postgresql"))]
 pub async fn rebuild_tenant(
     pool: &PgPool,
+    loader: &mut PgConnection,
     keys: &Keyring,
     tenant: TenantId,
     mut progress: impl FnMut(u64),
 ) -> Result<RebuildReport, RebuildError> {
     for _ in 0..MAX_ATTEMPTS {
         let head = head_position(pool, tenant).await?;
-        let mut fold = RowsFold::default();
-        let query = ReplayQuery {
-            until_position: Some(head),
-            unopened: super::rows::UNSTORED_PERSONAL.to_vec(),
-            ..ReplayQuery::everything(tenant, keys.clone())
-        };
-        let stats = replay::replay(pool, &query, &mut fold, &mut progress).await?;
-        match swap(pool, tenant, &fold, head).await {
-            Ok(Some(mut report)) => {
-                report.events = stats.events;
+        let (batches, loaded) = mpsc::channel(1);
+        let replayed = replay_into_batches(pool, keys, tenant, head, batches, &mut progress);
+        let loaded = load(&mut *loader, tenant, head, loaded);
+        match tokio::try_join!(replayed, loaded) {
+            Ok((events, Some(mut report))) => {
+                report.events = events;
                 return Ok(report);
             }
             // The log moved, or a lock cycle: start over.
-            Ok(None) => {}
-            Err(sqlx::Error::Database(db))
+            Ok((_, None)) => {}
+            Err(RebuildError::Database(sqlx::Error::Database(db)))
                 if db.code().as_deref() == Some(crate::store::DEADLOCK_DETECTED) => {}
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
         }
     }
     Err(RebuildError::KeptMoving)
 }
 
-/// Replaces the tenant's rows with the fold's, if the head is still at `head` (`None` if not):
-/// one self-committing call.
-async fn swap(
-    pool: &PgPool,
-    tenant: TenantId,
-    fold: &RowsFold,
-    head: i64,
-) -> Result<Option<RebuildReport>, sqlx::Error> {
-    let mut courses = Vec::new();
-    let mut trainees = Vec::new();
-    let mut enrollments = Vec::new();
-    let mut submissions = Vec::new();
-    for rows in fold.streams.values() {
-        courses.extend(rows.course.iter());
-        trainees.extend(rows.trainee.iter());
-        enrollments.extend(rows.enrollment.iter());
-        submissions.extend(rows.submissions.iter());
+/// The rows of finished streams, as COPY text per table.
+struct Batch {
+    courses: Fields,
+    trainees: Fields,
+    enrollments: Fields,
+    submissions: Fields,
+    report: RebuildReport,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            courses: Fields::new(),
+            trainees: Fields::new(),
+            enrollments: Fields::new(),
+            submissions: Fields::new(),
+            report: RebuildReport::default(),
+        }
     }
-    let call = bind_swap(
-        tenant,
-        head,
-        &courses,
-        &trainees,
-        &enrollments,
-        &submissions,
-    );
-    let swapped: bool = call.query().fetch_one(pool).await?.try_get(0)?;
-    Ok(swapped.then_some(RebuildReport {
-        events: 0,
-        courses: courses.len() as u64,
-        trainees: trainees.len() as u64,
-        enrollments: enrollments.len() as u64,
-        submissions: submissions.len() as u64,
-    }))
+
+    fn add(&mut self, tenant: Uuid, rows: &StreamRows) {
+        if let Some(row) = &rows.course {
+            copy::COURSES.write(&mut self.courses, tenant, row);
+            self.report.courses += 1;
+        }
+        if let Some(row) = &rows.trainee {
+            copy::TRAINEES.write(&mut self.trainees, tenant, row);
+            self.report.trainees += 1;
+        }
+        if let Some(row) = &rows.enrollment {
+            copy::ENROLLMENTS.write(&mut self.enrollments, tenant, row);
+            self.report.enrollments += 1;
+        }
+        for row in &rows.submissions {
+            copy::SUBMISSIONS.write(&mut self.submissions, tenant, row);
+            self.report.submissions += 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.courses.len() + self.trainees.len() + self.enrollments.len() + self.submissions.len()
+    }
 }
 
-/// The swap function (migration `…0006`).
-static REPLACE_PROJECTIONS: Function = Function::new("coursetrail_replace_projections", 35);
-
-fn bind_swap<'q>(
+/// Replays the log up to `head` stream by stream, sending the rows of finished streams in
+/// batches; returns the number of events replayed.
+async fn replay_into_batches(
+    pool: &PgPool,
+    keys: &Keyring,
     tenant: TenantId,
     head: i64,
-    courses: &[&'q CourseRow],
-    trainees: &[&'q TraineeRow],
-    enrollments: &[&'q EnrollmentRow],
-    submissions: &[&'q SubmissionRow],
-) -> Call<'q> {
-    let call = REPLACE_PROJECTIONS
-        .call()
-        .arg("p_tenant", tenant.as_uuid())
-        .arg("p_head", head);
-    let call = super::bind_courses(call, courses);
-    let call = super::bind_trainees(call, trainees);
-    let call = super::bind_enrollments(call, enrollments);
-    super::bind_submissions(call, submissions)
+    batches: mpsc::Sender<Batch>,
+    progress: &mut impl FnMut(u64),
+) -> Result<u64, RebuildError> {
+    let query = ReplayQuery {
+        unopened: super::rows::UNSTORED_PERSONAL.to_vec(),
+        ..ReplayQuery::everything(tenant, keys.clone())
+    };
+    let mut pages = replay::pages_by_stream(pool, &query, head);
+    let mut events = 0;
+    let mut stream: Option<(Uuid, StreamRows)> = None;
+    let mut batch = Batch::new();
+    while let Some(page) = pages.recv().await {
+        let page = page.map_err(ReplayError::without_fold)?;
+        for event in &page {
+            let decoded = event.decode().map_err(ReplayError::Fold)?;
+            if stream
+                .as_ref()
+                .is_some_and(|(id, _)| *id != event.stream_id)
+            {
+                let (_, rows) = stream.take().expect("checked");
+                batch.add(tenant.as_uuid(), &rows);
+            }
+            let (_, rows) = stream.get_or_insert_with(|| (event.stream_id, StreamRows::default()));
+            let place = EventPlace {
+                stream_id: event.stream_id,
+                version: event.version,
+                recorded_at: event.recorded_at,
+            };
+            rows.apply(place, &decoded);
+        }
+        events += page.len() as u64;
+        progress(events);
+        if batch.len() >= BATCH_BYTES {
+            let full = std::mem::replace(&mut batch, Batch::new());
+            if batches.send(full).await.is_err() {
+                // The loading side failed; its error is the rebuild's.
+                return Ok(events);
+            }
+        }
+    }
+    if let Some((_, rows)) = stream {
+        batch.add(tenant.as_uuid(), &rows);
+    }
+    let _ = batches.send(batch).await;
+    Ok(events)
 }
 
-/// The names of `coursetrail_replace_projections`'s parameters as the rebuild binds them, in
-/// order (for the test that checks them against the function's signature).
-pub fn swap_parameter_names() -> Vec<&'static str> {
-    bind_swap(TenantId::from_uuid(Uuid::nil()), 0, &[], &[], &[], &[])
-        .names()
-        .to_vec()
+const DELETE_ROWS: [&str; 4] = [
+    "DELETE FROM submissions WHERE tenant_id = $1",
+    "DELETE FROM enrollments WHERE tenant_id = $1",
+    "DELETE FROM trainees WHERE tenant_id = $1",
+    "DELETE FROM courses WHERE tenant_id = $1",
+];
+
+/// Replaces the tenant's rows with the batches' in one transaction, if the head is still at
+/// `head` when they are all loaded (`None`, changing nothing, if not).
+async fn load(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    head: i64,
+    mut batches: mpsc::Receiver<Batch>,
+) -> Result<Option<RebuildReport>, RebuildError> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    for delete in DELETE_ROWS {
+        sqlx::query(delete)
+            .bind(tenant.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut report = RebuildReport::default();
+    while let Some(mut batch) = batches.recv().await {
+        copy_in(&mut tx, &copy::COURSES, &mut batch.courses).await?;
+        copy_in(&mut tx, &copy::TRAINEES, &mut batch.trainees).await?;
+        copy_in(&mut tx, &copy::ENROLLMENTS, &mut batch.enrollments).await?;
+        copy_in(&mut tx, &copy::SUBMISSIONS, &mut batch.submissions).await?;
+        report.courses += batch.report.courses;
+        report.trainees += batch.report.trainees;
+        report.enrollments += batch.report.enrollments;
+        report.submissions += batch.report.submissions;
+    }
+    let now: Option<i64> = sqlx::query_scalar(
+        "SELECT last_position FROM tenant_heads WHERE tenant_id = $1 FOR UPDATE",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if now != Some(head) {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(report))
+}
+
+/// Loads one table's lines of a batch (nothing if it has none).
+async fn copy_in<R>(
+    conn: &mut PgConnection,
+    table: &Table<R>,
+    lines: &mut Fields,
+) -> Result<(), sqlx::Error> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut copy = conn.copy_in_raw(&table.statement()).await?;
+    copy.send(lines.take()).await?;
+    copy.finish().await?;
+    Ok(())
 }
 
 async fn head_position(pool: &PgPool, tenant: TenantId) -> Result<i64, RebuildError> {

@@ -52,14 +52,14 @@ impl<'q> ProjectionWrite<'q> {
 }
 
 // Rows of one kind bound as one array per column, in the tables' column order after
-// `tenant_id`: the write function and the rebuild's swap both take them so.
+// `tenant_id`, as the write function takes them.
 
 /// One column of `rows`, as an array parameter.
 fn column<'q, R, T>(rows: &[&'q R], value: impl Fn(&'q R) -> T) -> Vec<T> {
     rows.iter().map(|row| value(row)).collect()
 }
 
-pub(crate) fn bind_courses<'q>(call: Call<'q>, rows: &[&'q CourseRow]) -> Call<'q> {
+fn bind_courses<'q>(call: Call<'q>, rows: &[&'q CourseRow]) -> Call<'q> {
     call.arg("c_course_id", column(rows, |r| r.course_id.as_uuid()))
         .arg("c_code", column(rows, |r| r.code.as_str()))
         .arg("c_title", column(rows, |r| r.title.as_str()))
@@ -70,7 +70,7 @@ pub(crate) fn bind_courses<'q>(call: Call<'q>, rows: &[&'q CourseRow]) -> Call<'
         .arg("c_version", column(rows, |r| r.version))
 }
 
-pub(crate) fn bind_trainees<'q>(call: Call<'q>, rows: &[&'q TraineeRow]) -> Call<'q> {
+fn bind_trainees<'q>(call: Call<'q>, rows: &[&'q TraineeRow]) -> Call<'q> {
     call.arg("t_trainee_id", column(rows, |r| r.trainee_id.as_uuid()))
         .arg("t_email", column(rows, |r| r.email.as_str()))
         .arg("t_name", column(rows, |r| r.name.as_str()))
@@ -78,7 +78,7 @@ pub(crate) fn bind_trainees<'q>(call: Call<'q>, rows: &[&'q TraineeRow]) -> Call
         .arg("t_version", column(rows, |r| r.version))
 }
 
-pub(crate) fn bind_enrollments<'q>(call: Call<'q>, rows: &[&'q EnrollmentRow]) -> Call<'q> {
+fn bind_enrollments<'q>(call: Call<'q>, rows: &[&'q EnrollmentRow]) -> Call<'q> {
     call.arg(
         "n_enrollment_id",
         column(rows, |e| e.enrollment_id.as_uuid()),
@@ -101,7 +101,7 @@ pub(crate) fn bind_enrollments<'q>(call: Call<'q>, rows: &[&'q EnrollmentRow]) -
     .arg("n_updated_at", column(rows, |e| e.updated_at))
 }
 
-pub(crate) fn bind_submissions<'q>(call: Call<'q>, rows: &[&'q SubmissionRow]) -> Call<'q> {
+fn bind_submissions<'q>(call: Call<'q>, rows: &[&'q SubmissionRow]) -> Call<'q> {
     call.arg(
         "s_submission_id",
         column(rows, |r| r.submission_id.as_uuid()),

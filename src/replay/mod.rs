@@ -117,6 +117,19 @@ pub enum ReplayError<E> {
     Fold(E),
 }
 
+impl<E> ReplayError<E> {
+    /// An error of a page's reading, which never comes from a fold.
+    pub fn without_fold(error: ReplayError<()>) -> Self {
+        match error {
+            ReplayError::Database(error) => ReplayError::Database(error),
+            ReplayError::Head(error) => ReplayError::Head(error),
+            ReplayError::UnknownType(kind) => ReplayError::UnknownType(kind),
+            ReplayError::Personal(error) => ReplayError::Personal(error),
+            ReplayError::Fold(()) => unreachable!("reading a page folds nothing"),
+        }
+    }
+}
+
 /// Replays the events matching `query` into `fold`, in position order. `progress` is called
 /// after each page with the events replayed so far.
 #[tracing::instrument(level = "debug", name = "db.replay", skip_all, fields(db.system = "postgresql"))]
@@ -159,23 +172,10 @@ pub async fn replay<F: Fold>(
     while let Some(page) = pages_rx.recv().await {
         let rows = match page {
             Ok(rows) => rows,
-            Err(ReplayError::Database(error)) => {
-                failure = Some(ReplayError::Database(error));
+            Err(error) => {
+                failure = Some(ReplayError::without_fold(error));
                 break;
             }
-            Err(ReplayError::UnknownType(kind)) => {
-                failure = Some(ReplayError::UnknownType(kind));
-                break;
-            }
-            Err(ReplayError::Head(error)) => {
-                failure = Some(ReplayError::Head(error));
-                break;
-            }
-            Err(ReplayError::Personal(error)) => {
-                failure = Some(ReplayError::Personal(error));
-                break;
-            }
-            Err(ReplayError::Fold(())) => unreachable!("the producer does not fold"),
         };
         for row in &rows {
             if let Err(error) = fold.apply(row) {
@@ -297,6 +297,63 @@ async fn fetch_page(
         .bind(upto)
         .fetch_all(pool)
         .await?;
+    decode_rows(query, &rows)
+}
+
+/// Pages of the events up to position `until` that `query` keeps (its time, type and course
+/// filters aside), in stream order: each stream's events together, by version. For folds that
+/// finish one stream before the next, such as a projection rebuild, which then holds one stream
+/// at a time instead of every stream of the log. Pages are read by keyset on the primary key
+/// `(tenant_id, stream_id, version)` (rule 13) by a producer task on its own connection, one
+/// page ahead of the consumer.
+pub fn pages_by_stream(
+    pool: &PgPool,
+    query: &ReplayQuery,
+    until: i64,
+) -> mpsc::Receiver<Result<Vec<ReplayEvent>, ReplayError<()>>> {
+    let (pages_tx, pages_rx) = mpsc::channel(1);
+    let pool = pool.clone();
+    let query = query.clone();
+    tokio::spawn(async move {
+        let sql = format!(
+            "SELECT {COLUMNS}, data::text, {} FROM events \
+             WHERE tenant_id = $1 AND position <= $2 AND (stream_id, version) > ($3, $4) \
+             ORDER BY stream_id, version LIMIT $5",
+            data_key_sql(&query.unopened)
+        );
+        let mut after = (Uuid::nil(), -1_i32);
+        loop {
+            let page = match sqlx::query(&sql)
+                .bind(query.tenant.as_uuid())
+                .bind(until)
+                .bind(after.0)
+                .bind(after.1)
+                .bind(PAGE_SIZE)
+                .fetch_all(&pool)
+                .await
+            {
+                Ok(rows) => decode_rows(&query, &rows),
+                Err(error) => Err(error.into()),
+            };
+            let last = match &page {
+                Ok(events) => events.last().map(|event| (event.stream_id, event.version)),
+                Err(_) => None,
+            };
+            let full = matches!(&page, Ok(events) if events.len() as i64 == PAGE_SIZE);
+            if pages_tx.send(page).await.is_err() || !full {
+                break;
+            }
+            after = last.expect("a full page has a last event");
+        }
+    });
+    pages_rx
+}
+
+/// The rows of a page as events, personal data opened where the query asks for it.
+fn decode_rows(
+    query: &ReplayQuery,
+    rows: &[sqlx::postgres::PgRow],
+) -> Result<Vec<ReplayEvent>, ReplayError<()>> {
     rows.iter()
         .map(|row| {
             // By index, in COLUMNS order: name lookups would cost more than the fold.

@@ -1,11 +1,11 @@
-//! A call of one of the database functions (`coursetrail_append`, `coursetrail_replace_projections`)
-//! with its arguments bound by position, each under the name of the parameter it is bound to.
+//! A call of the database write function `coursetrail_append`, with its arguments bound by
+//! position, each under the name of the parameter it is bound to.
 //!
-//! Why: the functions take dozens of positional parameters, many of the same type side by
+//! Why: the function takes dozens of positional parameters, many of the same type side by
 //! side, so arguments bound in the wrong order would run and store wrong data. Each argument
 //! is bound with its parameter's name next to it, and a test (`tests/api/schema.rs`) checks
-//! the names, in order, against the function's signature in `pg_proc`: two lines swapped in
-//! Rust, or two parameters swapped in a migration, fail it.
+//! the names, in order, against its signature in `pg_proc`: two lines swapped in Rust, or two
+//! parameters swapped in a migration, fail it.
 
 use sqlx::postgres::Postgres;
 
