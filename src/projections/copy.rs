@@ -11,10 +11,13 @@ use chrono::{DateTime, Utc};
 use std::io::Write;
 use uuid::Uuid;
 
-/// One table's columns after `tenant_id`: each name, and how a row writes its value.
+/// One column: its name, and how a row writes its value.
+type Column<R> = (&'static str, fn(&R, &mut Fields));
+
+/// One table's columns after `tenant_id`.
 pub(super) struct Table<R: 'static> {
     pub name: &'static str,
-    pub columns: &'static [(&'static str, fn(&R, &mut Fields))],
+    pub columns: &'static [Column<R>],
 }
 
 impl<R> Table<R> {
