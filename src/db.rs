@@ -2,6 +2,7 @@
 //! folder; the connection pool; the embedded migrations.
 
 use crate::config::Config;
+#[cfg(feature = "dev-tools")]
 use crate::pgcluster::PrivateCluster;
 use anyhow::Context;
 use sqlx::migrate::Migrator;
@@ -27,12 +28,14 @@ pub struct Database {
     /// Connections of their own for reports, rebuilds and exports.
     pub report_pool: PgPool,
     pub url: String,
+    #[cfg(feature = "dev-tools")]
     pub cluster: Option<PrivateCluster>,
 }
 
 impl Database {
     /// Connects to `DATABASE_URL`, or starts (and, the first time, initialises) the private
-    /// cluster under the data folder and creates its database.
+    /// cluster under the data folder and creates its database (a build with the `dev-tools`
+    /// feature; without it `DATABASE_URL` is required).
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         match &config.database_url {
             Some(url) => {
@@ -41,32 +44,44 @@ impl Database {
                     pool,
                     report_pool,
                     url: url.clone(),
+                    #[cfg(feature = "dev-tools")]
                     cluster: None,
                 })
             }
-            None => {
-                let data_dir = config.data_dir.join("pg");
-                let cluster = PrivateCluster::start_persistent(&data_dir)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "starting the private PostgreSQL cluster in {}",
-                            data_dir.display()
-                        )
-                    })?;
-                let admin = connect(&cluster.url("postgres"), 1).await?;
-                create_database_if_missing(&admin, PRIVATE_DATABASE).await?;
-                admin.close().await;
-                let url = cluster.url(PRIVATE_DATABASE);
-                let (pool, report_pool) = Self::pools(&url, config).await?;
-                Ok(Self {
-                    pool,
-                    report_pool,
-                    url,
-                    cluster: Some(cluster),
-                })
-            }
+            None => Self::open_private(config).await,
         }
+    }
+
+    #[cfg(feature = "dev-tools")]
+    async fn open_private(config: &Config) -> anyhow::Result<Self> {
+        let data_dir = config.data_dir.join("pg");
+        let cluster = PrivateCluster::start_persistent(&data_dir)
+            .await
+            .with_context(|| {
+                format!(
+                    "starting the private PostgreSQL cluster in {}",
+                    data_dir.display()
+                )
+            })?;
+        let admin = connect(&cluster.url("postgres"), 1).await?;
+        create_database_if_missing(&admin, PRIVATE_DATABASE).await?;
+        admin.close().await;
+        let url = cluster.url(PRIVATE_DATABASE);
+        let (pool, report_pool) = Self::pools(&url, config).await?;
+        Ok(Self {
+            pool,
+            report_pool,
+            url,
+            cluster: Some(cluster),
+        })
+    }
+
+    #[cfg(not(feature = "dev-tools"))]
+    async fn open_private(_config: &Config) -> anyhow::Result<Self> {
+        anyhow::bail!(
+            "set DATABASE_URL: this build has no private PostgreSQL cluster \
+             (it was built without the `dev-tools` feature)"
+        )
     }
 
     /// The main pool and the reports' pool, as configured.
@@ -81,6 +96,7 @@ impl Database {
     pub async fn close(self) -> anyhow::Result<()> {
         self.pool.close().await;
         self.report_pool.close().await;
+        #[cfg(feature = "dev-tools")]
         if let Some(cluster) = self.cluster {
             cluster
                 .stop()

@@ -9,19 +9,24 @@
 //! - [`graphql`], [`http`], [`server`]: the thin interface layers.
 //! - [`xapi`]: events as xAPI statements, a pure mapping for the `/xapi/statements` export.
 //! - [`auth`]: token verification and minting.
-//! - [`config`], [`db`], [`pgcluster`]: start-up: configuration, database, private cluster.
+//! - [`config`], [`db`]: start-up: configuration, database.
+//! - `pgcluster`, `citus`, `demo` (the `dev-tools` feature, on by default): the private
+//!   PostgreSQL cluster, the local Citus cluster of the tests, the Demo tenant's history.
 
 pub mod app;
 pub mod auth;
+#[cfg(feature = "dev-tools")]
 pub mod citus;
 pub mod config;
 pub mod crypto;
 pub mod db;
+#[cfg(feature = "dev-tools")]
 pub mod demo;
 pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+#[cfg(feature = "dev-tools")]
 pub mod pgcluster;
 pub mod projections;
 pub mod replay;

@@ -381,18 +381,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         verifier,
     );
     if let Some(tenant) = new_demo_tenant {
-        let app = state.app.clone();
-        tokio::spawn(async move {
-            match coursetrail::demo::seed(&app, tenant).await {
-                Ok(()) => tracing::info!("the Demo tenant's sample history is written"),
-                Err(error) => tracing::warn!(error = %error, "writing the sample history failed"),
-            }
-        });
+        seed_demo(state.app.clone(), tenant);
     }
     server::serve_on(listener, state, server::shutdown_signal()).await?;
     tracing::info!("shutting down");
     database.close().await
 }
+
+/// Writes the new Demo tenant's sample history in the background.
+#[cfg(feature = "dev-tools")]
+fn seed_demo(app: coursetrail::app::App, tenant: TenantId) {
+    tokio::spawn(async move {
+        match coursetrail::demo::seed(&app, tenant).await {
+            Ok(()) => tracing::info!("the Demo tenant's sample history is written"),
+            Err(error) => tracing::warn!(error = %error, "writing the sample history failed"),
+        }
+    });
+}
+
+/// Without the dev tools the Demo tenant has no sample history (and a development setup, with
+/// no DATABASE_URL, cannot start: there is no private cluster).
+#[cfg(not(feature = "dev-tools"))]
+fn seed_demo(_app: coursetrail::app::App, _tenant: TenantId) {}
 
 /// The first tenant, created as "Demo" on a fresh development database; and whether it is new
 /// (it then gets a sample history, [`coursetrail::demo`]).
