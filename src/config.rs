@@ -222,6 +222,16 @@ impl Config {
     }
 
     /// The HS256 secret tokens can be minted with, if the configuration has one.
+    pub fn database(&self) -> crate::db::DatabaseSettings {
+        crate::db::DatabaseSettings {
+            url: self.database_url.clone(),
+            data_dir: self.data_dir.clone(),
+            max_connections: self.database_max_connections,
+            report_connections: self.report_connections,
+            acquire_timeout: self.database_acquire_timeout,
+        }
+    }
+
     pub fn hs256_secret(&self) -> Option<&str> {
         match &self.jwt_keys {
             JwtKeys::Secret(secret) => Some(secret),

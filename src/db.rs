@@ -1,7 +1,6 @@
 //! Reaching the database: the configured `DATABASE_URL`, or the private cluster under the data
 //! folder; the connection pool; the embedded migrations.
 
-use crate::config::Config;
 #[cfg(feature = "dev-tools")]
 use crate::pgcluster::PrivateCluster;
 use anyhow::Context;
@@ -22,6 +21,19 @@ pub const PRIVATE_DATABASE: &str = "coursetrail";
 /// a healthy server's work from waiting for the pool that long).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// Where the database is and how it is reached (from the configuration, `Config::database`).
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `None`: run a private PostgreSQL cluster under `data_dir`.
+    pub url: Option<String>,
+    pub data_dir: std::path::PathBuf,
+    pub max_connections: u32,
+    /// Connections of the reports' own pool (at least 2: a rebuild replays on one and loads on
+    /// another).
+    pub report_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
 /// An open database, and the private cluster serving it, if we started one.
 pub struct Database {
     pub pool: PgPool,
@@ -36,8 +48,8 @@ impl Database {
     /// Connects to `DATABASE_URL`, or starts (and, the first time, initialises) the private
     /// cluster under the data folder and creates its database (a build with the `dev-tools`
     /// feature; without it `DATABASE_URL` is required).
-    pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        match &config.database_url {
+    pub async fn open(config: &DatabaseSettings) -> anyhow::Result<Self> {
+        match &config.url {
             Some(url) => {
                 let (pool, report_pool) = Self::pools(url, config).await?;
                 Ok(Self {
@@ -53,7 +65,7 @@ impl Database {
     }
 
     #[cfg(feature = "dev-tools")]
-    async fn open_private(config: &Config) -> anyhow::Result<Self> {
+    async fn open_private(config: &DatabaseSettings) -> anyhow::Result<Self> {
         let data_dir = config.data_dir.join("pg");
         let cluster = PrivateCluster::start_persistent(&data_dir)
             .await
@@ -77,7 +89,7 @@ impl Database {
     }
 
     #[cfg(not(feature = "dev-tools"))]
-    async fn open_private(_config: &Config) -> anyhow::Result<Self> {
+    async fn open_private(_config: &DatabaseSettings) -> anyhow::Result<Self> {
         anyhow::bail!(
             "set DATABASE_URL: this build has no private PostgreSQL cluster \
              (it was built without the `dev-tools` feature)"
@@ -85,9 +97,9 @@ impl Database {
     }
 
     /// The main pool and the reports' pool, as configured.
-    async fn pools(url: &str, config: &Config) -> anyhow::Result<(PgPool, PgPool)> {
-        let timeout = config.database_acquire_timeout;
-        let pool = connect_with(url, config.database_max_connections, timeout).await?;
+    async fn pools(url: &str, config: &DatabaseSettings) -> anyhow::Result<(PgPool, PgPool)> {
+        let timeout = config.acquire_timeout;
+        let pool = connect_with(url, config.max_connections, timeout).await?;
         let report_pool = connect_with(url, config.report_connections.max(2), timeout).await?;
         Ok((pool, report_pool))
     }

@@ -35,3 +35,7 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod xapi;
+
+/// The module map, checked (a test).
+#[cfg(test)]
+mod layers;

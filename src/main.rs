@@ -160,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            let database = Database::open(&config).await?;
+            let database = Database::open(&config.database()).await?;
             db::migrate(&database.pool).await?;
             eprintln!("migrations applied");
             database.close().await
@@ -195,7 +195,7 @@ async fn with_app(
     config: &Config,
     work: impl AsyncFnOnce(&App) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let database = Database::open(config).await?;
+    let database = Database::open(&config.database()).await?;
     db::migrate(&database.pool).await?;
     let app = App::new(database.pool.clone()).with_keys(config.data_keys.clone());
     let result = work(&app).await;
@@ -322,7 +322,7 @@ async fn run_report(app: &App, command: ReportCommand) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let development = config.database_url.is_none();
-    let database = Database::open(&config).await?;
+    let database = Database::open(&config.database()).await?;
     db::migrate(&database.pool).await?;
 
     // With no keys configured, a private (development) setup gets a generated HS256 secret,

@@ -13,6 +13,7 @@ use crate::app::{App, SubscriptionLimits, Timeouts, default_heavy_limits};
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::graphql::build_schema;
+use crate::http::ws::ConnectionPermit;
 use crate::http::{HttpLimits, HttpState, router};
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -186,7 +187,7 @@ pub async fn serve_on(
         }
         // The permit goes with the connection's requests: a WebSocket upgrade takes it along,
         // so an open socket keeps counting once its HTTP connection has ended.
-        let permit = ConnectionPermit(Arc::new(std::sync::Mutex::new(Some(permit))));
+        let permit = ConnectionPermit::new(permit);
         let service = TowerToHyperService::new(WithPermit {
             router: router.clone(),
             permit,
@@ -208,21 +209,6 @@ pub async fn serve_on(
 
 /// How long a shutdown waits for open WebSockets to send their close frames.
 pub const SOCKETS_CLOSE_WITHIN: Duration = Duration::from_secs(5);
-
-/// A connection's place under [`HttpLimits::max_connections`], in its requests' extensions:
-/// released when the connection ends, unless a WebSocket upgrade took it.
-#[derive(Clone)]
-pub struct ConnectionPermit(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
-
-impl ConnectionPermit {
-    /// The permit, for a WebSocket to hold while it is open.
-    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    }
-}
 
 /// The router, with the connection's permit put into each request.
 #[derive(Clone)]

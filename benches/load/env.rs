@@ -272,7 +272,7 @@ pub async fn serve_child() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     // Without it, `Database::open` would start a private cluster of the child's own.
     config.database_url.as_deref().context("DATABASE_URL")?;
-    let database = Database::open(&config).await?;
+    let database = Database::open(&config.database()).await?;
     let verifier = server::verifier(&config, None)?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let state = server::configured_state(

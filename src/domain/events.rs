@@ -163,26 +163,8 @@ pub enum Event {
     RegistrationWithdrawn(RegistrationWithdrawn),
 }
 
-/// A stored event whose type or data this build cannot read.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("unknown event type {0:?}")]
-    UnknownType(String),
-    #[error("unsupported schema version {version} of {event_type}")]
-    UnsupportedVersion {
-        event_type: &'static str,
-        version: i16,
-    },
-    #[error("the data of {event_type} events was not loaded")]
-    DataNotLoaded { event_type: &'static str },
-    #[error("the personal data of a {event_type} event is still sealed")]
-    Sealed { event_type: &'static str },
-    #[error("malformed {event_type} data: {source}")]
-    Malformed {
-        event_type: &'static str,
-        source: serde_json::Error,
-    },
-}
+/// Stored events this build cannot read: defined beside the stored shapes.
+pub use super::schema::DecodeError;
 
 impl Event {
     pub fn event_type(&self) -> EventType {

@@ -14,9 +14,29 @@
 //! - Every other type is at v1.
 
 use super::EventType;
-use super::events::DecodeError;
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+/// A stored event whose type or data this build cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("unsupported schema version {version} of {event_type}")]
+    UnsupportedVersion {
+        event_type: &'static str,
+        version: i16,
+    },
+    #[error("the data of {event_type} events was not loaded")]
+    DataNotLoaded { event_type: &'static str },
+    #[error("the personal data of a {event_type} event is still sealed")]
+    Sealed { event_type: &'static str },
+    #[error("malformed {event_type} data: {source}")]
+    Malformed {
+        event_type: &'static str,
+        source: serde_json::Error,
+    },
+}
 
 /// The object of an event's data that holds its personal fields (v2 on).
 pub const PERSONAL: &str = "personal";

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -135,7 +136,7 @@ enum Outgoing {
 pub async fn handler(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    permit: Option<axum::Extension<crate::server::ConnectionPermit>>,
+    permit: Option<axum::Extension<ConnectionPermit>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     // No buffers reserved up front: the WebSocket layer's defaults reserve 128 KiB of read
@@ -507,4 +508,24 @@ async fn send_close(
         reason: reason.into(),
     };
     socket.send(Message::Close(Some(frame))).await
+}
+
+/// A connection's place under the server's connection limit (`HttpLimits::max_connections`),
+/// in its requests' extensions: released when the connection ends, unless a WebSocket upgrade
+/// took it.
+#[derive(Clone)]
+pub struct ConnectionPermit(std::sync::Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl ConnectionPermit {
+    pub fn new(permit: OwnedSemaphorePermit) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    /// The permit, for a WebSocket to hold while it is open.
+    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
