@@ -12,7 +12,7 @@ mod xapi;
 
 use middleware::{correlation_id, metrics, observe, request_ids};
 
-use crate::app::{App, Caller};
+use crate::app::{App, Caller, ErrorCode};
 use crate::auth::{TokenVerifier, bearer_token};
 use crate::graphql::{
     AppSchema, PARSE_FAILED, RequestContext, VALIDATION_FAILED, code_of, ensure_code, request_error,
@@ -120,29 +120,20 @@ async fn ready(State(state): State<HttpState>) -> Response {
     }
 }
 
-/// The HTTP status of a request that failed as a whole with an error of this code.
-pub(crate) fn status_of_code(code: &str) -> StatusCode {
-    match code {
-        "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
-        "FORBIDDEN" => StatusCode::FORBIDDEN,
-        "NOT_FOUND" => StatusCode::NOT_FOUND,
-        "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
-        "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
-        "OVERLOADED" | "DATABASE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
-        "TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
-        "INTERNAL_SERVER_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
-        "ALREADY_EXISTS"
-        | "ALREADY_REGISTERED"
-        | "CONCURRENCY_CONFLICT"
-        | "COMMAND_ID_REUSED"
-        | "INVALID_STATE" => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
-    }
+/// The HTTP status of a request that failed as a whole with an error of this code (the table
+/// of [`ErrorCode`]).
+pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
-/// Whether an error of this code asks the client to come back later (`Retry-After`).
+/// Whether an error of this code name asks the client to come back later (`Retry-After`).
 fn is_retry_later(code: &str) -> bool {
-    matches!(code, "RATE_LIMITED" | "OVERLOADED" | "DATABASE_UNAVAILABLE")
+    ErrorCode::parse(code).is_some_and(|code| code.retry_after_seconds().is_some())
+}
+
+/// A request refused before any GraphQL ran, with its code's status.
+fn refused(code: ErrorCode, message: impl Into<String>, media: MediaType) -> Response {
+    error_response(status_of(code), media, vec![request_error(message, code)])
 }
 
 /// The response media type the client accepts.
@@ -244,8 +235,11 @@ async fn graphql_get(
     let mut request = match async_graphql::http::parse_query_string(&query) {
         Ok(request) => request,
         Err(error) => {
-            let error = request_error(format!("invalid request: {error}"), "BAD_REQUEST");
-            return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
+            return refused(
+                ErrorCode::BadRequest,
+                format!("invalid request: {error}"),
+                media,
+            );
         }
     };
     if let Err(too_large) = state.documents.prepare(&mut request) {
@@ -264,11 +258,11 @@ async fn graphql_get(
         if let Some((_, operation)) = operation
             && operation.node.ty != OperationType::Query
         {
-            let error = request_error(
+            let mut response = refused(
+                ErrorCode::MethodNotAllowed,
                 "only queries may be sent with GET; use POST",
-                "METHOD_NOT_ALLOWED",
+                media,
             );
-            let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, media, vec![error]);
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -294,11 +288,11 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !content_type.to_ascii_lowercase().starts_with(JSON) {
-        let error = request_error(
+        return refused(
+            ErrorCode::UnsupportedMediaType,
             "the request body must be application/json",
-            "UNSUPPORTED_MEDIA_TYPE",
+            media,
         );
-        return error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, media, vec![error]);
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -307,21 +301,18 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
     let bytes: Bytes = match read_body(body, declared, state.limits.body_timeout).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
-            let error = request_error(
+            return refused(
+                ErrorCode::PayloadTooLarge,
                 format!("the request body exceeds {MAX_BODY_BYTES} bytes"),
-                "PAYLOAD_TOO_LARGE",
+                media,
             );
-            return error_response(StatusCode::PAYLOAD_TOO_LARGE, media, vec![error]);
         }
         Err(BodyError::TimedOut) => {
-            let error = request_error(
-                format!(
-                    "the request body did not arrive within {}",
-                    humantime::format_duration(state.limits.body_timeout)
-                ),
-                "REQUEST_TIMEOUT",
+            let message = format!(
+                "the request body did not arrive within {}",
+                humantime::format_duration(state.limits.body_timeout)
             );
-            let mut response = error_response(StatusCode::REQUEST_TIMEOUT, media, vec![error]);
+            let mut response = refused(ErrorCode::RequestTimeout, message, media);
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -332,21 +323,21 @@ async fn graphql_post(State(state): State<HttpState>, headers: HeaderMap, body: 
     let batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(batch) => batch,
         Err(error) => {
-            let error = request_error(
+            return refused(
+                ErrorCode::BadRequest,
                 format!("the request body is not a GraphQL request: {error}"),
-                "BAD_REQUEST",
+                media,
             );
-            return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
         }
     };
     if let BatchRequest::Batch(requests) = &batch
         && (requests.len() > MAX_BATCH || requests.is_empty())
     {
-        let error = request_error(
+        return refused(
+            ErrorCode::BadRequest,
             format!("a batch must hold 1 to {MAX_BATCH} operations"),
-            "BAD_REQUEST",
+            media,
         );
-        return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
     }
     let mut batch = batch;
     if let Some(too_large) = batch
@@ -498,7 +489,7 @@ fn too_large_response(
     too_large: &documents::TooLarge,
 ) -> Response {
     tracing::info!(method = %method, outcome = VALIDATION_FAILED, "graphql request refused: {too_large}");
-    let error = request_error(too_large.to_string(), VALIDATION_FAILED);
+    let error = request_error(too_large.to_string(), ErrorCode::GraphqlValidationFailed);
     error_response(request_error_status(media), media, vec![error])
 }
 
@@ -516,20 +507,20 @@ async fn execute(
         .iter_mut()
         .any(|request| request.query.trim().is_empty())
     {
-        let error = request_error("the request has no query", "BAD_REQUEST");
-        return error_response(StatusCode::BAD_REQUEST, media, vec![error]);
+        return refused(ErrorCode::BadRequest, "the request has no query", media);
     }
     let operation_names: Vec<String> = batch.iter_mut().map(operation_label).collect();
     let metric_names: Vec<String> = batch.iter_mut().map(metric_operation).collect();
     let caller = match authenticate(state, headers) {
         Ok(caller) => caller,
         Err(message) => {
-            tracing::info!(method = %method, operation = operation_names.join(","), outcome = "UNAUTHENTICATED", "graphql request refused");
-            let error = request_error(message, "UNAUTHENTICATED");
+            let code = ErrorCode::Unauthenticated;
+            tracing::info!(method = %method, operation = operation_names.join(","), outcome = code.as_str(), "graphql request refused");
+            let error = request_error(message, code);
             for label in &metric_names {
                 count_operation(&state.app, label, std::slice::from_ref(&error), None);
             }
-            let mut response = error_response(StatusCode::UNAUTHORIZED, media, vec![error]);
+            let mut response = error_response(status_of(code), media, vec![error]);
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -634,7 +625,7 @@ fn http_response(response: BatchResponse, outcome: &Outcome, media: MediaType) -
                 && !codes.is_empty()
                 && codes.iter().all(|code| is_retry_later(code)) =>
         {
-            status_of_code(&codes[0])
+            ErrorCode::parse(&codes[0]).map_or(StatusCode::SERVICE_UNAVAILABLE, status_of)
         }
         _ => StatusCode::OK,
     };

@@ -48,35 +48,153 @@ pub enum AppError {
     Internal(#[source] anyhow::Error),
 }
 
+/// Every code a client can receive in `extensions.code`, from the application or from the
+/// request's own handling, with its HTTP status and retry hint: the one table every interface
+/// (GraphQL, HTTP, WebSocket, the exports) renders errors through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    BadUserInput,
+    AlreadyRegistered,
+    AlreadyExists,
+    InvalidState,
+    ConcurrencyConflict,
+    CommandIdReused,
+    RateLimited,
+    Overloaded,
+    DatabaseUnavailable,
+    SlowConsumer,
+    Timeout,
+    Internal,
+    /// A request that is not a GraphQL request (no query, not JSON, a bad batch).
+    BadRequest,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    RequestTimeout,
+    TooManyOperations,
+    GraphqlParseFailed,
+    GraphqlValidationFailed,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 23] = [
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::BadUserInput,
+        ErrorCode::AlreadyRegistered,
+        ErrorCode::AlreadyExists,
+        ErrorCode::InvalidState,
+        ErrorCode::ConcurrencyConflict,
+        ErrorCode::CommandIdReused,
+        ErrorCode::RateLimited,
+        ErrorCode::Overloaded,
+        ErrorCode::DatabaseUnavailable,
+        ErrorCode::SlowConsumer,
+        ErrorCode::Timeout,
+        ErrorCode::Internal,
+        ErrorCode::BadRequest,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RequestTimeout,
+        ErrorCode::TooManyOperations,
+        ErrorCode::GraphqlParseFailed,
+        ErrorCode::GraphqlValidationFailed,
+    ];
+
+    /// The table: the code's name, the HTTP status of a request refused with it as a whole,
+    /// and, for a code that asks the client to come back later, after how many seconds.
+    const fn wire(self) -> (&'static str, u16, Option<u64>) {
+        match self {
+            ErrorCode::Unauthenticated => ("UNAUTHENTICATED", 401, None),
+            ErrorCode::Forbidden => ("FORBIDDEN", 403, None),
+            ErrorCode::NotFound => ("NOT_FOUND", 404, None),
+            ErrorCode::BadUserInput => ("BAD_USER_INPUT", 400, None),
+            ErrorCode::AlreadyRegistered => ("ALREADY_REGISTERED", 409, None),
+            ErrorCode::AlreadyExists => ("ALREADY_EXISTS", 409, None),
+            ErrorCode::InvalidState => ("INVALID_STATE", 409, None),
+            ErrorCode::ConcurrencyConflict => ("CONCURRENCY_CONFLICT", 409, None),
+            ErrorCode::CommandIdReused => ("COMMAND_ID_REUSED", 409, None),
+            ErrorCode::RateLimited => ("RATE_LIMITED", 429, Some(1)),
+            ErrorCode::Overloaded => ("OVERLOADED", 503, Some(1)),
+            ErrorCode::DatabaseUnavailable => ("DATABASE_UNAVAILABLE", 503, Some(1)),
+            ErrorCode::SlowConsumer => ("SLOW_CONSUMER", 400, None),
+            ErrorCode::Timeout => ("TIMEOUT", 504, None),
+            ErrorCode::Internal => ("INTERNAL_SERVER_ERROR", 500, None),
+            ErrorCode::BadRequest => ("BAD_REQUEST", 400, None),
+            ErrorCode::MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405, None),
+            ErrorCode::UnsupportedMediaType => ("UNSUPPORTED_MEDIA_TYPE", 415, None),
+            ErrorCode::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", 413, None),
+            ErrorCode::RequestTimeout => ("REQUEST_TIMEOUT", 408, None),
+            ErrorCode::TooManyOperations => ("TOO_MANY_OPERATIONS", 400, None),
+            ErrorCode::GraphqlParseFailed => ("GRAPHQL_PARSE_FAILED", 400, None),
+            ErrorCode::GraphqlValidationFailed => ("GRAPHQL_VALIDATION_FAILED", 400, None),
+        }
+    }
+
+    /// The stable `extensions.code`.
+    pub const fn as_str(self) -> &'static str {
+        self.wire().0
+    }
+
+    /// The HTTP status of a request refused as a whole with this code.
+    pub const fn http_status(self) -> u16 {
+        self.wire().1
+    }
+
+    /// For a code that asks the client to come back later: after how many seconds
+    /// (`Retry-After`, `extensions.retryAfterSeconds`).
+    pub const fn retry_after_seconds(self) -> Option<u64> {
+        self.wire().2
+    }
+
+    /// The code of this name (`None` for a name no error carries).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|code| code.as_str() == name)
+    }
+}
+
 impl AppError {
+    /// The stable code of this error, with its HTTP status and retry hint.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            AppError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            AppError::Forbidden(_) => ErrorCode::Forbidden,
+            AppError::NotFound(_) => ErrorCode::NotFound,
+            AppError::BadInput(_) => ErrorCode::BadUserInput,
+            AppError::AlreadyRegistered => ErrorCode::AlreadyRegistered,
+            AppError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            AppError::InvalidState(_) => ErrorCode::InvalidState,
+            AppError::ConcurrencyConflict => ErrorCode::ConcurrencyConflict,
+            AppError::CommandIdReused(_) => ErrorCode::CommandIdReused,
+            AppError::RateLimited(_) => ErrorCode::RateLimited,
+            AppError::Overloaded(_) => ErrorCode::Overloaded,
+            AppError::Unavailable(_) => ErrorCode::DatabaseUnavailable,
+            AppError::SlowConsumer => ErrorCode::SlowConsumer,
+            AppError::Timeout(_) => ErrorCode::Timeout,
+            AppError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
     /// The stable `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
-        match self {
-            AppError::Unauthenticated(_) => "UNAUTHENTICATED",
-            AppError::Forbidden(_) => "FORBIDDEN",
-            AppError::NotFound(_) => "NOT_FOUND",
-            AppError::BadInput(_) => "BAD_USER_INPUT",
-            AppError::AlreadyRegistered => "ALREADY_REGISTERED",
-            AppError::AlreadyExists(_) => "ALREADY_EXISTS",
-            AppError::InvalidState(_) => "INVALID_STATE",
-            AppError::ConcurrencyConflict => "CONCURRENCY_CONFLICT",
-            AppError::CommandIdReused(_) => "COMMAND_ID_REUSED",
-            AppError::RateLimited(_) => "RATE_LIMITED",
-            AppError::Overloaded(_) => "OVERLOADED",
-            AppError::Unavailable(_) => "DATABASE_UNAVAILABLE",
-            AppError::SlowConsumer => "SLOW_CONSUMER",
-            AppError::Timeout(_) => "TIMEOUT",
-            AppError::Internal(_) => "INTERNAL_SERVER_ERROR",
-        }
+        self.error_code().as_str()
     }
 
     /// For errors a client should retry later: after how many seconds (HTTP's `Retry-After`).
     pub fn retry_after_seconds(&self) -> Option<u64> {
-        match self {
-            AppError::RateLimited(_) | AppError::Overloaded(_) | AppError::Unavailable(_) => {
-                Some(1)
-            }
-            _ => None,
+        self.error_code().retry_after_seconds()
+    }
+
+    /// Logs the cause of an internal error (never shown to the client); every interface calls
+    /// this where it renders an error.
+    pub fn log_if_internal(&self) {
+        if let AppError::Internal(cause) = self {
+            tracing::error!(error = format!("{cause:#}"), "internal error");
         }
     }
 
@@ -203,6 +321,42 @@ fn is_unreachable(error: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn operations_page() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn every_code_has_one_name_and_the_operations_page_lists_it_with_its_status() {
+        let page = operations_page();
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code), "{code:?}");
+            let row = format!("| `{}` | {} |", code.as_str(), code.http_status());
+            assert!(
+                page.contains(&row),
+                "docs/operations.md lacks the row {row}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_outcome_an_alert_of_the_operations_page_matches_is_a_code_the_server_emits() {
+        let page = operations_page();
+        let mut alternatives = 0;
+        for (at, _) in page.match_indices("outcome=~\"") {
+            let rest = &page[at + "outcome=~\"".len()..];
+            let pattern = &rest[..rest.find('"').unwrap()];
+            for outcome in pattern.split('|') {
+                alternatives += 1;
+                assert!(
+                    outcome == "ok" || ErrorCode::parse(outcome).is_some(),
+                    "an alert matches the outcome {outcome}, which no operation is counted with"
+                );
+            }
+        }
+        assert!(alternatives > 0, "the page has an alert on outcomes");
+    }
 
     #[test]
     fn no_refusal_of_the_store_becomes_an_internal_error() {

@@ -22,7 +22,7 @@ mod write;
 pub use reports::ReportOutput;
 
 pub use audit::{AuditStream, EXPORT_PAGE_SIZE, FOLLOW_POLL_INTERVAL};
-pub use error::AppError;
+pub use error::{AppError, ErrorCode};
 pub use feed::SubscriptionLimits;
 pub use group::GroupCommitStats;
 pub use queries::{may_see_trainee, visible_enrollment};

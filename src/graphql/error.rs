@@ -1,14 +1,12 @@
 //! The one place where application errors become GraphQL errors with a stable
 //! `extensions.code`. Internal causes are logged here and never returned.
 
-use crate::app::AppError;
+use crate::app::{AppError, ErrorCode};
 use async_graphql::{ErrorExtensions, ServerError};
 
 /// Turns an [`AppError`] into a GraphQL error; logs internal causes.
 pub fn to_graphql(error: AppError) -> async_graphql::Error {
-    if let AppError::Internal(cause) = &error {
-        tracing::error!(error = format!("{cause:#}"), "internal error");
-    }
+    error.log_if_internal();
     let code = error.code();
     let retry_after = error.retry_after_seconds();
     async_graphql::Error::new(error.to_string()).extend_with(|_, e| {
@@ -31,8 +29,8 @@ impl<T> GqlResultExt<T> for Result<T, AppError> {
 }
 
 /// Codes for errors raised before any resolver ran.
-pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
-pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+pub const PARSE_FAILED: &str = ErrorCode::GraphqlParseFailed.as_str();
+pub const VALIDATION_FAILED: &str = ErrorCode::GraphqlValidationFailed.as_str();
 
 /// The code an error carries, if any.
 pub fn code_of(error: &ServerError) -> Option<String> {
@@ -54,20 +52,21 @@ pub fn ensure_code(error: &mut ServerError) {
         error
             .extensions
             .get_or_insert_with(Default::default)
-            .set("code", "BAD_USER_INPUT");
+            .set("code", ErrorCode::BadUserInput.as_str());
     }
 }
 
 /// Marks errors of one phase (parse or validation) with that phase's code.
-pub fn with_code(mut error: ServerError, code: &str) -> ServerError {
-    error
-        .extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code);
+pub fn with_code(mut error: ServerError, code: ErrorCode) -> ServerError {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    extensions.set("code", code.as_str());
+    if let Some(seconds) = code.retry_after_seconds() {
+        extensions.set("retryAfterSeconds", seconds);
+    }
     error
 }
 
 /// An error for the HTTP layer, outside any GraphQL execution.
-pub fn request_error(message: impl Into<String>, code: &str) -> ServerError {
+pub fn request_error(message: impl Into<String>, code: ErrorCode) -> ServerError {
     with_code(ServerError::new(message, None), code)
 }

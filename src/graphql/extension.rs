@@ -1,7 +1,8 @@
 //! An async-graphql extension that tags parse and validation failures with their codes, so the
 //! HTTP layer can answer them with 400 as the GraphQL-over-HTTP specification asks.
 
-use super::error::{PARSE_FAILED, VALIDATION_FAILED, with_code};
+use super::error::with_code;
+use crate::app::ErrorCode;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
 };
@@ -30,7 +31,7 @@ impl Extension for PhaseCodesExtension {
     ) -> ServerResult<ExecutableDocument> {
         next.run(ctx, query, variables)
             .await
-            .map_err(|error| with_code(error, PARSE_FAILED))
+            .map_err(|error| with_code(error, ErrorCode::GraphqlParseFailed))
     }
 
     async fn validation(
@@ -41,7 +42,7 @@ impl Extension for PhaseCodesExtension {
         next.run(ctx).await.map_err(|errors| {
             errors
                 .into_iter()
-                .map(|error| with_code(error, VALIDATION_FAILED))
+                .map(|error| with_code(error, ErrorCode::GraphqlValidationFailed))
                 .collect()
         })
     }

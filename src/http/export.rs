@@ -14,14 +14,14 @@
 //! also the xAPI export's (`xapi.rs`): one path for both.
 
 use super::{HttpState, authenticate};
-use crate::app::{AppError, AuditStream, Caller};
+use crate::app::{AppError, AuditStream, Caller, ErrorCode};
 use crate::domain::EventType;
 use crate::graphql::request_error;
 use crate::store::log::{LogFilter, LoggedEvent};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::{StreamExt, stream};
@@ -349,18 +349,25 @@ fn csv_field(out: &mut String, field: &str) {
     }
 }
 
-pub(super) fn json_error(status: StatusCode, message: String, code: &str) -> Response {
+/// A refusal of a non-GraphQL endpoint: the GraphQL error shape, its code's status and, for a
+/// code that asks the client to come back later, `Retry-After`.
+pub(super) fn json_error(code: ErrorCode, message: String) -> Response {
     let body = serde_json::json!({ "errors": [request_error(message, code)] });
-    let mut response = (status, body.to_string()).into_response();
+    let mut response = (super::status_of(code), body.to_string()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if let Some(seconds) = code.retry_after_seconds() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
 }
 
 pub(super) fn unauthenticated(message: String) -> Response {
-    let mut response = json_error(StatusCode::UNAUTHORIZED, message, "UNAUTHENTICATED");
+    let mut response = json_error(ErrorCode::Unauthenticated, message);
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -368,22 +375,10 @@ pub(super) fn unauthenticated(message: String) -> Response {
 }
 
 pub(super) fn bad_input(message: String) -> Response {
-    json_error(StatusCode::BAD_REQUEST, message, "BAD_USER_INPUT")
+    json_error(ErrorCode::BadUserInput, message)
 }
 
 pub(super) fn app_error(error: AppError) -> Response {
-    if let AppError::Internal(cause) = &error {
-        tracing::error!(error = format!("{cause:#}"), "internal error");
-    }
-    let mut response = json_error(
-        super::status_of_code(error.code()),
-        error.to_string(),
-        error.code(),
-    );
-    if let Some(seconds) = error.retry_after_seconds() {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    response
+    error.log_if_internal();
+    json_error(error.error_code(), error.to_string())
 }

@@ -15,8 +15,9 @@
 
 use super::{HttpState, correlation_id};
 use crate::app::Caller;
+use crate::app::ErrorCode;
 use crate::auth::bearer_token;
-use crate::graphql::{RequestContext, VALIDATION_FAILED, ensure_code, request_error};
+use crate::graphql::{RequestContext, ensure_code, request_error};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
@@ -353,7 +354,7 @@ impl Connection {
                     "at most {} operations may run on one connection",
                     self.state.ws.max_operations
                 ),
-                "TOO_MANY_OPERATIONS",
+                ErrorCode::TooManyOperations,
             );
             return Flow::Send(
                 json!({ "type": "error", "id": id, "payload": [error] }).to_string(),
@@ -361,7 +362,7 @@ impl Connection {
         }
         let mut request = *request;
         if let Err(too_large) = self.state.documents.prepare(&mut request) {
-            let error = request_error(too_large.to_string(), VALIDATION_FAILED);
+            let error = request_error(too_large.to_string(), ErrorCode::GraphqlValidationFailed);
             return Flow::Send(
                 json!({ "type": "error", "id": id, "payload": [error] }).to_string(),
             );
