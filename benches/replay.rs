@@ -434,11 +434,13 @@ async fn measure(
     .map_err(|e| anyhow::anyhow!(e))?;
 
     // Warm the cache once, then measure.
-    app.duration_report(&caller, spec, None, None, |_| {})
+    app.reads()
+        .duration_report(&caller, spec, None, None, |_| {})
         .await
         .context("the duration report")?;
     let (replay_ms, report) = time(args.runs, || {
-        app.duration_report(&caller, spec, None, None, |_| {})
+        app.reads()
+            .duration_report(&caller, spec, None, None, |_| {})
     })
     .await;
     let report = report.context("the duration report")?;
@@ -452,9 +454,14 @@ async fn measure(
     let (copy_all_ms, copy_all_bytes, copy_needed_ms) = time_copies(args, pool, tenant).await?;
 
     let (report_again, replay_heap) =
-        peak_heap(app.duration_report(&caller, spec, None, None, |_| {})).await;
+        peak_heap(
+            app.reads()
+                .duration_report(&caller, spec, None, None, |_| {}),
+        )
+        .await;
     anyhow::ensure!(report_again?.rows == report.rows, "a second replay differs");
-    let (funnel, funnel_heap) = peak_heap(app.funnel_report(&caller, None, None, |_| {})).await;
+    let (funnel, funnel_heap) =
+        peak_heap(app.reads().funnel_report(&caller, None, None, |_| {})).await;
     let funnel = funnel.context("the funnel report")?;
     let keys = Keyring::unwrapped();
     let mut loader = pool.acquire().await?;

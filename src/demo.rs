@@ -42,6 +42,7 @@ pub async fn seed(app: &App, tenant: TenantId) -> Result<(), AppError> {
     let mut courses = Vec::new();
     for (code, title, passing) in COURSES {
         let outcome = app
+            .commands()
             .create_course(
                 &admin,
                 &CommandOptions::default(),
@@ -57,6 +58,7 @@ pub async fn seed(app: &App, tenant: TenantId) -> Result<(), AppError> {
         let trainee = register(app, &admin, name).await?;
         for (c, course) in courses.iter().enumerate().filter(|(c, _)| (i + c) % 3 != 2) {
             let outcome = app
+                .commands()
                 .register_for_course(&admin, &CommandOptions::default(), *course, Some(trainee))
                 .await?;
             enrollments.push((
@@ -86,6 +88,7 @@ pub async fn seed(app: &App, tenant: TenantId) -> Result<(), AppError> {
 async fn register(app: &App, admin: &Caller, name: &str) -> Result<TraineeId, AppError> {
     let first = name.split(' ').next().unwrap_or(name).to_lowercase();
     let outcome = app
+        .commands()
         .register_trainee(
             admin,
             &CommandOptions::default(),
@@ -109,18 +112,22 @@ async fn advance(
     let options = CommandOptions::default();
     match step {
         _ if stage == 6 => {
-            app.withdraw_registration(admin, &options, enrollment, None)
+            app.commands()
+                .withdraw_registration(admin, &options, enrollment, None)
                 .await?;
         }
         1 => {
-            app.start_course(admin, &options, enrollment).await?;
+            app.commands()
+                .start_course(admin, &options, enrollment)
+                .await?;
         }
         2 => *pending = Some(submit(app, admin, enrollment, "b").await?),
         // A first attempt that fails; from stage 4 on, a second one that passes.
         3 | 4 => {
             if let Some(submission) = pending.take() {
                 let score = Score::parse("score", if step == 4 { 90 } else { 40 })?;
-                app.grade_submission(admin, &options, enrollment, submission, score)
+                app.commands()
+                    .grade_submission(admin, &options, enrollment, submission, score)
                     .await?;
             }
             if step == 3 && stage >= 4 {
@@ -128,7 +135,9 @@ async fn advance(
             }
         }
         5 => {
-            app.complete_course(admin, &options, enrollment).await?;
+            app.commands()
+                .complete_course(admin, &options, enrollment)
+                .await?;
         }
         _ => {}
     }
@@ -143,6 +152,7 @@ async fn submit(
 ) -> Result<SubmissionId, AppError> {
     let answers = Answers::parse(serde_json::json!({ "q1": answer, "q2": "d" }))?;
     let outcome = app
+        .commands()
         .submit_test(admin, &CommandOptions::default(), enrollment, answers)
         .await?;
     outcome.result["submissionId"]

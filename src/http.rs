@@ -466,7 +466,7 @@ pub(crate) fn count_operation(
         .is_some_and(|code| code == PARSE_FAILED || code == VALIDATION_FAILED);
     let label = if refused { INVALID } else { label };
     let outcome = first_code.as_deref().unwrap_or("ok");
-    let metrics = app.metrics();
+    let metrics = app.runtime().metrics();
     metrics
         .graphql
         .operations

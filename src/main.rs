@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use coursetrail::app::{App, Caller};
+use coursetrail::app::{App, AppSettings, Caller};
 use coursetrail::auth::{Role, TokenIssuer};
 use coursetrail::config::{Config, JwtKeys};
 use coursetrail::db::{self, Database};
@@ -197,7 +197,11 @@ async fn with_app(
 ) -> anyhow::Result<()> {
     let database = Database::open(&config.database()).await?;
     db::migrate(&database.pool).await?;
-    let app = App::new(database.pool.clone()).with_keys(config.data_keys.clone());
+    let settings = AppSettings {
+        keys: config.data_keys.clone(),
+        ..AppSettings::default()
+    };
+    let app = App::build(database.pool.clone(), settings);
     let result = work(&app).await;
     drop(app);
     database.close().await?;
@@ -209,13 +213,19 @@ async fn tenant(app: &App, command: TenantCommand) -> anyhow::Result<()> {
         TenantCommand::Create { name } => {
             println!(
                 "{}",
-                app.create_tenant(&name)
+                app.runtime()
+                    .create_tenant(&name)
                     .await
                     .context("creating the tenant")?
             );
         }
         TenantCommand::List => {
-            for tenant in app.tenants().await.context("listing the tenants")? {
+            for tenant in app
+                .runtime()
+                .tenants()
+                .await
+                .context("listing the tenants")?
+            {
                 let created = tenant.created_at.to_rfc3339();
                 println!("{}\t{created}\t{}", tenant.id, tenant.name);
             }
@@ -241,11 +251,18 @@ fn minting_secret(config: &Config) -> anyhow::Result<String> {
 async fn rebuild(app: &App, tenant: Option<Uuid>) -> anyhow::Result<()> {
     let tenants = match tenant {
         Some(id) => vec![TenantId::from_uuid(id)],
-        None => app.tenants().await?.into_iter().map(|t| t.id).collect(),
+        None => app
+            .runtime()
+            .tenants()
+            .await?
+            .into_iter()
+            .map(|t| t.id)
+            .collect(),
     };
     for tenant in tenants {
         let started = std::time::Instant::now();
         let report = app
+            .reads()
             .rebuild_projections(&Caller::operator(tenant), progress_printer())
             .await
             .with_context(|| format!("rebuilding tenant {tenant}"))?;
@@ -291,6 +308,7 @@ async fn run_report(app: &App, command: ReportCommand) -> anyhow::Result<()> {
         } => {
             let spec = DurationSpec::new(from, to, group_by).map_err(|e| anyhow::anyhow!(e))?;
             let report = app
+                .reads()
                 .duration_report(
                     &scope.caller(),
                     spec,
@@ -305,6 +323,7 @@ async fn run_report(app: &App, command: ReportCommand) -> anyhow::Result<()> {
         }
         ReportCommand::Funnel { scope } => {
             let report = app
+                .reads()
                 .funnel_report(
                     &scope.caller(),
                     scope.course_ids(),

@@ -9,7 +9,7 @@
 //! body read timeout is the GraphQL handler's ([`crate::http`]).
 
 use crate::app::admission::Limits;
-use crate::app::{App, SubscriptionLimits, Timeouts, default_heavy_limits};
+use crate::app::{App, AppSettings, SubscriptionLimits, Timeouts, default_heavy_limits};
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::graphql::build_schema;
@@ -30,9 +30,9 @@ use tokio::sync::Semaphore;
 /// How long `/ready` waits for the database: a load balancer must hear "not ready" quickly.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The application over `pool` (commands and reads) and `report_pool` (reports, rebuilds,
-/// exports), with the configured limits.
-pub fn app(config: &Config, pool: PgPool, report_pool: PgPool) -> App {
+/// The application's settings from the configuration, for an application over `pool`
+/// (commands and reads) and `report_pool` (reports, rebuilds, exports).
+pub fn app_settings(config: &Config, pool: &PgPool, report_pool: PgPool) -> AppSettings {
     let connections = pool.options().get_max_connections() as usize;
     let mut work = Limits::for_pool(connections);
     if config.tenant_concurrency > 0 {
@@ -41,30 +41,33 @@ pub fn app(config: &Config, pool: PgPool, report_pool: PgPool) -> App {
     work.queue_per_tenant = config.tenant_queue;
     work.max_wait = config.queue_timeout;
     work.refusal_delay = config.rate_limit_delay;
-    let heavy = Limits {
+    let heavy_limits = Limits {
         // A replay reads a page ahead: two connections each.
         slots: (report_pool.options().get_max_connections() as usize / 2).max(1),
         per_tenant: config.tenant_report_concurrency,
         refusal_delay: config.rate_limit_delay,
         ..default_heavy_limits()
     };
-    App::with_stream_cache(pool, config.stream_cache_capacity)
-        .with_keys(config.data_keys.clone())
-        .with_group_commit(config.group_commit)
-        .with_worker_writes(config.citus_worker_writes)
-        .with_limits(work)
-        .with_heavy_work(report_pool, heavy)
-        .with_subscription_limits(SubscriptionLimits {
+    AppSettings {
+        stream_cache_capacity: config.stream_cache_capacity,
+        keys: config.data_keys.clone(),
+        group_commit: config.group_commit,
+        worker_writes: config.citus_worker_writes,
+        limits: Some(work),
+        heavy_pool: Some(report_pool),
+        heavy_limits,
+        subscriptions: SubscriptionLimits {
             per_caller: config.subscriptions_per_caller,
             per_tenant: config.subscriptions_per_tenant,
             events_per_second: config.subscription_events_per_second,
             ..SubscriptionLimits::default()
-        })
-        .with_timeouts(Timeouts {
+        },
+        timeouts: Timeouts {
             command: config.command_timeout,
             report: config.report_timeout,
             export: config.export_timeout,
-        })
+        },
+    }
 }
 
 /// The token verifier for the configured keys (or `fallback_secret`, when none are configured),
@@ -90,20 +93,22 @@ pub fn configured_state(
     report_pool: PgPool,
     verifier: TokenVerifier,
 ) -> HttpState {
-    configured_state_with(config, pool, report_pool, verifier, |app| app)
+    configured_state_with(config, pool, report_pool, verifier, |_| {})
 }
 
-/// [`configured_state`], with the application adjusted by `adjust_app` before the state is
-/// built around it (the schema holds the application, so it cannot change afterwards): the
-/// test suite tightens an application's limits this way.
+/// [`configured_state`], with the application's settings adjusted by `adjust_app` before it
+/// is built (the schema holds the application, so it cannot change afterwards): the test
+/// suite tightens an application's limits this way.
 pub fn configured_state_with(
     config: &Config,
     pool: PgPool,
     report_pool: PgPool,
     verifier: TokenVerifier,
-    adjust_app: impl FnOnce(App) -> App,
+    adjust_app: impl FnOnce(&mut AppSettings),
 ) -> HttpState {
-    let app = adjust_app(app(config, pool, report_pool));
+    let mut settings = app_settings(config, &pool, report_pool);
+    adjust_app(&mut settings);
+    let app = App::build(pool, settings);
     let mut state = http_state(app, verifier);
     state.limits = HttpLimits {
         header_timeout: config.http_header_timeout,
@@ -121,7 +126,7 @@ pub fn configured_state_with(
 /// Builds the HTTP state around the application: schema, verifier, and a connection of its
 /// own for `/ready`, which must not queue behind the pool it checks.
 pub fn http_state(app: App, verifier: TokenVerifier) -> HttpState {
-    let options = (*app.pool().connect_options()).clone();
+    let options = (*app.runtime().pool().connect_options()).clone();
     let ready_pool = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(READY_TIMEOUT)

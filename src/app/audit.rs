@@ -11,7 +11,7 @@
 
 use super::admission::Admission;
 use super::feed::{Batch, Ticket};
-use super::{App, AppError, Caller};
+use super::{AppError, Caller, Reads};
 use crate::domain::{Role, TenantId};
 use crate::store::log::{self, LogFilter, LoggedEvent};
 use futures_util::Stream;
@@ -30,7 +30,7 @@ pub use super::feed::POLL_INTERVAL as FOLLOW_POLL_INTERVAL;
 /// A stream of results that a transport can hold across awaits.
 pub type AuditStream<T> = Pin<Box<dyn Stream<Item = Result<T, AppError>> + Send + 'static>>;
 
-impl App {
+impl Reads {
     /// Narrows `filter` to what the caller may read. Asking for another trainee's events as a
     /// trainee is refused rather than silently answered with nothing.
     fn scope_audit(&self, caller: &Caller, mut filter: LogFilter) -> Result<LogFilter, AppError> {
@@ -59,10 +59,10 @@ impl App {
         limit: i64,
     ) -> Result<Vec<LoggedEvent>, AppError> {
         let filter = self.scope_audit(caller, filter)?;
-        let _slot = self.admit(caller).await?;
+        let _slot = self.rt.admit(caller).await?;
         let page = log::read_page(
-            &self.pool,
-            &self.keys,
+            &self.rt.pool,
+            &self.rt.keys,
             caller.tenant(),
             &filter,
             after,
@@ -85,8 +85,8 @@ impl App {
         after: i64,
     ) -> Result<AuditStream<Vec<LoggedEvent>>, AppError> {
         let filter = self.scope_audit(caller, filter)?;
-        let deadline = tokio::time::Instant::now() + self.timeouts.export;
-        let limit = self.timeouts.export;
+        let deadline = tokio::time::Instant::now() + self.rt.timeouts.export;
+        let limit = self.rt.timeouts.export;
         let (app, caller) = (self.clone(), caller.clone());
         let state = Some((filter, after));
         let pages = futures_util::stream::unfold(state, move |state| {
@@ -101,10 +101,10 @@ impl App {
                     return Some((Err(AppError::Timeout(message)), None));
                 }
                 let page = async {
-                    let _slot = app.admit_heavy(&caller).await?;
+                    let _slot = app.rt.admit_heavy(&caller).await?;
                     let page = log::read_page(
-                        &app.heavy_pool,
-                        &app.keys,
+                        &app.rt.heavy_pool,
+                        &app.rt.keys,
                         caller.tenant(),
                         &filter,
                         after,
@@ -141,26 +141,27 @@ impl App {
         after: Option<i64>,
     ) -> Result<AuditStream<LoggedEvent>, AppError> {
         let filter = self.scope_audit(caller, filter)?;
-        let ticket = self.feeds.open(caller)?;
+        let ticket = self.rt.feeds.open(caller)?;
         let tenant = caller.tenant();
         // Subscribe before the first read: every event committed after that read then comes
         // in a batch (or is read as a gap).
-        let feed = self.feeds.subscribe(tenant);
+        let feed = self.rt.feeds.subscribe(tenant);
         let last = match after {
             Some(position) => position.max(0),
             None => {
                 let _slot = self
+                    .rt
                     .admission
                     .enter_unbounded(tenant)
                     .await
-                    .map_err(|refusal| self.refused(refusal, "main", "requests"))?;
-                log::head(&self.pool, tenant).await?
+                    .map_err(|refusal| self.rt.refused(refusal, "main", "requests"))?;
+                log::head(&self.rt.pool, tenant).await?
             }
         };
         let follower = Follower {
-            pool: self.pool.clone(),
-            keys: self.keys.clone(),
-            admission: self.admission.clone(),
+            pool: self.rt.pool.clone(),
+            keys: self.rt.keys.clone(),
+            admission: self.rt.admission.clone(),
             tenant,
             filter,
             last,
@@ -175,20 +176,6 @@ impl App {
             follower,
             Follower::next,
         )))
-    }
-
-    /// Open live subscriptions of a tenant, and tenants with a live feed running.
-    pub fn live_load(&self, tenant: TenantId) -> (usize, usize) {
-        (
-            self.feeds.open_subscriptions(tenant),
-            self.feeds.feeds_running(),
-        )
-    }
-
-    /// Subscriptions (of every tenant) that have caught up and wait for new events: one
-    /// committed from now on reaches them live.
-    pub fn live_subscriptions(&self) -> usize {
-        self.feeds.live_subscriptions()
     }
 }
 

@@ -1,9 +1,10 @@
 //! The commands, one function each: authorize, gather what the decision needs, decide, write.
 
-use super::{
-    App, AppError, Caller, Command, CommandOptions, CommandOutcome, Conn, DIGEST_KEY, OnMiss,
-    Source, Write,
+use super::command_path::{
+    Command, CommandOptions, CommandOutcome, Commands, DIGEST_KEY, OnMiss, Source,
 };
+use super::write::Write;
+use super::{AppError, Caller, Conn};
 use crate::domain::TenantId;
 use crate::domain::course::{CourseAggregate, CourseCommand};
 use crate::domain::enrollment::{CourseFacts, Enrollment, EnrollmentAggregate, EnrollmentCommand};
@@ -36,7 +37,7 @@ fn own_enrollment(caller: &Caller, state: &Option<Enrollment>) -> Result<(), App
     }
 }
 
-impl App {
+impl Commands {
     pub async fn create_course(
         &self,
         caller: &Caller,
@@ -156,10 +157,10 @@ impl App {
                 // (the write stores it, or is refused if the trainee has one). Read, a
                 // forgotten trainee has a keyless row, and is refused here.
                 let data_key = match source {
-                    Source::Recent => TraineeKey::make(&self.keys),
+                    Source::Recent => TraineeKey::make(&self.rt.keys),
                     Source::Stored => store::personal::trainee_key(
                         &mut conn,
-                        &self.keys,
+                        &self.rt.keys,
                         caller.tenant(),
                         trainee_id.as_uuid(),
                     )
@@ -493,7 +494,7 @@ impl App {
 }
 
 /// What commands read besides their stream, remembered where it cannot change.
-impl App {
+impl Commands {
     /// A course's passing score (`None`: no such course). It never changes, so it is read once.
     async fn passing_score(
         &self,
@@ -528,7 +529,7 @@ impl App {
         {
             return Ok(Some(key));
         }
-        let key = store::personal::trainee_key(conn, &self.keys, tenant, trainee).await?;
+        let key = store::personal::trainee_key(conn, &self.rt.keys, tenant, trainee).await?;
         if let Some(key) = key.as_ref().filter(|key| !key.new) {
             self.recent.store_trainee_key(tenant, trainee, key.clone());
         }

@@ -1,21 +1,21 @@
 //! The reads, with the same role rules as the commands: everything a role may not see is
 //! filtered out here, so no resolver can forget it.
 
-use super::{App, AppError, Caller};
+use super::{AppError, Caller, Reads};
 use crate::domain::{CourseId, EnrollmentId, Role, TraineeId};
 use crate::projections::rows::{CourseRow, EnrollmentRow, SubmissionRow, TraineeRow};
 use crate::projections::{self, EnrollmentFilter};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-impl App {
+impl Reads {
     pub async fn course(
         &self,
         caller: &Caller,
         id: CourseId,
     ) -> Result<Option<CourseRow>, AppError> {
-        let _slot = self.admit(caller).await?;
-        Ok(projections::course(&self.pool, caller.tenant(), id).await?)
+        let _slot = self.rt.admit(caller).await?;
+        Ok(projections::course(&self.rt.pool, caller.tenant(), id).await?)
     }
 
     pub async fn courses(
@@ -25,11 +25,15 @@ impl App {
         include_retired: bool,
         limit: i64,
     ) -> Result<Vec<CourseRow>, AppError> {
-        let _slot = self.admit(caller).await?;
-        Ok(
-            projections::courses(&self.pool, caller.tenant(), after, include_retired, limit)
-                .await?,
+        let _slot = self.rt.admit(caller).await?;
+        Ok(projections::courses(
+            &self.rt.pool,
+            caller.tenant(),
+            after,
+            include_retired,
+            limit,
         )
+        .await?)
     }
 
     /// A trainee sees only itself; admins and instructors see every trainee of the tenant.
@@ -41,8 +45,8 @@ impl App {
         if !may_see_trainee(caller, id) {
             return Ok(None);
         }
-        let _slot = self.admit(caller).await?;
-        Ok(projections::trainee(&self.pool, caller.tenant(), id).await?)
+        let _slot = self.rt.admit(caller).await?;
+        Ok(projections::trainee(&self.rt.pool, caller.tenant(), id).await?)
     }
 
     pub async fn trainees(
@@ -52,8 +56,8 @@ impl App {
         limit: i64,
     ) -> Result<Vec<TraineeRow>, AppError> {
         caller.require(&[Role::Admin, Role::Instructor], "list trainees")?;
-        let _slot = self.admit(caller).await?;
-        Ok(projections::trainees(&self.pool, caller.tenant(), after, limit).await?)
+        let _slot = self.rt.admit(caller).await?;
+        Ok(projections::trainees(&self.rt.pool, caller.tenant(), after, limit).await?)
     }
 
     /// A trainee sees only its own enrollments.
@@ -62,8 +66,8 @@ impl App {
         caller: &Caller,
         id: EnrollmentId,
     ) -> Result<Option<EnrollmentRow>, AppError> {
-        let _slot = self.admit(caller).await?;
-        let row = projections::enrollment(&self.pool, caller.tenant(), id).await?;
+        let _slot = self.rt.admit(caller).await?;
+        let row = projections::enrollment(&self.rt.pool, caller.tenant(), id).await?;
         Ok(row.and_then(|row| visible_enrollment(caller, row)))
     }
 
@@ -83,8 +87,8 @@ impl App {
             }
             filter.trainee_id = Some(own);
         }
-        let _slot = self.admit(caller).await?;
-        Ok(projections::enrollments(&self.pool, caller.tenant(), &filter, after, limit).await?)
+        let _slot = self.rt.admit(caller).await?;
+        Ok(projections::enrollments(&self.rt.pool, caller.tenant(), &filter, after, limit).await?)
     }
 
     /// The courses of `ids` that exist, in one read (a page's relations: the GraphQL layer's
@@ -94,8 +98,8 @@ impl App {
         caller: &Caller,
         ids: &[CourseId],
     ) -> Result<HashMap<CourseId, CourseRow>, AppError> {
-        let _slot = self.admit(caller).await?;
-        let rows = projections::courses_by_id(&self.pool, caller.tenant(), ids).await?;
+        let _slot = self.rt.admit(caller).await?;
+        let rows = projections::courses_by_id(&self.rt.pool, caller.tenant(), ids).await?;
         Ok(rows.into_iter().map(|row| (row.course_id, row)).collect())
     }
 
@@ -113,8 +117,8 @@ impl App {
         if visible.is_empty() {
             return Ok(HashMap::new());
         }
-        let _slot = self.admit(caller).await?;
-        let rows = projections::trainees_by_id(&self.pool, caller.tenant(), &visible).await?;
+        let _slot = self.rt.admit(caller).await?;
+        let rows = projections::trainees_by_id(&self.rt.pool, caller.tenant(), &visible).await?;
         Ok(rows.into_iter().map(|row| (row.trainee_id, row)).collect())
     }
 
@@ -126,8 +130,9 @@ impl App {
         enrollments: &[EnrollmentId],
     ) -> Result<HashMap<EnrollmentId, Vec<SubmissionRow>>, AppError> {
         let own = (caller.role() == Role::Trainee).then(|| TraineeId::from_uuid(caller.actor_id()));
-        let _slot = self.admit(caller).await?;
-        let rows = projections::submissions(&self.pool, caller.tenant(), enrollments, own).await?;
+        let _slot = self.rt.admit(caller).await?;
+        let rows =
+            projections::submissions(&self.rt.pool, caller.tenant(), enrollments, own).await?;
         let mut by_enrollment: HashMap<EnrollmentId, Vec<SubmissionRow>> = HashMap::new();
         for row in rows {
             by_enrollment

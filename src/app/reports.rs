@@ -1,6 +1,6 @@
 //! Reports, time travel and projection rebuilds: replays of the log, with the role rules.
 
-use super::{App, AppError, Caller};
+use super::{AppError, Caller, Reads};
 use crate::domain::{EnrollmentId, EventType, Role};
 use crate::projections::rebuild::{self, RebuildError, RebuildReport};
 use crate::projections::rows::{EnrollmentRow, EventPlace, StreamRows, SubmissionRow};
@@ -45,7 +45,7 @@ impl From<RebuildError> for AppError {
     }
 }
 
-impl App {
+impl Reads {
     /// Replays the caller's tenant up to its current head, `as_of` a time (default now), into
     /// `fold`, and finishes it into report rows.
     #[allow(clippy::too_many_arguments)]
@@ -66,8 +66,8 @@ impl App {
     {
         caller.require(&[Role::Admin, Role::Instructor], "run reports")?;
         let as_of = as_of.unwrap_or_else(Utc::now);
-        let _slot = self.admit_heavy(caller).await?;
-        let position = store::log::head(&self.heavy_pool, caller.tenant()).await?;
+        let _slot = self.rt.admit_heavy(caller).await?;
+        let position = store::log::head(&self.rt.heavy_pool, caller.tenant()).await?;
         let query = ReplayQuery {
             tenant: caller.tenant(),
             as_of: Some(as_of),
@@ -75,15 +75,18 @@ impl App {
             event_types: Some(event_types),
             course_ids,
             data_for,
-            keys: self.keys.clone(),
+            keys: self.rt.keys.clone(),
             unopened: Vec::new(),
         };
         let started = std::time::Instant::now();
         let replay = async {
-            Ok::<_, AppError>(replay::replay(&self.heavy_pool, &query, &mut fold, progress).await?)
+            Ok::<_, AppError>(
+                replay::replay(&self.rt.heavy_pool, &query, &mut fold, progress).await?,
+            )
         };
-        let stats = super::within(self.timeouts.report, "report", replay).await?;
-        self.metrics
+        let stats = super::within(self.rt.timeouts.report, "report", replay).await?;
+        self.rt
+            .metrics
             .replay("report", stats.events, started.elapsed());
         Ok(ReportOutput {
             rows: finish(fold),
@@ -146,30 +149,32 @@ impl App {
         progress: impl FnMut(u64),
     ) -> Result<RebuildReport, AppError> {
         caller.require(&[Role::Admin], "rebuild projections")?;
-        let _slot = self.admit_heavy(caller).await?;
+        let _slot = self.rt.admit_heavy(caller).await?;
         let started = std::time::Instant::now();
         let rebuild = async {
-            let conn = self.heavy_pool.acquire().await?;
+            let conn = self.rt.heavy_pool.acquire().await?;
             let (mut loader, _) = self
+                .rt
                 .routes
-                .connection(conn, &self.heavy_pool, caller.tenant())
+                .connection(conn, &self.rt.heavy_pool, caller.tenant())
                 .await;
             let tenant = caller.tenant();
             let rebuilt = rebuild::rebuild_tenant(
-                &self.heavy_pool,
+                &self.rt.heavy_pool,
                 &mut loader,
-                &self.keys,
+                &self.rt.keys,
                 tenant,
                 progress,
             )
             .await;
             if rebuilt.is_err() {
-                self.routes.forget(tenant);
+                self.rt.routes.forget(tenant);
             }
             Ok::<_, AppError>(rebuilt?)
         };
-        let report = super::within(self.timeouts.report, "rebuild", rebuild).await?;
-        self.metrics
+        let report = super::within(self.rt.timeouts.report, "rebuild", rebuild).await?;
+        self.rt
+            .metrics
             .replay("rebuild", report.events, started.elapsed());
         Ok(report)
     }
@@ -182,10 +187,10 @@ impl App {
         id: EnrollmentId,
         as_of: DateTime<Utc>,
     ) -> Result<Option<(EnrollmentRow, Vec<SubmissionRow>)>, AppError> {
-        let _slot = self.admit(caller).await?;
-        let mut conn = self.pool.acquire().await?;
+        let _slot = self.rt.admit(caller).await?;
+        let mut conn = self.rt.pool.acquire().await?;
         let stream =
-            store::load_stream(&mut conn, &self.keys, caller.tenant(), id.as_uuid()).await?;
+            store::load_stream(&mut conn, &self.rt.keys, caller.tenant(), id.as_uuid()).await?;
         let mut rows = StreamRows::default();
         for event in stream.iter().filter(|e| e.recorded_at <= as_of) {
             let place = EventPlace {

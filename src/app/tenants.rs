@@ -2,7 +2,7 @@
 //! Not tenant-scoped, so it takes no [`Caller`](super::Caller): only the operator's own tools
 //! reach it, never the API.
 
-use super::{App, AppError};
+use super::{AppError, Runtime};
 use crate::domain::TenantId;
 use crate::store;
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ pub struct TenantSummary {
     pub created_at: DateTime<Utc>,
 }
 
-impl App {
+impl Runtime {
     /// Creates a tenant named `name` (trimmed; not empty, no control characters).
     pub async fn create_tenant(&self, name: &str) -> Result<TenantId, AppError> {
         let name = name.trim();

@@ -2,12 +2,29 @@
 //! the store's refusals as the command's errors, and the stream as stored after it (for the
 //! stream cache). Pure, but for the types they work on.
 
+use super::AppError;
 use super::recent::Stream;
-use super::{AppError, Write};
-use crate::domain::{Event, SubmissionId};
+use crate::domain::{Event, StreamType, SubmissionId};
 use crate::projections::rows::{EventPlace, StreamRows};
+use crate::store::personal::TraineeKey;
 use crate::store::{StoreError, StreamEvent};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// The new events of one command and what is stored with them.
+pub(super) struct Write<'a> {
+    pub(super) stream_id: Uuid,
+    pub(super) stream_type: StreamType,
+    pub(super) prior: &'a [StreamEvent],
+    pub(super) events: Vec<Event>,
+    pub(super) trainee_id: Option<Uuid>,
+    pub(super) course_id: Option<Uuid>,
+    pub(super) result: serde_json::Value,
+    /// The command opens an enrollment: written only while its course is not retired.
+    pub(super) registration: bool,
+    /// The data key of the trainee whose personal data the events hold, if they hold any.
+    pub(super) data_key: Option<TraineeKey>,
+}
 
 /// The projection rows of a write's stream after it (the prior events folded again, then the
 /// new ones at their versions), and the submissions its events touch.

@@ -198,6 +198,7 @@ impl AuditQuery {
         args.after = start;
         let filter = filter.map(LogFilter::from).unwrap_or_default();
         let rows = app(ctx)
+            .reads()
             .audit_page(caller, filter, start.unwrap_or(0), args.fetch_limit())
             .await
             .gql()?;
@@ -222,7 +223,7 @@ impl Subscription {
         let caller = caller(ctx)?;
         let start = start(after, after_position)?;
         let filter = filter.map(LogFilter::from).unwrap_or_default();
-        let events = app(ctx).follow(caller, filter, start).await.gql()?;
+        let events = app(ctx).reads().follow(caller, filter, start).await.gql()?;
         Ok(events.map(|event| event.map(AuditEvent).map_err(to_graphql)))
     }
 }

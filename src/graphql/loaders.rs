@@ -79,7 +79,11 @@ impl Loader<CourseId> for Rows {
     type Error = async_graphql::Error;
 
     async fn load(&self, ids: &[CourseId]) -> Result<HashMap<CourseId, CourseRow>, Self::Error> {
-        self.app.courses_by_id(&self.caller, ids).await.gql()
+        self.app
+            .reads()
+            .courses_by_id(&self.caller, ids)
+            .await
+            .gql()
     }
 }
 
@@ -88,7 +92,11 @@ impl Loader<TraineeId> for Rows {
     type Error = async_graphql::Error;
 
     async fn load(&self, ids: &[TraineeId]) -> Result<HashMap<TraineeId, TraineeRow>, Self::Error> {
-        self.app.trainees_by_id(&self.caller, ids).await.gql()
+        self.app
+            .reads()
+            .trainees_by_id(&self.caller, ids)
+            .await
+            .gql()
     }
 }
 
@@ -102,7 +110,12 @@ impl Loader<EnrollmentId> for Rows {
         &self,
         ids: &[EnrollmentId],
     ) -> Result<HashMap<EnrollmentId, Vec<SubmissionRow>>, Self::Error> {
-        let mut found = self.app.submissions_of(&self.caller, ids).await.gql()?;
+        let mut found = self
+            .app
+            .reads()
+            .submissions_of(&self.caller, ids)
+            .await
+            .gql()?;
         // An enrollment without submissions is an answer too, kept in the cache as such.
         for id in ids {
             found.entry(*id).or_default();

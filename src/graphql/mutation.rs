@@ -131,7 +131,7 @@ async fn trainee_payload(
     let written = outcome.rows.and_then(|rows| rows.trainee);
     let row = match written {
         Some(row) => may_see_trainee(caller, trainee_id).then_some(row),
-        None => app(ctx).trainee(caller, trainee_id).await.gql()?,
+        None => app(ctx).reads().trainee(caller, trainee_id).await.gql()?,
     };
     let row = row.ok_or_else(|| to_graphql(AppError::NotFound("trainee not found".into())))?;
     Ok(TraineePayload {
@@ -150,6 +150,7 @@ async fn course_payload(
     let row = match outcome.rows.and_then(|rows| rows.course) {
         Some(row) => Some(row),
         None => app(ctx)
+            .reads()
             .course(caller, CourseId::from_uuid(outcome.stream_id))
             .await
             .gql()?,
@@ -176,6 +177,7 @@ async fn enrollment_payload(
     let row = match outcome.rows.and_then(|rows| rows.enrollment) {
         Some(row) => visible_enrollment(caller, row),
         None => app(ctx)
+            .reads()
             .enrollment(caller, EnrollmentId::from_uuid(outcome.stream_id))
             .await
             .gql()?,
@@ -218,6 +220,7 @@ impl CoreMutation {
         let passing = parsed(Score::parse("passingScore", i64::from(input.passing_score)))?;
         let options = command_options(ctx, input.command_id);
         let outcome = app(ctx)
+            .commands()
             .create_course(caller, &options, code, title, passing)
             .await
             .gql()?;
@@ -233,6 +236,7 @@ impl CoreMutation {
         let caller = caller(ctx)?;
         let options = command_options(ctx, input.command_id);
         let outcome = app(ctx)
+            .commands()
             .retire_course(caller, &options, CourseId::from_uuid(input.course_id))
             .await
             .gql()?;
@@ -250,6 +254,7 @@ impl CoreMutation {
         let name = parsed(PersonName::parse(&input.name))?;
         let options = command_options(ctx, input.command_id);
         let outcome = app(ctx)
+            .commands()
             .register_trainee(
                 caller,
                 &options,
@@ -275,6 +280,7 @@ impl CoreMutation {
         let options = command_options(ctx, input.command_id);
         let trainee_id = TraineeId::from_uuid(input.trainee_id);
         let outcome = app(ctx)
+            .commands()
             .forget_trainee(caller, &options, trainee_id)
             .await
             .gql()?;
@@ -290,7 +296,8 @@ impl CoreMutation {
         let course = CourseId::from_uuid(input.course_id);
         let trainee = input.trainee_id.map(TraineeId::from_uuid);
         enrollment_command(ctx, input.command_id, async |app, caller, options| {
-            app.register_for_course(caller, options, course, trainee)
+            app.commands()
+                .register_for_course(caller, options, course, trainee)
                 .await
         })
         .await
@@ -303,7 +310,9 @@ impl CoreMutation {
     ) -> async_graphql::Result<EnrollmentPayload> {
         let enrollment = EnrollmentId::from_uuid(input.enrollment_id);
         enrollment_command(ctx, input.command_id, async |app, caller, options| {
-            app.start_course(caller, options, enrollment).await
+            app.commands()
+                .start_course(caller, options, enrollment)
+                .await
         })
         .await
     }
@@ -318,6 +327,7 @@ impl CoreMutation {
         let answers = parsed(Answers::parse(input.answers.0))?;
         let options = command_options(ctx, input.command_id);
         let outcome = app(ctx)
+            .commands()
             .submit_test(
                 caller,
                 &options,
@@ -353,7 +363,8 @@ impl CoreMutation {
         let enrollment = EnrollmentId::from_uuid(input.enrollment_id);
         let submission = SubmissionId::from_uuid(input.submission_id);
         enrollment_command(ctx, input.command_id, async |app, caller, options| {
-            app.grade_submission(caller, options, enrollment, submission, score)
+            app.commands()
+                .grade_submission(caller, options, enrollment, submission, score)
                 .await
         })
         .await
@@ -367,7 +378,9 @@ impl CoreMutation {
     ) -> async_graphql::Result<EnrollmentPayload> {
         let enrollment = EnrollmentId::from_uuid(input.enrollment_id);
         enrollment_command(ctx, input.command_id, async |app, caller, options| {
-            app.complete_course(caller, options, enrollment).await
+            app.commands()
+                .complete_course(caller, options, enrollment)
+                .await
         })
         .await
     }
@@ -386,7 +399,8 @@ impl CoreMutation {
         let reason = parsed(reason)?;
         let enrollment = EnrollmentId::from_uuid(input.enrollment_id);
         enrollment_command(ctx, input.command_id, async |app, caller, options| {
-            app.withdraw_registration(caller, options, enrollment, reason)
+            app.commands()
+                .withdraw_registration(caller, options, enrollment, reason)
                 .await
         })
         .await

@@ -29,6 +29,7 @@ impl CoreQuery {
 
     async fn course(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Course>> {
         let row = app(ctx)
+            .reads()
             .course(caller(ctx)?, CourseId::from_uuid(id))
             .await
             .gql()?;
@@ -46,6 +47,7 @@ impl CoreQuery {
         let caller = caller(ctx)?;
         let args = PageArgs::parse(first, after)?;
         let rows = app(ctx)
+            .reads()
             .courses(caller, args.after, include_retired, args.fetch_limit())
             .await
             .gql()?;
@@ -54,6 +56,7 @@ impl CoreQuery {
 
     async fn trainee(&self, ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<Trainee>> {
         let row = app(ctx)
+            .reads()
             .trainee(caller(ctx)?, TraineeId::from_uuid(id))
             .await
             .gql()?;
@@ -70,6 +73,7 @@ impl CoreQuery {
         let caller = caller(ctx)?;
         let args = PageArgs::parse(first, after)?;
         let rows = app(ctx)
+            .reads()
             .trainees(caller, args.after, args.fetch_limit())
             .await
             .gql()?;
@@ -85,10 +89,14 @@ impl CoreQuery {
     ) -> async_graphql::Result<Option<Enrollment>> {
         let (caller, id) = (caller(ctx)?, EnrollmentId::from_uuid(id));
         if let Some(as_of) = as_of {
-            let past = app(ctx).enrollment_as_of(caller, id, as_of).await.gql()?;
+            let past = app(ctx)
+                .reads()
+                .enrollment_as_of(caller, id, as_of)
+                .await
+                .gql()?;
             return Ok(past.map(|(row, submissions)| Enrollment::as_of(row, submissions)));
         }
-        let row = app(ctx).enrollment(caller, id).await.gql()?;
+        let row = app(ctx).reads().enrollment(caller, id).await.gql()?;
         Ok(row.map(Enrollment::live))
     }
 
@@ -111,6 +119,7 @@ impl CoreQuery {
             status: status.map(Into::into),
         };
         let rows = app(ctx)
+            .reads()
             .enrollments(caller, filter, args.after, args.fetch_limit())
             .await
             .gql()?;

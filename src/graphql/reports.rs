@@ -242,6 +242,7 @@ impl ReportQuery {
         let spec = DurationSpec::new(input.from.into(), input.to.into(), input.group_by.into())
             .map_err(|message| to_graphql(AppError::BadInput(message)))?;
         let report = app(ctx)
+            .reads()
             .duration_report(caller, spec, input.course_ids, input.as_of, |_| {})
             .await
             .gql()?;
@@ -272,6 +273,7 @@ impl ReportQuery {
     ) -> async_graphql::Result<FunnelReport> {
         let caller = caller(ctx)?;
         let report = app(ctx)
+            .reads()
             .funnel_report(caller, input.course_ids, input.as_of, |_| {})
             .await
             .gql()?;
@@ -296,7 +298,11 @@ impl ReportMutation {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<RebuildProjectionsPayload> {
         let caller = caller(ctx)?;
-        let report = app(ctx).rebuild_projections(caller, |_| {}).await.gql()?;
+        let report = app(ctx)
+            .reads()
+            .rebuild_projections(caller, |_| {})
+            .await
+            .gql()?;
         Ok(RebuildProjectionsPayload {
             events_replayed: report.events.into(),
             courses: report.courses,

@@ -222,7 +222,7 @@ impl Me {
             return Ok(None);
         }
         let id = crate::domain::TraineeId::from_uuid(self.subject);
-        let row = app(ctx).trainee(caller(ctx)?, id).await.gql()?;
+        let row = app(ctx).reads().trainee(caller(ctx)?, id).await.gql()?;
         Ok(row.map(Trainee))
     }
 }

@@ -136,6 +136,7 @@ pub(super) async fn open_pages(
 ) -> Result<Pages, AppError> {
     let mut pages = state
         .app
+        .reads()
         .audit_export(caller, filter, after)
         .await?
         .peekable();
@@ -161,7 +162,12 @@ pub(super) fn streamed_body(
     tail: Option<Bytes>,
     mut render: impl FnMut(&[LoggedEvent]) -> Result<Bytes, String> + Send + 'static,
 ) -> Body {
-    let sent = state.app.metrics().export_bytes.with_label_values(&[label]);
+    let sent = state
+        .app
+        .runtime()
+        .metrics()
+        .export_bytes
+        .with_label_values(&[label]);
     let failed = |message: String| {
         tracing::error!(error = %message, "export failed midway");
         std::io::Error::other("export failed")

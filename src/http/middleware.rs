@@ -21,7 +21,7 @@ pub(super) async fn observe(
     let started = Instant::now();
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let metrics = state.app.metrics();
+    let metrics = state.app.runtime().metrics();
     metrics
         .http
         .requests
@@ -54,7 +54,7 @@ pub(super) async fn metrics(State(state): State<HttpState>, headers: HeaderMap) 
             return response;
         }
     }
-    let body = state.app.render_metrics();
+    let body = state.app.runtime().render_metrics();
     (
         [(header::CONTENT_TYPE, crate::metrics::Metrics::CONTENT_TYPE)],
         body,

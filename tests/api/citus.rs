@@ -4,7 +4,7 @@
 //! tests return at once there; CI runs the suite on Citus as well, where they run in full.
 
 use crate::helpers::{TestApp, caller, citus, course_through, submit_through};
-use coursetrail::app::{App, Caller, CommandOptions};
+use coursetrail::app::{App, AppSettings, Caller, CommandOptions};
 use coursetrail::auth::Role;
 use coursetrail::citus::{LocalCitus, database_url, host_and_port};
 use coursetrail::db;
@@ -187,7 +187,10 @@ impl Workers {
     async fn check_rebuild(&self, app: &App, admin: &Caller) {
         self.owner.reset().await;
         self.other.reset().await;
-        app.rebuild_projections(admin, |_| {}).await.unwrap();
+        app.reads()
+            .rebuild_projections(admin, |_| {})
+            .await
+            .unwrap();
         let on_other = self.other.ran().await;
         assert!(
             on_other.is_empty(),
@@ -234,22 +237,24 @@ async fn check_lifecycle_shapes(workers: &Workers, app: &App, admin: &Caller) ->
     let trainee = TraineeId::from_uuid(Uuid::now_v7());
     workers
         .check("registerTrainee", APPEND, async {
-            app.register_trainee(
-                admin,
-                &with_id(),
-                Email::parse("shape@example.com").unwrap(),
-                PersonName::parse("Shape").unwrap(),
-                Some(trainee),
-            )
-            .await
-            .unwrap();
+            app.commands()
+                .register_trainee(
+                    admin,
+                    &with_id(),
+                    Email::parse("shape@example.com").unwrap(),
+                    PersonName::parse("Shape").unwrap(),
+                    Some(trainee),
+                )
+                .await
+                .unwrap();
         })
         .await;
     let mut enrollment = None;
     workers
         .check("registerForCourse", APPEND, async {
             enrollment = Some(EnrollmentId::from_uuid(
-                app.register_for_course(admin, &with_id(), course, Some(trainee))
+                app.commands()
+                    .register_for_course(admin, &with_id(), course, Some(trainee))
                     .await
                     .unwrap()
                     .stream_id,
@@ -259,7 +264,10 @@ async fn check_lifecycle_shapes(workers: &Workers, app: &App, admin: &Caller) ->
     let enrollment = enrollment.unwrap();
     workers
         .check("startCourse", APPEND, async {
-            app.start_course(admin, &none, enrollment).await.unwrap();
+            app.commands()
+                .start_course(admin, &none, enrollment)
+                .await
+                .unwrap();
         })
         .await;
     let mut submission = None;
@@ -270,20 +278,24 @@ async fn check_lifecycle_shapes(workers: &Workers, app: &App, admin: &Caller) ->
         .await;
     workers
         .check("gradeSubmission", APPEND, async {
-            app.grade_submission(
-                admin,
-                &with_id(),
-                enrollment,
-                submission.unwrap(),
-                Score::parse("score", 90).unwrap(),
-            )
-            .await
-            .unwrap();
+            app.commands()
+                .grade_submission(
+                    admin,
+                    &with_id(),
+                    enrollment,
+                    submission.unwrap(),
+                    Score::parse("score", 90).unwrap(),
+                )
+                .await
+                .unwrap();
         })
         .await;
     workers
         .check("completeCourse", APPEND, async {
-            app.complete_course(admin, &none, enrollment).await.unwrap();
+            app.commands()
+                .complete_course(admin, &none, enrollment)
+                .await
+                .unwrap();
         })
         .await;
     trainee
@@ -300,21 +312,26 @@ async fn check_withdrawal_and_retirement_shapes(
     let none = CommandOptions::default();
     let second = course_through(app, admin, "SECOND").await;
     let withdrawn = EnrollmentId::from_uuid(
-        app.register_for_course(admin, &none, second, Some(trainee))
+        app.commands()
+            .register_for_course(admin, &none, second, Some(trainee))
             .await
             .unwrap()
             .stream_id,
     );
     workers
         .check("withdrawRegistration", APPEND, async {
-            app.withdraw_registration(admin, &none, withdrawn, None)
+            app.commands()
+                .withdraw_registration(admin, &none, withdrawn, None)
                 .await
                 .unwrap();
         })
         .await;
     workers
         .check("retireCourse", APPEND, async {
-            app.retire_course(admin, &none, second).await.unwrap();
+            app.commands()
+                .retire_course(admin, &none, second)
+                .await
+                .unwrap();
         })
         .await;
 }
@@ -326,20 +343,21 @@ async fn check_a_batch_runs_on_the_owner_alone(workers: &Workers, app: &App, adm
     for round in 0..10 {
         workers.owner.reset().await;
         workers.other.reset().await;
-        let before = app.group_commit_stats().batches;
+        let before = app.commands().group_commit_stats().batches;
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..32 {
             let (app, admin) = (app.clone(), admin.clone());
             tasks.spawn(async move {
-                app.register_trainee(
-                    &admin,
-                    &CommandOptions::default(),
-                    Email::parse(&format!("batch{round}.{i}@example.com")).unwrap(),
-                    PersonName::parse("Batched").unwrap(),
-                    None,
-                )
-                .await
-                .unwrap();
+                app.commands()
+                    .register_trainee(
+                        &admin,
+                        &CommandOptions::default(),
+                        Email::parse(&format!("batch{round}.{i}@example.com")).unwrap(),
+                        PersonName::parse("Batched").unwrap(),
+                        None,
+                    )
+                    .await
+                    .unwrap();
             });
         }
         tasks.join_all().await;
@@ -348,7 +366,7 @@ async fn check_a_batch_runs_on_the_owner_alone(workers: &Workers, app: &App, adm
             "a batch round touched the other worker"
         );
         assert_only_calls_and_reads("a batch round", &workers.owner.ran().await);
-        if app.group_commit_stats().batches > before {
+        if app.commands().group_commit_stats().batches > before {
             batched = true;
             break;
         }
@@ -379,6 +397,7 @@ async fn every_write_shape_runs_on_the_tenants_worker_alone_without_two_phase_co
             ("coursetrail_append", 2),
             async {
                 let refused = app
+                    .commands()
                     .register_trainee(
                         &admin,
                         &none,
@@ -422,6 +441,7 @@ async fn write_until(
                 };
                 let trainee = TraineeId::from_uuid(Uuid::now_v7());
                 let registered = app
+                    .commands()
                     .register_trainee(
                         &admin,
                         &options,
@@ -442,6 +462,7 @@ async fn write_until(
                     ..Default::default()
                 };
                 match app
+                    .commands()
                     .register_for_course(&admin, &options, course, Some(trainee))
                     .await
                 {
@@ -651,7 +672,11 @@ async fn writes_go_to_the_tenants_worker_without_the_coordinator_unless_turned_o
             .sum()
     };
     for (routed, label) in [(true, "STRAIGHT"), (false, "THROUGH")] {
-        let app = App::new(test.pool.clone()).with_worker_writes(routed);
+        let settings = AppSettings {
+            worker_writes: routed,
+            ..AppSettings::default()
+        };
+        let app = App::build(test.pool.clone(), settings);
         coordinator.reset().await;
         workers
             .check(label, APPEND, async {

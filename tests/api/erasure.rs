@@ -410,7 +410,7 @@ async fn events_written_in_the_old_shape_read_back_as_the_current_one_everywhere
 async fn with_a_key_encryption_key_data_keys_are_stored_wrapped_and_still_open() {
     // 32 bytes in base64, as DATA_KEY_ENCRYPTION_KEY takes them.
     let keys = Keyring::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
-    let app = TestApp::spawn_configured(|app| app.with_keys(keys), |_| {}).await;
+    let app = TestApp::spawn_configured(|settings| settings.keys = keys, |_| {}).await;
     let (trainee, _) = lifecycle(&app).await;
     let stored: Vec<u8> = sqlx::query_scalar(
         "SELECT data_key FROM trainee_keys WHERE tenant_id = $1 AND trainee_id = $2",

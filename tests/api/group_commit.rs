@@ -4,7 +4,7 @@
 
 use crate::helpers::{TestApp, caller, course_through, submit_through};
 use crate::replay::snapshot;
-use coursetrail::app::{App, Caller, CommandOptions, GroupCommitStats};
+use coursetrail::app::{App, AppSettings, Caller, CommandOptions, GroupCommitStats};
 use coursetrail::auth::Role;
 use coursetrail::crypto::Keyring;
 use coursetrail::domain::events::{CourseRegistered, TraineeRegistered};
@@ -31,19 +31,20 @@ async fn register_at_once(
     for email in emails {
         let (app, admin, email) = (app.clone(), admin.clone(), email.clone());
         tasks.spawn(async move {
-            app.register_trainee(
-                &admin,
-                &CommandOptions {
-                    command_id: Some(Uuid::now_v7()),
-                    ..Default::default()
-                },
-                Email::parse(&email).unwrap(),
-                PersonName::parse("Batched").unwrap(),
-                None,
-            )
-            .await
-            .map(|outcome| outcome.position)
-            .map_err(|error| error.code().to_owned())
+            app.commands()
+                .register_trainee(
+                    &admin,
+                    &CommandOptions {
+                        command_id: Some(Uuid::now_v7()),
+                        ..Default::default()
+                    },
+                    Email::parse(&email).unwrap(),
+                    PersonName::parse("Batched").unwrap(),
+                    None,
+                )
+                .await
+                .map(|outcome| outcome.position)
+                .map_err(|error| error.code().to_owned())
         });
     }
     tasks.join_all().await
@@ -93,14 +94,14 @@ async fn concurrent_writes_of_one_tenant_share_transactions_and_positions_stay_g
             .map(|i| format!("r{round}t{i}@example.com"))
             .collect();
         answered.extend(register_at_once(&app, tenant, &emails).await);
-        if app.group_commit_stats().batched_writes > 0 {
+        if app.commands().group_commit_stats().batched_writes > 0 {
             break;
         }
     }
     stop.store(true, Ordering::Relaxed);
     assert!(reader.await.unwrap() > 0);
     assert!(
-        app.group_commit_stats().batched_writes > 0,
+        app.commands().group_commit_stats().batched_writes > 0,
         "no write was ever batched"
     );
 
@@ -122,13 +123,18 @@ async fn concurrent_writes_of_one_tenant_share_transactions_and_positions_stay_g
     assert_eq!(recorded, answered.len() as i64);
 
     let live = snapshot(&test.pool, tenant).await;
-    app.rebuild_projections(&caller(tenant, Role::Admin, Uuid::now_v7()), |_| {})
+    app.reads()
+        .rebuild_projections(&caller(tenant, Role::Admin, Uuid::now_v7()), |_| {})
         .await
         .unwrap();
     assert_eq!(snapshot(&test.pool, tenant).await, live);
 
     // Switched off, nothing is batched.
-    let alone = App::new(test.pool.clone()).with_group_commit(false);
+    let settings = AppSettings {
+        group_commit: false,
+        ..AppSettings::default()
+    };
+    let alone = App::build(test.pool.clone(), settings);
     let emails: Vec<String> = (0..32).map(|i| format!("alone{i}@example.com")).collect();
     assert!(
         register_at_once(&alone, tenant, &emails)
@@ -136,7 +142,10 @@ async fn concurrent_writes_of_one_tenant_share_transactions_and_positions_stay_g
             .iter()
             .all(Result::is_ok)
     );
-    assert_eq!(alone.group_commit_stats(), GroupCommitStats::default());
+    assert_eq!(
+        alone.commands().group_commit_stats(),
+        GroupCommitStats::default()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,11 +172,11 @@ async fn writes_a_batch_refuses_get_the_answers_they_would_get_alone() {
             .count();
         assert_eq!((ok, exists), (24, 24), "round {round}: {answered:?}");
         stored += 24;
-        if app.group_commit_stats().refused_writes > 0 {
+        if app.commands().group_commit_stats().refused_writes > 0 {
             break;
         }
     }
-    let stats = app.group_commit_stats();
+    let stats = app.commands().group_commit_stats();
     assert!(stats.refused_writes > 0, "no batch ever refused a write");
     assert_eq!(stats.failed_batches, 0);
     assert_eq!(
@@ -194,14 +203,15 @@ async fn dropped_requests_leave_no_tenant_waiting() {
         for i in 0..32 {
             let (app, admin) = (app.clone(), admin.clone());
             tasks.push(tokio::spawn(async move {
-                app.register_trainee(
-                    &admin,
-                    &CommandOptions::default(),
-                    Email::parse(&format!("r{round}d{i}@example.com")).unwrap(),
-                    PersonName::parse("Dropped").unwrap(),
-                    None,
-                )
-                .await
+                app.commands()
+                    .register_trainee(
+                        &admin,
+                        &CommandOptions::default(),
+                        Email::parse(&format!("r{round}d{i}@example.com")).unwrap(),
+                        PersonName::parse("Dropped").unwrap(),
+                        None,
+                    )
+                    .await
             }));
         }
         tokio::time::sleep(std::time::Duration::from_micros(200 * round)).await;
@@ -217,7 +227,7 @@ async fn dropped_requests_leave_no_tenant_waiting() {
     // The tenant is not left "busy": a next write is written at once.
     let next = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        app.register_trainee(
+        app.commands().register_trainee(
             &admin,
             &CommandOptions::default(),
             Email::parse("after@example.com").unwrap(),
@@ -390,7 +400,10 @@ async fn a_batch_refuses_each_write_on_its_own_and_any_error_rolls_all_of_it_bac
     let admin = caller(tenant, Role::Admin, Uuid::now_v7());
     let none = CommandOptions::default();
     let course = course_through(&app, &admin, "GONE").await;
-    app.retire_course(&admin, &none, course).await.unwrap();
+    app.commands()
+        .retire_course(&admin, &none, course)
+        .await
+        .unwrap();
     let head = test.head(tenant).await;
     let mut conn = test.pool.acquire().await.unwrap();
 
@@ -539,15 +552,16 @@ async fn register_trainees(app: &App, admin: &Caller, n: usize) -> Vec<TraineeId
     let mut trainees = Vec::new();
     for i in 0..n {
         let trainee = TraineeId::from_uuid(Uuid::now_v7());
-        app.register_trainee(
-            admin,
-            &CommandOptions::default(),
-            Email::parse(&format!("life{i}@example.com")).unwrap(),
-            PersonName::parse("Lifecycle").unwrap(),
-            Some(trainee),
-        )
-        .await
-        .unwrap();
+        app.commands()
+            .register_trainee(
+                admin,
+                &CommandOptions::default(),
+                Email::parse(&format!("life{i}@example.com")).unwrap(),
+                PersonName::parse("Lifecycle").unwrap(),
+                Some(trainee),
+            )
+            .await
+            .unwrap();
         trainees.push(trainee);
     }
     trainees
@@ -564,28 +578,35 @@ async fn register_then_complete_a_lifecycle(
 ) -> Result<i64, String> {
     let none = CommandOptions::default();
     let leaving = app
+        .commands()
         .register_for_course(&admin, &none, leaving, Some(trainee))
         .await
         .map(|outcome| outcome.position)
         .map_err(|error| error.code().to_owned());
     let enrollment = EnrollmentId::from_uuid(
-        app.register_for_course(&admin, &none, kept, Some(trainee))
+        app.commands()
+            .register_for_course(&admin, &none, kept, Some(trainee))
             .await
             .unwrap()
             .stream_id,
     );
-    app.start_course(&admin, &none, enrollment).await.unwrap();
+    app.commands()
+        .start_course(&admin, &none, enrollment)
+        .await
+        .unwrap();
     let submission = submit_through(&app, &admin, enrollment).await;
-    app.grade_submission(
-        &admin,
-        &none,
-        enrollment,
-        submission,
-        Score::parse("s", 80).unwrap(),
-    )
-    .await
-    .unwrap();
-    app.complete_course(&admin, &none, enrollment)
+    app.commands()
+        .grade_submission(
+            &admin,
+            &none,
+            enrollment,
+            submission,
+            Score::parse("s", 80).unwrap(),
+        )
+        .await
+        .unwrap();
+    app.commands()
+        .complete_course(&admin, &none, enrollment)
         .await
         .unwrap();
     leaving
@@ -634,7 +655,8 @@ async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() 
         let (app, admin) = (app.clone(), admin.clone());
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-            app.retire_course(&admin, &CommandOptions::default(), retired)
+            app.commands()
+                .retire_course(&admin, &CommandOptions::default(), retired)
                 .await
                 .unwrap()
                 .position
@@ -660,13 +682,16 @@ async fn whole_lifecycles_and_a_retirement_written_in_batches_match_a_rebuild() 
     let completed = completed_enrollments(&test, tenant).await;
     assert_eq!(completed, 24);
     assert!(
-        app.group_commit_stats().batched_writes > 0,
+        app.commands().group_commit_stats().batched_writes > 0,
         "nothing was batched"
     );
     let stored = positions(&test, tenant).await;
     assert_eq!(stored, (1..=stored.len() as i64).collect::<Vec<i64>>());
 
     let live = snapshot(&test.pool, tenant).await;
-    app.rebuild_projections(&admin, |_| {}).await.unwrap();
+    app.reads()
+        .rebuild_projections(&admin, |_| {})
+        .await
+        .unwrap();
     assert_eq!(snapshot(&test.pool, tenant).await, live);
 }

@@ -6,7 +6,7 @@
 //! two workers, started if it is not running): each test database is then a distributed
 //! database of its own, cloned from a distributed template on every node.
 
-use coursetrail::app::{App, Caller, CommandOptions};
+use coursetrail::app::{App, AppSettings, Caller, CommandOptions};
 use coursetrail::auth::{JwtSettings, KeySource, Role, TokenIssuer, TokenVerifier};
 use coursetrail::citus::LocalCitus;
 use coursetrail::config::{Config, JwtKeys};
@@ -247,13 +247,13 @@ impl TestApp {
 
     /// [`TestApp::spawn`], with the server's settings adjusted first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut server_state::HttpState)) -> TestApp {
-        Self::spawn_configured(|app| app, adjust).await
+        Self::spawn_configured(|_| {}, adjust).await
     }
 
     /// [`TestApp::spawn`], with the application (its limits) and the server's settings
     /// adjusted first.
     pub async fn spawn_configured(
-        configure: impl FnOnce(App) -> App,
+        configure: impl FnOnce(&mut AppSettings),
         adjust: impl FnOnce(&mut server_state::HttpState),
     ) -> TestApp {
         // Server logs go to the test's captured output (shown when a test fails).
@@ -274,7 +274,7 @@ impl TestApp {
         pool: PgPool,
         database_url: String,
         server_pool: PgPool,
-        configure: impl FnOnce(App) -> App,
+        configure: impl FnOnce(&mut AppSettings),
         adjust: impl FnOnce(&mut server_state::HttpState),
     ) -> TestApp {
         // The server is wired as `coursetrail serve` wires it, from the suite's configuration;
@@ -505,6 +505,7 @@ impl TestApp {
 /// A course created through the application layer (passing score 50), by `admin`.
 pub async fn course_through(app: &App, admin: &Caller, code: &str) -> CourseId {
     let created = app
+        .commands()
         .create_course(
             admin,
             &CommandOptions::default(),
@@ -521,6 +522,7 @@ pub async fn course_through(app: &App, admin: &Caller, code: &str) -> CourseId {
 /// submission id the command recorded.
 pub async fn submit_through(app: &App, caller: &Caller, enrollment: EnrollmentId) -> SubmissionId {
     let submitted = app
+        .commands()
         .submit_test(
             caller,
             &CommandOptions::default(),

@@ -470,7 +470,7 @@ async fn after_its_database_connections_were_cut_an_idle_server_answers_the_next
     let server_pool = db::connect_pinging(&url, 8, Duration::from_secs(10), Duration::ZERO)
         .await
         .unwrap();
-    let app = TestApp::spawn_over(pool, url, server_pool.clone(), |app| app, |_| {}).await;
+    let app = TestApp::spawn_over(pool, url, server_pool.clone(), |_| {}, |_| {}).await;
     let admin = app.admin();
     app.create_course(&admin, "BEFORE", 50).await;
     // A few connections open and idle in the pool, whatever the command itself needed.

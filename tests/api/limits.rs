@@ -74,7 +74,9 @@ async fn a_flooding_tenant_gets_rate_limited_while_a_quiet_tenant_is_served() {
         max_wait: Duration::from_secs(5),
         refusal_delay: Duration::from_millis(200),
     };
-    let app = Arc::new(TestApp::spawn_configured(|app| app.with_limits(limits), |_| {}).await);
+    let app = Arc::new(
+        TestApp::spawn_configured(|settings| settings.limits = Some(limits), |_| {}).await,
+    );
     let quiet_tenant = app.new_tenant("Quiet").await;
     let quiet = app.token_for(
         quiet_tenant,
@@ -146,9 +148,10 @@ async fn replays_are_priced_by_their_work_and_run_on_their_own_share() {
     let mut handle = None;
     let app = Arc::new(
         TestApp::spawn_configured(
-            move |app| {
-                let pool = app.pool().clone();
-                app.with_heavy_work(pool, heavy)
+            move |settings| {
+                // On the main pool, with one slot.
+                settings.heavy_pool = None;
+                settings.heavy_limits = heavy;
             },
             |state| handle = Some(state.app.clone()),
         )
@@ -179,7 +182,7 @@ async fn replays_are_priced_by_their_work_and_run_on_their_own_share() {
         })
     };
     until(Duration::from_secs(10), "the rebuild started", || {
-        server.load().1.0 > 0
+        server.runtime().load().1.0 > 0
     })
     .await;
     let report = "{ funnelReport { eventsReplayed } }";
@@ -430,7 +433,7 @@ async fn while_the_database_is_down_requests_fail_fast_and_it_recovers_at_once()
         pool,
         database_url,
         server_pool,
-        |app| app.with_worker_writes(false),
+        |settings| settings.worker_writes = false,
         |_| {},
     )
     .await;
@@ -491,7 +494,7 @@ async fn while_the_database_is_down_requests_fail_fast_and_it_recovers_at_once()
 
 mod live {
     use crate::helpers::{TestApp, caller, course_through};
-    use coursetrail::app::{App, SubscriptionLimits};
+    use coursetrail::app::{App, AppSettings, SubscriptionLimits};
     use coursetrail::auth::Role;
     use coursetrail::domain::EventType;
     use coursetrail::store::log::{LogFilter, LoggedEvent};
@@ -515,31 +518,47 @@ mod live {
             per_tenant: 5,
             ..SubscriptionLimits::default()
         };
-        let app = App::new(test.pool.clone()).with_subscription_limits(limits);
+        let settings = AppSettings {
+            subscriptions: limits,
+            ..AppSettings::default()
+        };
+        let app = App::build(test.pool.clone(), settings);
         let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
         let one = caller(test.tenant, Role::Admin, first);
         let two = caller(test.tenant, Role::Admin, second);
         let mut streams = Vec::new();
         for _ in 0..3 {
-            streams.push(app.follow(&one, LogFilter::default(), None).await.unwrap());
+            streams.push(
+                app.reads()
+                    .follow(&one, LogFilter::default(), None)
+                    .await
+                    .unwrap(),
+            );
         }
         let refused = app
+            .reads()
             .follow(&one, LogFilter::default(), None)
             .await
             .err()
             .unwrap();
         assert_eq!(refused.code(), "RATE_LIMITED", "per caller");
         for _ in 0..2 {
-            streams.push(app.follow(&two, LogFilter::default(), None).await.unwrap());
+            streams.push(
+                app.reads()
+                    .follow(&two, LogFilter::default(), None)
+                    .await
+                    .unwrap(),
+            );
         }
         let refused = app
+            .reads()
             .follow(&two, LogFilter::default(), None)
             .await
             .err()
             .unwrap();
         assert_eq!(refused.code(), "RATE_LIMITED", "per tenant");
         assert_eq!(
-            app.live_load(test.tenant),
+            app.runtime().live_load(test.tenant),
             (5, 1),
             "five subscriptions, one feed"
         );
@@ -550,11 +569,16 @@ mod live {
         }
         streams.pop();
         assert_eq!(
-            app.live_load(test.tenant).0,
+            app.runtime().live_load(test.tenant).0,
             4,
             "an ended subscription is not counted"
         );
-        streams.push(app.follow(&two, LogFilter::default(), None).await.unwrap());
+        streams.push(
+            app.reads()
+                .follow(&two, LogFilter::default(), None)
+                .await
+                .unwrap(),
+        );
     }
 
     #[tokio::test]
@@ -564,13 +588,19 @@ mod live {
             buffer: 2,
             ..SubscriptionLimits::default()
         };
-        let app = App::new(test.pool.clone()).with_subscription_limits(limits);
+        let settings = AppSettings {
+            subscriptions: limits,
+            ..AppSettings::default()
+        };
+        let app = App::build(test.pool.clone(), settings);
         let admin = caller(test.tenant, Role::Admin, Uuid::now_v7());
         let mut slow = app
+            .reads()
             .follow(&admin, LogFilter::default(), None)
             .await
             .unwrap();
         let mut fast = app
+            .reads()
             .follow(&admin, LogFilter::default(), None)
             .await
             .unwrap();
@@ -593,6 +623,7 @@ mod live {
         course_through(&app, &admin, "C6").await;
         next(&mut fast).await;
         let mut resumed = app
+            .reads()
             .follow(&admin, LogFilter::default(), Some(delivered))
             .await
             .unwrap();
@@ -637,7 +668,7 @@ async fn a_websocket_client_that_stops_reading_is_dropped_after_the_send_timeout
         .await
         .unwrap();
     until(Duration::from_secs(10), "the subscription started", || {
-        server.live_load(app.tenant).0 > 0
+        server.runtime().live_load(app.tenant).0 > 0
     })
     .await;
 
@@ -646,7 +677,7 @@ async fn a_websocket_client_that_stops_reading_is_dropped_after_the_send_timeout
     until(
         Duration::from_secs(60),
         "the server dropped the client that stopped reading",
-        || server.live_load(app.tenant).0 == 0,
+        || server.runtime().live_load(app.tenant).0 == 0,
     )
     .await;
     println!("dropped {:?} after subscribing", started.elapsed());
@@ -678,7 +709,7 @@ async fn a_page_reads_each_relation_once_not_once_per_row() {
     };
     let mut handle = None;
     let app = TestApp::spawn_configured(
-        |app| app.with_limits(limits),
+        |settings| settings.limits = Some(limits),
         |state| handle = Some(state.app.clone()),
     )
     .await;
@@ -695,7 +726,7 @@ async fn a_page_reads_each_relation_once_not_once_per_row() {
             app.submit(&admin, enrollment).await;
         }
     }
-    let reads_before = server.admitted();
+    let reads_before = server.runtime().admitted();
     let page = app
         .ok(
             &admin,
@@ -706,7 +737,7 @@ async fn a_page_reads_each_relation_once_not_once_per_row() {
         .await;
     // One read for the page and one per relation (each read is one statement), whatever the
     // page size: not one per row.
-    assert_eq!(server.admitted() - reads_before, 4);
+    assert_eq!(server.runtime().admitted() - reads_before, 4);
     let edges = page["enrollments"]["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 100);
     let submitted = edges

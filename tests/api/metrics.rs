@@ -377,7 +377,10 @@ async fn group_commit_batches_are_counted_as_the_stats_say() {
     let scrape = parse(&text);
     let get = |name: &str| value(&scrape, name, &[]).unwrap();
     let batches = get("coursetrail_group_commit_batches_total");
-    assert_eq!(server.group_commit_stats().batches as f64, batches);
+    assert_eq!(
+        server.commands().group_commit_stats().batches as f64,
+        batches
+    );
     assert_eq!(get("coursetrail_group_commit_batch_size"), batches);
     let sizes: f64 = text
         .lines()

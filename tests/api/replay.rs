@@ -80,29 +80,31 @@ impl World {
     /// A course with one of twelve codes: some are duplicates, on purpose.
     async fn create_course(&mut self, app: &App, rng: &mut StdRng) -> Result<(), AppError> {
         let code = format!("C{}", rng.random_range(0..12)); // duplicates on purpose
-        app.create_course(
-            &self.instructor,
-            &self.options,
-            CourseCode::parse(&code).unwrap(),
-            CourseTitle::parse("Course").unwrap(),
-            Score::parse("p", rng.random_range(30..90)).unwrap(),
-        )
-        .await
-        .map(|o| self.courses.push(CourseId::from_uuid(o.stream_id)))
+        app.commands()
+            .create_course(
+                &self.instructor,
+                &self.options,
+                CourseCode::parse(&code).unwrap(),
+                CourseTitle::parse("Course").unwrap(),
+                Score::parse("p", rng.random_range(30..90)).unwrap(),
+            )
+            .await
+            .map(|o| self.courses.push(CourseId::from_uuid(o.stream_id)))
     }
 
     /// A trainee with one of forty e-mails: some are duplicates, on purpose.
     async fn register_trainee(&mut self, app: &App, rng: &mut StdRng) -> Result<(), AppError> {
         let email = format!("t{}@example.com", rng.random_range(0..40));
-        app.register_trainee(
-            &self.admin,
-            &self.options,
-            Email::parse(&email).unwrap(),
-            PersonName::parse("Trainee").unwrap(),
-            None,
-        )
-        .await
-        .map(|o| self.trainees.push(TraineeId::from_uuid(o.stream_id)))
+        app.commands()
+            .register_trainee(
+                &self.admin,
+                &self.options,
+                Email::parse(&email).unwrap(),
+                PersonName::parse("Trainee").unwrap(),
+                None,
+            )
+            .await
+            .map(|o| self.trainees.push(TraineeId::from_uuid(o.stream_id)))
     }
 
     /// One random command (or none, when what it needs does not exist yet).
@@ -120,7 +122,8 @@ impl World {
                 let course = self.courses[pick(rng, self.courses.len())];
                 let trainee = self.trainees[pick(rng, self.trainees.len())];
                 let who = self.as_trainee(trainee);
-                app.register_for_course(&who, &options, course, None)
+                app.commands()
+                    .register_for_course(&who, &options, course, None)
                     .await
                     .map(|o| {
                         let enrollment = EnrollmentId::from_uuid(o.stream_id);
@@ -130,13 +133,17 @@ impl World {
             4 if !self.enrollments.is_empty() => {
                 let (enrollment, trainee) = self.enrollments[pick(rng, self.enrollments.len())];
                 let who = self.as_trainee(trainee);
-                app.start_course(&who, &options, enrollment).await.map(drop)
+                app.commands()
+                    .start_course(&who, &options, enrollment)
+                    .await
+                    .map(drop)
             }
             5 if !self.enrollments.is_empty() => {
                 let (enrollment, trainee) = self.enrollments[pick(rng, self.enrollments.len())];
                 let who = self.as_trainee(trainee);
                 let answers = Answers::parse(json!({ "step": step })).unwrap();
-                app.submit_test(&who, &options, enrollment, answers)
+                app.commands()
+                    .submit_test(&who, &options, enrollment, answers)
                     .await
                     .map(|o| {
                         let id = o.result["submissionId"].as_str().unwrap().parse().unwrap();
@@ -147,26 +154,30 @@ impl World {
             6 if !self.submissions.is_empty() => {
                 let (enrollment, submission) = self.submissions[pick(rng, self.submissions.len())];
                 let score = Score::parse("s", rng.random_range(0..=100)).unwrap();
-                app.grade_submission(&self.instructor, &options, enrollment, submission, score)
+                app.commands()
+                    .grade_submission(&self.instructor, &options, enrollment, submission, score)
                     .await
                     .map(drop)
             }
             7 if !self.enrollments.is_empty() => {
                 let (enrollment, trainee) = self.enrollments[pick(rng, self.enrollments.len())];
                 let who = self.as_trainee(trainee);
-                app.complete_course(&who, &options, enrollment)
+                app.commands()
+                    .complete_course(&who, &options, enrollment)
                     .await
                     .map(drop)
             }
             8 if !self.enrollments.is_empty() => {
                 let (enrollment, _) = self.enrollments[pick(rng, self.enrollments.len())];
-                app.withdraw_registration(&self.admin, &options, enrollment, None)
+                app.commands()
+                    .withdraw_registration(&self.admin, &options, enrollment, None)
                     .await
                     .map(drop)
             }
             9 if !self.courses.is_empty() && rng.random_bool(0.2) => {
                 let course = self.courses[pick(rng, self.courses.len())];
-                app.retire_course(&self.admin, &options, course)
+                app.commands()
+                    .retire_course(&self.admin, &options, course)
                     .await
                     .map(drop)
             }
@@ -215,7 +226,11 @@ async fn rebuilt_projections_equal_the_live_ones_row_for_row() {
         );
         let live = snapshot(&test.pool, tenant).await;
         let admin = caller(tenant, Role::Admin, Uuid::now_v7());
-        let report = app.rebuild_projections(&admin, |_| {}).await.unwrap();
+        let report = app
+            .reads()
+            .rebuild_projections(&admin, |_| {})
+            .await
+            .unwrap();
         assert_eq!(report.events as i64, test.event_count(tenant).await);
         let rebuilt = snapshot(&test.pool, tenant).await;
         assert_eq!(live.len(), rebuilt.len(), "seed {seed}");
@@ -241,7 +256,8 @@ async fn rebuilt_projections_equal_the_live_ones_row_for_row() {
         .execute(&test.pool)
         .await
         .unwrap();
-    app.rebuild_projections(&caller(tenant, Role::Admin, Uuid::now_v7()), |_| {})
+    app.reads()
+        .rebuild_projections(&caller(tenant, Role::Admin, Uuid::now_v7()), |_| {})
         .await
         .unwrap();
     assert_eq!(snapshot(&test.pool, tenant).await, live);

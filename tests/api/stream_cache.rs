@@ -34,16 +34,18 @@ async fn enrolled(app: &App, tenant: TenantId, code: &str) -> EnrollmentId {
     let none = CommandOptions::default();
     let course = course_through(app, &admin, code).await;
     let trainee = TraineeId::from_uuid(Uuid::now_v7());
-    app.register_trainee(
-        &admin,
-        &none,
-        Email::parse(&format!("{}@example.com", code.to_lowercase())).unwrap(),
-        PersonName::parse("Cached").unwrap(),
-        Some(trainee),
-    )
-    .await
-    .unwrap();
+    app.commands()
+        .register_trainee(
+            &admin,
+            &none,
+            Email::parse(&format!("{}@example.com", code.to_lowercase())).unwrap(),
+            PersonName::parse("Cached").unwrap(),
+            Some(trainee),
+        )
+        .await
+        .unwrap();
     let registered = app
+        .commands()
         .register_for_course(&admin, &none, course, Some(trainee))
         .await
         .unwrap();
@@ -60,10 +62,14 @@ async fn a_command_decided_on_an_outdated_stream_is_decided_again_on_the_stored_
     let enrollment = enrolled(&a, tenant, "CACHE").await;
 
     // b starts the course; a still holds the enrollment as merely registered.
-    b.start_course(&admin, &none, enrollment).await.unwrap();
+    b.commands()
+        .start_course(&admin, &none, enrollment)
+        .await
+        .unwrap();
     // On a's copy a submission is refused (not started): decided again on the stored stream,
     // it is accepted.
     let submitted = a
+        .commands()
         .submit_test(&admin, &none, enrollment, answers())
         .await
         .expect("decided on the stored stream");
@@ -74,11 +80,13 @@ async fn a_command_decided_on_an_outdated_stream_is_decided_again_on_the_stored_
         .unwrap();
     // b's copy lacks the submission: its withdrawal is accepted by the domain, refused by the
     // version, and accepted again on the stored stream.
-    b.withdraw_registration(&admin, &none, enrollment, None)
+    b.commands()
+        .withdraw_registration(&admin, &none, enrollment, None)
         .await
         .expect("withdrawn after a version conflict");
     // a's copy is not withdrawn, so grading is accepted there; on the stored stream it is not.
     let graded = a
+        .commands()
         .grade_submission(
             &admin,
             &none,
@@ -127,7 +135,10 @@ async fn a_repeated_command_id_is_answered_from_its_record_even_when_the_cache_w
     let admin = caller(tenant, Role::Admin, Uuid::now_v7());
     let none = CommandOptions::default();
     let enrollment = enrolled(&app, tenant, "AGAIN").await;
-    app.start_course(&admin, &none, enrollment).await.unwrap();
+    app.commands()
+        .start_course(&admin, &none, enrollment)
+        .await
+        .unwrap();
 
     // A second submission is allowed, so the repeat's decision succeeds on the cached stream;
     // its command id is what refuses it, and the first outcome is returned.
@@ -136,10 +147,12 @@ async fn a_repeated_command_id_is_answered_from_its_record_even_when_the_cache_w
         ..Default::default()
     };
     let first = app
+        .commands()
         .submit_test(&admin, &once, enrollment, answers())
         .await
         .unwrap();
     let repeat = app
+        .commands()
         .submit_test(&admin, &once, enrollment, answers())
         .await
         .unwrap();
@@ -163,19 +176,21 @@ async fn registering_a_trainee_id_another_server_registered_is_refused_and_chang
     let admin = caller(tenant, Role::Admin, Uuid::now_v7());
     let none = CommandOptions::default();
     let trainee = TraineeId::from_uuid(Uuid::now_v7());
-    a.register_trainee(
-        &admin,
-        &none,
-        Email::parse("first@example.com").unwrap(),
-        PersonName::parse("First").unwrap(),
-        Some(trainee),
-    )
-    .await
-    .unwrap();
+    a.commands()
+        .register_trainee(
+            &admin,
+            &none,
+            Email::parse("first@example.com").unwrap(),
+            PersonName::parse("First").unwrap(),
+            Some(trainee),
+        )
+        .await
+        .unwrap();
     // b has never seen the trainee, so it assumes a new stream; the write of its row as new is
     // refused (the row exists: a version conflict), and the decision on the stored stream
     // refuses the registration.
     let again = b
+        .commands()
         .register_trainee(
             &admin,
             &none,
@@ -227,6 +242,7 @@ async fn random_histories_through_three_servers_answer_as_one_server_does() {
         assert!(succeeded > 80, "seed {seed}: only {succeeded} succeeded");
         let live = snapshot(&test.pool, shared).await;
         servers[0]
+            .reads()
             .rebuild_projections(&caller(shared, Role::Admin, Uuid::now_v7()), |_| {})
             .await
             .unwrap();

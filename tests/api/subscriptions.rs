@@ -23,7 +23,7 @@ async fn spawn_with_handle() -> (TestApp, App) {
 async fn until_live(server: &App, count: usize) {
     let what = format!("{count} live subscriptions");
     until(Duration::from_secs(10), &what, || {
-        server.live_subscriptions() == count
+        server.runtime().live_subscriptions() == count
     })
     .await;
 }
