@@ -2,7 +2,9 @@
 //! - no top-level module uses one from a layer above its own ([`LAYERS`], as ARCHITECTURE.md
 //!   draws them);
 //! - modules that share a parent never use each other in a circle (a module and the modules
-//!   inside it count as one, seen from outside).
+//!   inside it count as one, seen from outside);
+//! - the interfaces reach storage and the read models only through the application (its
+//!   types are `app::views`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,6 +20,10 @@ const LAYERS: &[&[&str]] = &[
     &["graphql", "http", "server"],
     &["citus", "demo"],
 ];
+
+/// The interfaces, and the modules they reach only through the application.
+const INTERFACES: &[&str] = &["graphql", "http", "server"];
+const BEHIND_THE_APPLICATION: &[&str] = &["store", "db", "replay", "projections", "reports"];
 
 type Module = Vec<String>;
 
@@ -204,6 +210,19 @@ fn no_module_uses_a_layer_above_its_own() {
         }
     }
     assert!(upward.is_empty(), "uses of a higher layer: {upward:#?}");
+}
+
+#[test]
+fn the_interfaces_reach_storage_only_through_the_application() {
+    let direct: Vec<String> = uses(&modules())
+        .into_iter()
+        .filter(|(user, used)| {
+            INTERFACES.contains(&user[0].as_str())
+                && BEHIND_THE_APPLICATION.contains(&used[0].as_str())
+        })
+        .map(|(user, used)| format!("{} uses {}", user.join("::"), used.join("::")))
+        .collect();
+    assert!(direct.is_empty(), "{direct:#?}");
 }
 
 #[test]

@@ -24,6 +24,20 @@ fn fold<A: Aggregate>(stream: &[StreamEvent]) -> A::State {
     A::fold(stream.iter().map(|e| &e.event))
 }
 
+/// Erases a trainee's personal data in one transaction: its key and v1 plaintext (the log's
+/// tables), its projection rows' personal columns, and the request digests of the commands on
+/// its streams. Every statement names the tenant, so on Citus the transaction stays on the
+/// tenant's worker. Returns the streams that held its data (its own and its enrollments').
+async fn erase(conn: &mut Conn, tenant: TenantId, trainee: Uuid) -> Result<Vec<Uuid>, AppError> {
+    let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
+    store::personal::erase_key_and_plaintext(&mut tx, tenant, trainee).await?;
+    let mut streams = projections::erase_personal_columns(&mut tx, tenant, trainee).await?;
+    streams.push(trainee);
+    store::personal::erase_digests(&mut tx, tenant, &streams, DIGEST_KEY).await?;
+    tx.commit().await?;
+    Ok(streams)
+}
+
 /// A trainee may act only on its own enrollments; to it, anyone else's do not exist.
 fn own_enrollment(caller: &Caller, state: &Option<Enrollment>) -> Result<(), AppError> {
     match state {
@@ -295,9 +309,7 @@ impl Commands {
             let events = TraineeAggregate::decide(&state, TraineeCommand::Forget)?;
             // The erasure goes first, in one transaction: once it committed the data is gone,
             // whatever happens to the rest of the command (a retry records the event).
-            let mut streams =
-                store::personal::erase(&mut conn, tenant, trainee_id.as_uuid(), DIGEST_KEY).await?;
-            streams.push(trainee_id.as_uuid());
+            let streams = erase(&mut conn, tenant, trainee_id.as_uuid()).await?;
             if events.is_empty() {
                 self.recent.drop_streams(tenant, &streams);
                 return Ok(CommandOutcome {

@@ -39,6 +39,17 @@ pub use reports::ReportOutput;
 pub use runtime::Runtime;
 pub use tenants::TenantSummary;
 
+/// The types the application's reads return and take, as the interfaces (GraphQL, HTTP, the
+/// exports) see them: they name these, never the storage modules they come from.
+pub mod views {
+    pub use crate::projections::EnrollmentFilter;
+    pub use crate::projections::rows::{CourseRow, EnrollmentRow, SubmissionRow, TraineeRow};
+    pub use crate::reports::duration::{DurationSpec, GroupBy, GroupKey};
+    pub use crate::reports::funnel::FunnelRow;
+    pub use crate::reports::{LifecyclePoint, Summary};
+    pub use crate::store::log::{LogFilter, LoggedEvent};
+}
+
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::store::Notifier;

@@ -12,7 +12,7 @@ use super::pagination::{PageArgs, decode_cursor, encode_cursor, page};
 use super::scalars::Position;
 use super::types::Role;
 use crate::app::AppError;
-use crate::store::log::{LogFilter, LoggedEvent};
+use crate::app::views::{LogFilter, LoggedEvent};
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};

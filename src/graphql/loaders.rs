@@ -9,10 +9,9 @@
 //! selects, into the loader's per-request cache: the rows' own loads then find them there.
 
 use super::error::GqlResultExt;
+use crate::app::views::{CourseRow, EnrollmentRow, SubmissionRow, TraineeRow};
 use crate::app::{App, Caller};
 use crate::domain::{CourseId, EnrollmentId, TraineeId};
-use crate::projections::rows::EnrollmentRow;
-use crate::projections::rows::{CourseRow, SubmissionRow, TraineeRow};
 use async_graphql::Context;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use std::collections::HashMap;

@@ -5,16 +5,16 @@ use super::error::{GqlResultExt, to_graphql};
 use super::scalars::Position;
 use super::types::Course;
 use crate::app::AppError;
+use crate::app::views::Summary;
+use crate::app::views::{DurationSpec, GroupKey};
 use crate::domain::CourseId;
-use crate::reports::Summary;
-use crate::reports::duration::{DurationSpec, GroupKey};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// A point in an enrollment's lifecycle.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(remote = "crate::reports::LifecyclePoint")]
+#[graphql(remote = "crate::app::views::LifecyclePoint")]
 pub enum LifecyclePoint {
     /// `CourseRegistered`.
     Registered,
@@ -31,7 +31,7 @@ pub enum LifecyclePoint {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(remote = "crate::reports::duration::GroupBy")]
+#[graphql(remote = "crate::app::views::GroupBy")]
 pub enum ReportGrouping {
     /// One row per course.
     Course,
@@ -138,10 +138,10 @@ pub struct DurationReport {
     pub events_replayed: Position,
 }
 
-pub struct FunnelReportRow(crate::reports::funnel::FunnelRow);
+pub struct FunnelReportRow(crate::app::views::FunnelRow);
 
 fn rate(numerator: u64, denominator: u64) -> Option<f64> {
-    crate::reports::funnel::FunnelRow::rate(numerator, denominator)
+    crate::app::views::FunnelRow::rate(numerator, denominator)
 }
 
 #[Object]

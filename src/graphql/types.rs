@@ -2,7 +2,7 @@
 
 use super::context::{app, caller, rows};
 use super::error::GqlResultExt;
-use crate::projections::rows::{CourseRow, EnrollmentRow, SubmissionRow, TraineeRow};
+use crate::app::views::{CourseRow, EnrollmentRow, SubmissionRow, TraineeRow};
 use async_graphql::{Context, Enum, ID, Object};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

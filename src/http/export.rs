@@ -14,10 +14,10 @@
 //! also the xAPI export's (`xapi.rs`): one path for both.
 
 use super::{HttpState, authenticate};
+use crate::app::views::{LogFilter, LoggedEvent};
 use crate::app::{AppError, AuditStream, Caller, ErrorCode};
 use crate::domain::EventType;
 use crate::graphql::request_error;
-use crate::store::log::{LogFilter, LoggedEvent};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};

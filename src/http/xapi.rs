@@ -13,7 +13,7 @@
 
 use super::HttpState;
 use super::export::{admitted, app_error, open_pages, shared_filter, streamed_body};
-use crate::store::log::LogFilter;
+use crate::app::views::LogFilter;
 use crate::xapi::{self, Iris, LEARNER_EVENTS};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;

@@ -12,4 +12,4 @@ pub mod rows;
 mod write;
 
 pub use read::*;
-pub use write::ProjectionWrite;
+pub use write::{ProjectionWrite, erase_personal_columns};

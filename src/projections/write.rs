@@ -1,9 +1,11 @@
 //! Writing a stream's projection rows with its append: the rows bound as arrays, one per
-//! column, after the store's own parameters.
+//! column, after the store's own parameters; and erasing a forgotten trainee's columns.
 
 use super::rows::{CourseRow, EnrollmentRow, StreamRows, SubmissionRow, TraineeRow};
-use crate::domain::SubmissionId;
+use crate::domain::{SubmissionId, TenantId, schema};
 use crate::store::{Call, ProjectionRows};
+use sqlx::PgConnection;
+use uuid::Uuid;
 
 /// The rows one stream now contributes (after its new events were folded in), written by the
 /// same call as the append ([`crate::store::append_with`]): one round trip per command. A
@@ -174,4 +176,32 @@ impl<'q> ProjectionRows<'q> for ProjectionWrite<'q> {
         let call = bind_enrollments(call, &rows.enrollments);
         bind_submissions(call, &rows.submissions)
     }
+}
+
+/// Replaces the trainee's personal columns with the forgotten placeholders (its row's version
+/// unchanged: the `TraineeForgotten` write that follows moves it) and clears its enrollments'
+/// withdrawal reasons. Part of the erasure's transaction (`app`'s `forget_trainee`). Returns
+/// the trainee's enrollments (their streams held its data).
+pub async fn erase_personal_columns(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    trainee_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE trainees SET email = $3, name = $4 WHERE tenant_id = $1 AND trainee_id = $2",
+    )
+    .bind(tenant.as_uuid())
+    .bind(trainee_id)
+    .bind(schema::forgotten_email(trainee_id))
+    .bind(schema::FORGOTTEN_NAME)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query_scalar(
+        "UPDATE enrollments SET withdrawal_reason = NULL \
+         WHERE tenant_id = $1 AND trainee_id = $2 RETURNING enrollment_id",
+    )
+    .bind(tenant.as_uuid())
+    .bind(trainee_id)
+    .fetch_all(&mut *conn)
+    .await
 }

@@ -18,7 +18,7 @@ use crate::crypto::{self, DataKey, Keyring};
 use crate::domain::schema::{self, PERSONAL};
 use crate::domain::{Event, EventType, TenantId};
 use serde_json::Value;
-use sqlx::{Acquire, PgConnection};
+use sqlx::PgConnection;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -174,20 +174,15 @@ async fn stored_key(
     .await?)
 }
 
-/// Erases the trainee's personal data, in one transaction: its key (the row stays, keyless,
-/// as the mark that none may be made again), its v1 plaintext events, its projection rows'
-/// personal columns (placeholders, the version unchanged: the `TraineeForgotten` write that
-/// follows moves it), and the request digests of the commands on its streams. Every statement
-/// names the tenant, so on Citus the transaction stays on the tenant's worker. Run again, it
-/// changes nothing more. Returns the trainee's enrollments (their streams held its data).
+/// Erases what the log holds of the trainee's personal data: its key (the row stays, keyless,
+/// as the mark that none may be made again) and its v1 plaintext events. Part of the erasure's
+/// transaction (`app`'s `forget_trainee`); run again, it changes nothing more.
 #[tracing::instrument(level = "debug", name = "db.erase_trainee", skip_all, fields(db.system = "postgresql"))]
-pub async fn erase(
+pub async fn erase_key_and_plaintext(
     conn: &mut PgConnection,
     tenant: TenantId,
     trainee_id: Uuid,
-    digest_key: &str,
-) -> Result<Vec<Uuid>, StoreError> {
-    let mut tx = conn.begin().await?;
+) -> Result<(), StoreError> {
     // The time is bound, not `now()`: Citus refuses non-immutable functions in an upsert's
     // DO UPDATE.
     sqlx::query(
@@ -198,7 +193,7 @@ pub async fn erase(
     .bind(tenant.as_uuid())
     .bind(trainee_id)
     .bind(chrono::Utc::now())
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     for (event_type, fields) in LEGACY_PERSONAL {
         sqlx::query(&format!(
@@ -209,38 +204,30 @@ pub async fn erase(
         ))
         .bind(tenant.as_uuid())
         .bind(trainee_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     }
-    sqlx::query(
-        "UPDATE trainees SET email = $3, name = $4 WHERE tenant_id = $1 AND trainee_id = $2",
-    )
-    .bind(tenant.as_uuid())
-    .bind(trainee_id)
-    .bind(schema::forgotten_email(trainee_id))
-    .bind(schema::FORGOTTEN_NAME)
-    .execute(&mut *tx)
-    .await?;
-    let enrollments: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE enrollments SET withdrawal_reason = NULL \
-         WHERE tenant_id = $1 AND trainee_id = $2 RETURNING enrollment_id",
-    )
-    .bind(tenant.as_uuid())
-    .bind(trainee_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    Ok(())
+}
+
+/// Removes the request digests (under `digest_key` in their results) of the commands on
+/// `streams`: a digest is derived from a command's input, which may have held personal data.
+pub async fn erase_digests(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    streams: &[Uuid],
+    digest_key: &str,
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE commands SET result = result - $3 \
-         WHERE tenant_id = $1 AND result ? $3 AND (stream_id = $2 OR stream_id = ANY($4))",
+         WHERE tenant_id = $1 AND result ? $3 AND stream_id = ANY($2)",
     )
     .bind(tenant.as_uuid())
-    .bind(trainee_id)
+    .bind(streams)
     .bind(digest_key)
-    .bind(&enrollments)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
-    Ok(enrollments)
+    Ok(())
 }
 
 /// The v1 events with personal fields, and how erasing removes them (fixed SQL, no input).
