@@ -151,13 +151,9 @@ async fn submit(
     answer: &str,
 ) -> Result<SubmissionId, AppError> {
     let answers = Answers::parse(serde_json::json!({ "q1": answer, "q2": "d" }))?;
-    let outcome = app
+    let submitted = app
         .commands()
         .submit_test(admin, &CommandOptions::default(), enrollment, answers)
         .await?;
-    outcome.result["submissionId"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .map(SubmissionId::from_uuid)
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a submission without its id")))
+    Ok(submitted.submission_id)
 }

@@ -8,12 +8,13 @@ use super::Conn;
 use super::group::{GroupCommit, GroupCommitStats, PendingWrite};
 use super::recent::{Recent, Stream};
 use super::runtime::Runtime;
-use super::write::{Write, project, stored_stream, write_failed};
+use super::write::{CommandResult, Write, project, stored_stream, write_failed};
 use super::{AppError, Caller, within};
-use crate::domain::TenantId;
+use crate::domain::{SubmissionId, TenantId};
 use crate::projections::rows::StreamRows;
 use crate::store::{self, CommandRecord, Metadata};
 use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -44,7 +45,19 @@ pub struct CommandOptions {
     pub input: Option<String>,
 }
 
-/// The key of a command record's result holding the request's digest ([`request_digest`]).
+/// A command record's `result` as stored: the command's result and, when the request sent its
+/// input, the request's digest ([`request_digest`]). Fields it does not know are ignored.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordedResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    submission_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_digest: Option<String>,
+}
+
+/// The key of a command record's result holding the request's digest (erased with a
+/// forgotten trainee's data).
 pub(super) const DIGEST_KEY: &str = "requestDigest";
 
 /// SHA-256 over the command, the caller and the input: equal for a retry, different for any
@@ -75,7 +88,7 @@ fn request_digest(caller: &Caller, command_type: &str, input: &str) -> String {
 pub struct CommandOutcome {
     pub stream_id: Uuid,
     pub position: i64,
-    pub result: serde_json::Value,
+    pub result: CommandResult,
     /// True when this is the recorded outcome of an earlier request with the same command id.
     pub replayed: bool,
     /// The stream's projection rows as this command wrote them (so a payload need not read
@@ -267,11 +280,15 @@ impl Commands {
             correlation_id: options.correlation_id.unwrap_or_else(Uuid::now_v7),
             causation_id: options.command_id,
         };
-        let mut result = write.result;
-        if let (Some(input), Some(fields)) = (&options.input, result.as_object_mut()) {
-            let digest = request_digest(caller, command_type, input);
-            fields.insert(DIGEST_KEY.into(), digest.into());
-        }
+        let result = write.result;
+        let recorded = RecordedResult {
+            submission_id: result.submission_id.map(|id| id.as_uuid()),
+            request_digest: options
+                .input
+                .as_ref()
+                .map(|input| request_digest(caller, command_type, input)),
+        };
+        let recorded = serde_json::to_value(recorded).map_err(AppError::internal)?;
         let stored = write
             .events
             .iter()
@@ -288,7 +305,7 @@ impl Commands {
             trainee_id: write.trainee_id,
             course_id: write.course_id,
             command_type,
-            result,
+            result: recorded,
             rows,
             touched_submissions,
             registration: write.registration,
@@ -325,7 +342,7 @@ impl Commands {
         Ok(CommandOutcome {
             stream_id: write.stream_id,
             position,
-            result: pending.result,
+            result,
             replayed: false,
             rows: Some(pending.rows),
         })
@@ -335,7 +352,7 @@ impl Commands {
 /// The recorded outcome of a command id seen before, if this request is a retry of that
 /// command: same command, caller and input (when both were recorded with a digest).
 fn replayed(
-    mut record: CommandRecord,
+    record: CommandRecord,
     caller: &Caller,
     options: &CommandOptions,
     command_type: &str,
@@ -346,12 +363,10 @@ fn replayed(
             record.command_type
         )));
     }
-    let recorded = record
-        .result
-        .as_object_mut()
-        .and_then(|fields| fields.remove(DIGEST_KEY));
-    if let (Some(recorded), Some(input)) = (recorded, &options.input)
-        && recorded.as_str() != Some(&request_digest(caller, command_type, input))
+    let recorded: RecordedResult =
+        serde_json::from_value(record.result).map_err(AppError::internal)?;
+    if let (Some(recorded), Some(input)) = (&recorded.request_digest, &options.input)
+        && *recorded != request_digest(caller, command_type, input)
     {
         return Err(AppError::CommandIdReused(
             "commandId was already used with another input or by another caller".into(),
@@ -360,7 +375,9 @@ fn replayed(
     Ok(CommandOutcome {
         stream_id: record.stream_id,
         position: record.position,
-        result: record.result,
+        result: CommandResult {
+            submission_id: recorded.submission_id.map(SubmissionId::from_uuid),
+        },
         replayed: true,
         rows: None,
     })
@@ -369,4 +386,28 @@ fn replayed(
 /// Server time at PostgreSQL's precision, so the value stored is exactly the value projected.
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_keeps_its_digest_under_the_key_erasure_removes() {
+        let recorded = RecordedResult {
+            submission_id: None,
+            request_digest: Some("d".into()),
+        };
+        let stored = serde_json::to_value(recorded).unwrap();
+        assert_eq!(stored, serde_json::json!({ DIGEST_KEY: "d" }));
+    }
+
+    #[test]
+    fn a_record_of_an_earlier_shape_still_reads() {
+        let id = Uuid::now_v7();
+        let stored = serde_json::json!({ "submissionId": id, "somethingElse": 1 });
+        let recorded: RecordedResult = serde_json::from_value(stored).unwrap();
+        assert_eq!(recorded.submission_id, Some(id));
+        assert_eq!(recorded.request_digest, None);
+    }
 }

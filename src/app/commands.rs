@@ -3,7 +3,7 @@
 use super::command_path::{
     Command, CommandOptions, CommandOutcome, Commands, DIGEST_KEY, OnMiss, Source,
 };
-use super::write::Write;
+use super::write::{CommandResult, Write};
 use super::{AppError, Caller, Conn};
 use crate::domain::TenantId;
 use crate::domain::course::{CourseAggregate, CourseCommand};
@@ -13,15 +13,21 @@ use crate::domain::trainee::{TraineeAggregate, TraineeCommand};
 use crate::domain::values::{
     Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason,
 };
-use crate::domain::{Aggregate, CourseId, EnrollmentId, Role, StreamType, SubmissionId, TraineeId};
+use crate::domain::{Aggregate, CourseId, EnrollmentId, Role, SubmissionId, TraineeId};
 use crate::projections;
 use crate::store::personal::TraineeKey;
 use crate::store::{self, StreamEvent};
-use serde_json::json;
 use uuid::Uuid;
 
 fn fold<A: Aggregate>(stream: &[StreamEvent]) -> A::State {
     A::fold(stream.iter().map(|e| &e.event))
+}
+
+/// A submitted test: the command's outcome and the submission it made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub outcome: CommandOutcome,
+    pub submission_id: SubmissionId,
 }
 
 /// Erases a trainee's personal data in one transaction: its key and v1 plaintext (the log's
@@ -75,17 +81,7 @@ impl Commands {
                         passing_score,
                     },
                 )?;
-                let write = Write {
-                    stream_id: course_id.as_uuid(),
-                    stream_type: StreamType::Course,
-                    prior: &[],
-                    events,
-                    trainee_id: None,
-                    course_id: Some(course_id.as_uuid()),
-                    result: json!({}),
-                    registration: false,
-                    data_key: None,
-                };
+                let write = Write::course(course_id, &[], events);
                 self.commit(conn, command, write).await
             }
         })
@@ -113,17 +109,7 @@ impl Commands {
                 .await?;
             let state = fold::<CourseAggregate>(&stream);
             let events = CourseAggregate::decide(&state, CourseCommand::Retire)?;
-            let write = Write {
-                stream_id: course_id.as_uuid(),
-                stream_type: StreamType::Course,
-                prior: &stream[..],
-                events,
-                trainee_id: None,
-                course_id: Some(course_id.as_uuid()),
-                result: json!({}),
-                registration: false,
-                data_key: None,
-            };
+            let write = Write::course(course_id, &stream[..], events);
             self.commit(conn, command, write).await
         })
         .await
@@ -181,17 +167,8 @@ impl Commands {
                     .await?
                     .ok_or_else(|| AppError::InvalidState("the trainee was forgotten".into()))?,
                 };
-                let write = Write {
-                    stream_id: trainee_id.as_uuid(),
-                    stream_type: StreamType::Trainee,
-                    prior: &stream[..],
-                    events,
-                    trainee_id: Some(trainee_id.as_uuid()),
-                    course_id: None,
-                    result: json!({}),
-                    registration: false,
-                    data_key: Some(data_key),
-                };
+                let write =
+                    Write::trainee(trainee_id, &stream[..], events).sealed_with(Some(data_key));
                 self.commit(conn, command, write).await
             }
         })
@@ -247,17 +224,7 @@ impl Commands {
                     has_active_enrollment,
                 },
             )?;
-            let write = Write {
-                stream_id: enrollment_id.as_uuid(),
-                stream_type: StreamType::Enrollment,
-                prior: &[],
-                events,
-                trainee_id: Some(trainee_id.as_uuid()),
-                course_id: Some(course_id.as_uuid()),
-                result: json!({}),
-                registration: true,
-                data_key: None,
-            };
+            let write = Write::registration(enrollment_id, trainee_id, course_id, events);
             self.commit(conn, command, write).await
         })
         .await
@@ -315,22 +282,12 @@ impl Commands {
                 return Ok(CommandOutcome {
                     stream_id: trainee_id.as_uuid(),
                     position: store::log::head(&mut *conn, tenant).await?,
-                    result: json!({}),
+                    result: CommandResult::default(),
                     replayed: false,
                     rows: None,
                 });
             }
-            let write = Write {
-                stream_id: trainee_id.as_uuid(),
-                stream_type: StreamType::Trainee,
-                prior: &stream[..],
-                events,
-                trainee_id: Some(trainee_id.as_uuid()),
-                course_id: None,
-                result: json!({}),
-                registration: false,
-                data_key: None,
-            };
+            let write = Write::trainee(trainee_id, &stream[..], events);
             let outcome = self.commit(conn, command, write).await;
             // Dropped after the write, which caches the stream it wrote.
             self.recent.drop_streams(tenant, &streams);
@@ -346,16 +303,27 @@ impl Commands {
         options: &CommandOptions,
         enrollment_id: EnrollmentId,
         answers: Answers,
-    ) -> Result<CommandOutcome, AppError> {
+    ) -> Result<Submitted, AppError> {
         caller.require(&[Role::Admin, Role::Trainee], "submit tests")?;
         let submission_id = SubmissionId::generate();
-        self.enrollment_command(caller, options, "submitTest", enrollment_id, false, |_| {
-            Ok(EnrollmentCommand::Submit {
-                submission_id,
-                answers: answers.clone(),
+        let outcome = self
+            .enrollment_command(caller, options, "submitTest", enrollment_id, false, |_| {
+                Ok(EnrollmentCommand::Submit {
+                    submission_id,
+                    answers: answers.clone(),
+                })
             })
+            .await?;
+        // A retry's outcome carries the first request's submission, recorded with it.
+        let submission_id = outcome.result.submission_id.ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!(
+                "a submitTest record without its submission"
+            ))
+        })?;
+        Ok(Submitted {
+            outcome,
+            submission_id,
         })
-        .await
     }
 
     pub async fn grade_submission(
@@ -472,33 +440,23 @@ impl Commands {
                 _ => None,
             };
             let events = EnrollmentAggregate::decide(&state, decision)?;
-            let (trainee_id, course_id) = state
-                .as_ref()
-                .map(|e| (e.trainee_id.as_uuid(), e.course_id.as_uuid()))
-                .unzip();
-            let data_key = match trainee_id {
-                Some(trainee) if events.iter().any(|e| schema::is_personal(e.event_type())) => {
-                    let key = self.trainee_key(&mut conn, tenant, trainee, source).await?;
+            let of = state.as_ref().map(|e| (e.trainee_id, e.course_id));
+            let data_key = match of {
+                Some((trainee, _))
+                    if events.iter().any(|e| schema::is_personal(e.event_type())) =>
+                {
+                    let key = self
+                        .trainee_key(&mut conn, tenant, trainee.as_uuid(), source)
+                        .await?;
                     Some(key.ok_or_else(|| {
                         AppError::InvalidState("the trainee was forgotten".into())
                     })?)
                 }
                 _ => None,
             };
-            let write = Write {
-                stream_id: enrollment_id.as_uuid(),
-                stream_type: StreamType::Enrollment,
-                prior: &stream[..],
-                events,
-                trainee_id,
-                course_id,
-                result: match submission_id {
-                    Some(id) => json!({ "submissionId": id }),
-                    None => json!({}),
-                },
-                registration: false,
-                data_key,
-            };
+            let write = Write::enrollment(enrollment_id, &stream[..], events, of)
+                .sealed_with(data_key)
+                .with_result(CommandResult { submission_id });
             self.commit(conn, command, write).await
         })
         .await

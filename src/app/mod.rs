@@ -29,6 +29,7 @@ mod write;
 pub use audit::{AuditStream, EXPORT_PAGE_SIZE, FOLLOW_POLL_INTERVAL};
 pub use caller::Caller;
 pub use command_path::{CommandOptions, CommandOutcome, Commands};
+pub use commands::Submitted;
 pub use error::{AppError, ErrorCode};
 pub use feed::SubscriptionLimits;
 pub use group::GroupCommitStats;
@@ -38,6 +39,7 @@ pub use recent::DEFAULT_CAPACITY as DEFAULT_STREAM_CACHE_CAPACITY;
 pub use reports::ReportOutput;
 pub use runtime::Runtime;
 pub use tenants::TenantSummary;
+pub use write::CommandResult;
 
 /// The types the application's reads return and take, as the interfaces (GraphQL, HTTP, the
 /// exports) see them: they name these, never the storage modules they come from.

@@ -4,12 +4,20 @@
 
 use super::AppError;
 use super::recent::Stream;
-use crate::domain::{Event, StreamType, SubmissionId};
+use crate::domain::{CourseId, EnrollmentId, Event, StreamType, SubmissionId, TraineeId};
 use crate::projections::rows::{EventPlace, StreamRows};
 use crate::store::personal::TraineeKey;
 use crate::store::{StoreError, StreamEvent};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+/// What a command returns besides its stream and position. Recorded with the command, so a
+/// retry with the same command id returns it too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandResult {
+    /// The submission a `submitTest` made (or a `gradeSubmission` graded).
+    pub submission_id: Option<SubmissionId>,
+}
 
 /// The new events of one command and what is stored with them.
 pub(super) struct Write<'a> {
@@ -19,11 +27,102 @@ pub(super) struct Write<'a> {
     pub(super) events: Vec<Event>,
     pub(super) trainee_id: Option<Uuid>,
     pub(super) course_id: Option<Uuid>,
-    pub(super) result: serde_json::Value,
+    pub(super) result: CommandResult,
     /// The command opens an enrollment: written only while its course is not retired.
     pub(super) registration: bool,
     /// The data key of the trainee whose personal data the events hold, if they hold any.
     pub(super) data_key: Option<TraineeKey>,
+}
+
+impl<'a> Write<'a> {
+    /// New events of a course's stream.
+    pub(super) fn course(id: CourseId, prior: &'a [StreamEvent], events: Vec<Event>) -> Self {
+        Self::of(
+            id.as_uuid(),
+            StreamType::Course,
+            prior,
+            events,
+            None,
+            Some(id.as_uuid()),
+        )
+    }
+
+    /// New events of a trainee's stream.
+    pub(super) fn trainee(id: TraineeId, prior: &'a [StreamEvent], events: Vec<Event>) -> Self {
+        Self::of(
+            id.as_uuid(),
+            StreamType::Trainee,
+            prior,
+            events,
+            Some(id.as_uuid()),
+            None,
+        )
+    }
+
+    /// New events of an enrollment's stream, of the trainee and course it is about (none
+    /// before it exists).
+    pub(super) fn enrollment(
+        id: EnrollmentId,
+        prior: &'a [StreamEvent],
+        events: Vec<Event>,
+        of: Option<(TraineeId, CourseId)>,
+    ) -> Self {
+        let (trainee, course) = of.map(|(t, c)| (t.as_uuid(), c.as_uuid())).unzip();
+        Self::of(
+            id.as_uuid(),
+            StreamType::Enrollment,
+            prior,
+            events,
+            trainee,
+            course,
+        )
+    }
+
+    /// A new enrollment's first events: written only while its course is not retired.
+    pub(super) fn registration(
+        id: EnrollmentId,
+        trainee: TraineeId,
+        course: CourseId,
+        events: Vec<Event>,
+    ) -> Self {
+        Self {
+            registration: true,
+            ..Self::enrollment(id, &[], events, Some((trainee, course)))
+        }
+    }
+
+    /// The events hold personal data, sealed with `key`.
+    pub(super) fn sealed_with(self, key: Option<TraineeKey>) -> Self {
+        Self {
+            data_key: key,
+            ..self
+        }
+    }
+
+    pub(super) fn with_result(self, result: CommandResult) -> Self {
+        Self { result, ..self }
+    }
+
+    fn of(
+        stream_id: Uuid,
+        stream_type: StreamType,
+        prior: &'a [StreamEvent],
+        events: Vec<Event>,
+        trainee_id: Option<Uuid>,
+        course_id: Option<Uuid>,
+    ) -> Self {
+        Self {
+            stream_id,
+            stream_type,
+            prior,
+            events,
+            trainee_id,
+            course_id,
+            result: CommandResult::default(),
+            registration: false,
+            data_key: None,
+        }
+    }
 }
 
 /// The projection rows of a write's stream after it (the prior events folded again, then the

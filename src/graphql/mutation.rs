@@ -7,7 +7,8 @@ use super::error::{GqlResultExt, to_graphql};
 use super::scalars::Position;
 use super::types::{Course, Enrollment, Trainee};
 use crate::app::{
-    App, AppError, Caller, CommandOptions, CommandOutcome, may_see_trainee, visible_enrollment,
+    App, AppError, Caller, CommandOptions, CommandOutcome, Submitted, may_see_trainee,
+    visible_enrollment,
 };
 use crate::domain::values::{
     Answers, CourseCode, CourseTitle, Email, PersonName, Score, WithdrawalReason,
@@ -326,7 +327,7 @@ impl CoreMutation {
         let caller = caller(ctx)?;
         let answers = parsed(Answers::parse(input.answers.0))?;
         let options = command_options(ctx, input.command_id);
-        let outcome = app(ctx)
+        let submitted = app(ctx)
             .commands()
             .submit_test(
                 caller,
@@ -336,18 +337,14 @@ impl CoreMutation {
             )
             .await
             .gql()?;
-        let submission_id = outcome.result["submissionId"]
-            .as_str()
-            .and_then(|id| Uuid::parse_str(id).ok())
-            .ok_or_else(|| {
-                to_graphql(AppError::internal(anyhow::anyhow!(
-                    "submission id missing from the outcome"
-                )))
-            })?;
+        let Submitted {
+            outcome,
+            submission_id,
+        } = submitted;
         let payload = enrollment_payload(ctx, caller, outcome).await?;
         Ok(SubmitTestPayload {
             enrollment: payload.enrollment,
-            submission_id,
+            submission_id: submission_id.as_uuid(),
             position: payload.position,
             replayed: payload.replayed,
         })

@@ -531,12 +531,7 @@ pub async fn submit_through(app: &App, caller: &Caller, enrollment: EnrollmentId
         )
         .await
         .unwrap();
-    SubmissionId::from_uuid(
-        submitted.result["submissionId"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .expect("submitTest records its submission id"),
-    )
+    submitted.submission_id
 }
 
 /// A verified caller of the application layer, made as a request makes one: a token minted

@@ -146,9 +146,7 @@ impl World {
                     .submit_test(&who, &options, enrollment, answers)
                     .await
                     .map(|o| {
-                        let id = o.result["submissionId"].as_str().unwrap().parse().unwrap();
-                        self.submissions
-                            .push((enrollment, SubmissionId::from_uuid(id)));
+                        self.submissions.push((enrollment, o.submission_id));
                     })
             }
             6 if !self.submissions.is_empty() => {

@@ -73,11 +73,7 @@ async fn a_command_decided_on_an_outdated_stream_is_decided_again_on_the_stored_
         .submit_test(&admin, &none, enrollment, answers())
         .await
         .expect("decided on the stored stream");
-    let submission: Uuid = submitted.result["submissionId"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let submission: Uuid = submitted.submission_id.as_uuid();
     // b's copy lacks the submission: its withdrawal is accepted by the domain, refused by the
     // version, and accepted again on the stored stream.
     b.commands()
@@ -156,10 +152,10 @@ async fn a_repeated_command_id_is_answered_from_its_record_even_when_the_cache_w
         .submit_test(&admin, &once, enrollment, answers())
         .await
         .unwrap();
-    assert!(!first.replayed);
-    assert!(repeat.replayed);
-    assert_eq!(repeat.result, first.result);
-    assert_eq!(repeat.position, first.position);
+    assert!(!first.outcome.replayed);
+    assert!(repeat.outcome.replayed);
+    assert_eq!(repeat.submission_id, first.submission_id);
+    assert_eq!(repeat.outcome.position, first.outcome.position);
     let submitted = event_types(&test.pool, tenant, enrollment.as_uuid())
         .await
         .into_iter()
