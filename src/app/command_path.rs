@@ -5,7 +5,7 @@
 //! [`commands`](super::commands).
 
 use super::Conn;
-use super::group::{GroupCommit, GroupCommitStats, PendingWrite};
+use super::group::{GroupCommit, GroupCommitStats, PendingWrite, PgWrites};
 use super::recent::{Recent, Stream};
 use super::runtime::Runtime;
 use super::write::{CommandResult, Write, project, stored_stream, write_failed};
@@ -29,7 +29,7 @@ const MAX_ATTEMPTS: u32 = 8;
 pub struct Commands {
     pub(super) rt: Arc<Runtime>,
     pub(super) recent: Arc<Recent>,
-    pub(super) group: Arc<GroupCommit>,
+    pub(super) group: Arc<GroupCommit<PendingWrite>>,
 }
 
 /// Per-command options a client may send.
@@ -318,7 +318,7 @@ impl Commands {
             .await;
         let position = match self
             .group
-            .write(conn, &pool, caller.tenant(), pending.clone())
+            .write(PgWrites { pool }, conn, caller.tenant(), pending.clone())
             .await
         {
             Ok(position) => position,

@@ -31,6 +31,10 @@
 //!
 //! Only this server's writes are grouped; several servers still write correctly side by side,
 //! since every guarantee is the database's (versions, unique indexes, the head row).
+//!
+//! The machinery is generic over [`WriteStore`], the database as it sees it: the server's is
+//! [`PgWrites`]; the unit tests ([`tests`]) drive it with a double that holds, refuses, fails
+//! or loses writes on cue.
 
 use super::Conn;
 use crate::domain::{Event, StreamType, SubmissionId, TenantId};
@@ -42,6 +46,7 @@ use crate::store::{self, Append, BatchOutcome, Metadata, Refusal, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -99,27 +104,100 @@ impl PendingWrite {
     fn projection(&self) -> ProjectionWrite<'_> {
         ProjectionWrite::of(&self.rows, &self.touched_submissions, self.registration)
     }
+}
 
-    /// The write in one self-committing call.
-    async fn write_alone(&self, conn: &mut Conn, tenant: TenantId) -> Result<i64, StoreError> {
-        store::append_with(conn, tenant, self.append(), self.projection()).await
+/// Where group commit writes: a write alone, or a batch in one call, on a connection it
+/// acquires when a queued write is to write.
+pub(super) trait WriteStore: Clone + Send + Sync + 'static {
+    type Conn: Send + 'static;
+    type Write: Send + Sync + 'static;
+
+    /// The stream a write appends to (two writes of one stream never share a batch).
+    fn stream_id(write: &Self::Write) -> Uuid;
+
+    fn acquire(&self) -> impl Future<Output = Result<Self::Conn, StoreError>> + Send;
+
+    /// The write in one self-committing call; the tenant position of its last event.
+    fn write_alone(
+        &self,
+        conn: &mut Self::Conn,
+        tenant: TenantId,
+        write: &Self::Write,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// The writes in one call, in order, each accepted or refused on its own.
+    fn write_batch(
+        &self,
+        conn: &mut Self::Conn,
+        tenant: TenantId,
+        writes: &[&Self::Write],
+    ) -> impl Future<Output = Result<Vec<BatchOutcome>, StoreError>> + Send;
+}
+
+/// The server's store: the write function on `pool`'s connections (the main pool's, or on
+/// Citus the tenant's worker's).
+#[derive(Clone)]
+pub(super) struct PgWrites {
+    pub pool: PgPool,
+}
+
+impl WriteStore for PgWrites {
+    type Conn = Conn;
+    type Write = PendingWrite;
+
+    fn stream_id(write: &PendingWrite) -> Uuid {
+        write.stream_id
+    }
+
+    async fn acquire(&self) -> Result<Conn, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    async fn write_alone(
+        &self,
+        conn: &mut Conn,
+        tenant: TenantId,
+        write: &PendingWrite,
+    ) -> Result<i64, StoreError> {
+        store::append_with(conn, tenant, write.append(), write.projection()).await
+    }
+
+    async fn write_batch(
+        &self,
+        conn: &mut Conn,
+        tenant: TenantId,
+        writes: &[&PendingWrite],
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        let writes = writes
+            .iter()
+            .map(|write| (write.append(), write.projection()))
+            .collect();
+        store::append_batch(conn, tenant, writes).await
     }
 }
 
 /// Per tenant, how many writes are in flight and which writes wait for them.
-pub(super) struct GroupCommit {
+pub(super) struct GroupCommit<W> {
     enabled: bool,
     /// A tenant is present while any of its writes is in flight.
-    tenants: Mutex<HashMap<TenantId, InFlight>>,
+    tenants: Mutex<HashMap<TenantId, InFlight<W>>>,
     /// What it did since the server started: the application's metrics.
     stats: GroupCommitMetrics,
 }
 
 /// One tenant's writes in flight (each holds a [`Leadership`]) and who waits for them.
-#[derive(Default)]
-struct InFlight {
+struct InFlight<W> {
     leaders: usize,
-    queue: Vec<Waiter>,
+    queue: Vec<Waiter<W>>,
+}
+
+impl<W> Default for InFlight<W> {
+    fn default() -> Self {
+        Self {
+            leaders: 0,
+            queue: Vec::new(),
+        }
+    }
 }
 
 /// A copy of [`GroupCommit`]'s counters.
@@ -132,15 +210,15 @@ pub struct GroupCommitStats {
 }
 
 /// A queued write and how to tell it what to do.
-struct Waiter {
-    write: Arc<PendingWrite>,
+struct Waiter<W> {
+    write: Arc<W>,
     /// Taken when the waiter is answered; a waiter dropped unanswered is told to write alone
     /// (it is only ever dropped so before its batch was tried).
-    reply: Option<oneshot::Sender<Turn>>,
+    reply: Option<oneshot::Sender<Turn<W>>>,
 }
 
-impl Waiter {
-    fn answer(mut self, turn: Turn) {
+impl<W> Waiter<W> {
+    fn answer(mut self, turn: Turn<W>) {
         if let Some(reply) = self.reply.take() {
             // Let go of the write first, so the waiter holds the only reference to it.
             drop(self);
@@ -154,7 +232,7 @@ impl Waiter {
     }
 }
 
-impl Drop for Waiter {
+impl<W> Drop for Waiter<W> {
     fn drop(&mut self) {
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(Turn::Alone);
@@ -163,7 +241,7 @@ impl Drop for Waiter {
 }
 
 /// What a queued write is told.
-enum Turn {
+enum Turn<W> {
     /// The outcome of another write's batch for this write: written, or refused (nothing written).
     Written(BatchOutcome),
     /// Write yourself, on your own.
@@ -171,20 +249,20 @@ enum Turn {
     /// Your batch's connection was lost while it ran: whether you were written is unknown.
     Unknown(String),
     /// Lead: write yourself and these, in one batch.
-    Lead(Leadership),
+    Lead(Leadership<W>),
 }
 
 /// One of a tenant's places in flight: the right to write (a write or a batch) now. Dropping
 /// it passes the place on to the writes queued meanwhile (or gives it back), whatever happened
 /// to the holder.
-struct Leadership {
-    group: Arc<GroupCommit>,
+struct Leadership<W> {
+    group: Arc<GroupCommit<W>>,
     tenant: TenantId,
     /// The queued writes this leader writes with its own.
-    others: Vec<Waiter>,
+    others: Vec<Waiter<W>>,
 }
 
-impl Drop for Leadership {
+impl<W> Drop for Leadership<W> {
     fn drop(&mut self) {
         // Writes handed to this leader and not answered are told to write alone (`Waiter`'s
         // drop) before the next leader starts: they were not written.
@@ -220,7 +298,7 @@ impl Drop for Leadership {
     }
 }
 
-impl GroupCommit {
+impl<W: Send + Sync + 'static> GroupCommit<W> {
     pub fn new(enabled: bool, metrics: &Metrics) -> Self {
         Self {
             enabled,
@@ -244,16 +322,16 @@ impl GroupCommit {
     ///
     /// A queued write gives its connection back to `pool` while it waits (most are written by
     /// another's batch and never need one again), and takes one again if it is to write.
-    pub async fn write(
+    pub async fn write<S: WriteStore<Write = W>>(
         self: &Arc<Self>,
-        conn: Conn,
-        pool: &PgPool,
+        store: S,
+        conn: S::Conn,
         tenant: TenantId,
-        write: Arc<PendingWrite>,
+        write: Arc<W>,
     ) -> Result<i64, StoreError> {
         let mut conn = conn;
         if !self.enabled {
-            return write.write_alone(&mut conn, tenant).await;
+            return store.write_alone(&mut conn, tenant, &write).await;
         }
         let leadership = match self.join(tenant, &write) {
             Ok(leadership) => leadership,
@@ -261,10 +339,10 @@ impl GroupCommit {
                 drop(conn);
                 let turn = turn.await;
                 if matches!(turn, Ok(Turn::Alone | Turn::Lead(_))) {
-                    conn = pool.acquire().await?;
+                    conn = store.acquire().await?;
                     match turn {
                         Ok(Turn::Lead(leadership)) => leadership,
-                        _ => return write.write_alone(&mut conn, tenant).await,
+                        _ => return store.write_alone(&mut conn, tenant, &write).await,
                     }
                 } else {
                     match turn {
@@ -284,12 +362,12 @@ impl GroupCommit {
             }
         };
         if leadership.others.is_empty() {
-            let outcome = write.write_alone(&mut conn, tenant).await;
+            let outcome = store.write_alone(&mut conn, tenant, &write).await;
             drop(leadership);
             return outcome;
         }
         // Its own task, so the others are written and answered even if this request is dropped.
-        tokio::spawn(write_batch(conn, write, leadership))
+        tokio::spawn(write_batch(store, conn, write, leadership))
             .await
             .unwrap_or_else(|_| Err(StoreError::OutcomeUnknown("the batch was abandoned".into())))
     }
@@ -299,8 +377,8 @@ impl GroupCommit {
     fn join(
         self: &Arc<Self>,
         tenant: TenantId,
-        write: &Arc<PendingWrite>,
-    ) -> Result<Leadership, oneshot::Receiver<Turn>> {
+        write: &Arc<W>,
+    ) -> Result<Leadership<W>, oneshot::Receiver<Turn<W>>> {
         let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
         let in_flight = tenants.entry(tenant).or_default();
         if in_flight.leaders < MAX_IN_FLIGHT {
@@ -322,10 +400,11 @@ impl GroupCommit {
 
 /// Writes the leader's own write and the others in one batch, passes the leadership on, and
 /// answers the others.
-async fn write_batch(
-    mut conn: Conn,
-    own: Arc<PendingWrite>,
-    mut leadership: Leadership,
+async fn write_batch<S: WriteStore>(
+    store: S,
+    mut conn: S::Conn,
+    own: Arc<S::Write>,
+    mut leadership: Leadership<S::Write>,
 ) -> Result<i64, StoreError> {
     let tenant = leadership.tenant;
     let group = leadership.group.clone();
@@ -334,31 +413,30 @@ async fn write_batch(
     // write function would refuse it. The writes are applied in batch order within one
     // transaction, so a registration after a retirement of its course in the same batch sees
     // the course retired, as it would alone.
-    let mut streams = vec![own.stream_id];
+    let mut streams = vec![S::stream_id(&own)];
     let mut members = Vec::new();
     for waiter in std::mem::take(&mut leadership.others) {
         if waiter.is_gone() {
             continue;
         }
-        if streams.contains(&waiter.write.stream_id) {
+        if streams.contains(&S::stream_id(&waiter.write)) {
             waiter.answer(Turn::Written(BatchOutcome::Refused(
                 Refusal::VersionConflict,
             )));
             continue;
         }
-        streams.push(waiter.write.stream_id);
+        streams.push(S::stream_id(&waiter.write));
         members.push(waiter);
     }
     if members.is_empty() {
-        let outcome = own.write_alone(&mut conn, tenant).await;
+        let outcome = store.write_alone(&mut conn, tenant, &own).await;
         drop(leadership);
         return outcome;
     }
-    let writes = std::iter::once(&own)
-        .chain(members.iter().map(|waiter| &waiter.write))
-        .map(|write| (write.append(), write.projection()))
+    let writes: Vec<&S::Write> = std::iter::once(&*own)
+        .chain(members.iter().map(|waiter| &*waiter.write))
         .collect();
-    let outcomes = store::append_batch(&mut conn, tenant, writes).await;
+    let outcomes = store.write_batch(&mut conn, tenant, &writes).await;
     drop(leadership);
     // Everyone is answered at once, before anything else can go wrong.
     match outcomes {
@@ -391,7 +469,7 @@ async fn write_batch(
             for waiter in members {
                 waiter.answer(Turn::Alone);
             }
-            own.write_alone(&mut conn, tenant).await
+            store.write_alone(&mut conn, tenant, &own).await
         }
     }
 }
@@ -402,3 +480,6 @@ fn written(outcome: BatchOutcome) -> Result<i64, StoreError> {
         BatchOutcome::Refused(refusal) => Err(refusal.into()),
     }
 }
+
+#[cfg(test)]
+mod tests;
