@@ -191,7 +191,7 @@ impl Commands {
         caller: &Caller,
         options: &CommandOptions,
         command_type: &'static str,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<CommandOutcome, AppError>
     where
         F: FnMut(Conn, Source) -> Fut,
@@ -199,36 +199,13 @@ impl Commands {
     {
         // Held until the command is over, batch included: the tenant's share of the pool.
         let _slot = self.rt.admit(caller).await?;
-        if self.recent.enabled() {
-            let conn = self.rt.pool.acquire().await?;
-            match attempt(conn, Source::Recent).await {
-                Err(error) if error.may_be_stale() => {}
-                outcome => return outcome,
-            }
-        }
-        let mut last_error = AppError::ConcurrencyConflict;
-        for attempt_number in 0..MAX_ATTEMPTS {
-            if attempt_number > 0 {
-                // Jittered backoff, so writers that just collided do not collide again in step.
-                let jitter = u64::from(Uuid::new_v4().as_bytes()[0] % 4);
-                let millis = u64::from(attempt_number) * (1 + jitter);
-                tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
-            }
-            let mut conn = self.rt.pool.acquire().await?;
-            if let Some(command_id) = options.command_id
-                && let Some(record) =
-                    store::find_command(&mut conn, caller.tenant(), command_id).await?
-            {
-                return replayed(record, caller, options, command_type);
-            }
-            match attempt(conn, Source::Stored).await {
-                // Another write of the stream, or of the same commandId, committed first: the
-                // next attempt decides again, or finds the command's record and replays it.
-                Err(AppError::ConcurrencyConflict) => last_error = AppError::ConcurrencyConflict,
-                other => return other,
-            }
-        }
-        Err(last_error)
+        let mut stored = Stored {
+            pool: &self.rt.pool,
+            caller,
+            options,
+            command_type,
+        };
+        retrying(&mut stored, self.recent.enabled(), attempt).await
     }
 
     /// The stream an attempt decides on (see [`Source`] and [`OnMiss`]). A stream read is
@@ -349,6 +326,89 @@ impl Commands {
     }
 }
 
+/// What the retry loop needs of the database: a connection for each attempt, and the outcome
+/// recorded for the command's id, if any. The server's is [`Stored`]; the unit tests' a double.
+pub(super) trait Attempts {
+    type Conn;
+    fn connection(&mut self) -> impl Future<Output = Result<Self::Conn, AppError>>;
+    fn recorded(
+        &mut self,
+        conn: &mut Self::Conn,
+    ) -> impl Future<Output = Result<Option<CommandOutcome>, AppError>>;
+}
+
+/// The pool, and the command records in it.
+struct Stored<'a> {
+    pool: &'a sqlx::PgPool,
+    caller: &'a Caller,
+    options: &'a CommandOptions,
+    command_type: &'static str,
+}
+
+impl Attempts for Stored<'_> {
+    type Conn = Conn;
+
+    async fn connection(&mut self) -> Result<Conn, AppError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    async fn recorded(&mut self, conn: &mut Conn) -> Result<Option<CommandOutcome>, AppError> {
+        let Some(command_id) = self.options.command_id else {
+            return Ok(None);
+        };
+        match store::find_command(conn, self.caller.tenant(), command_id).await? {
+            Some(record) => {
+                replayed(record, self.caller, self.options, self.command_type).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The retry loop. With `cache_first`, one attempt on [`Source::Recent`] first; any refusal
+/// that guarantees nothing was written ([`AppError::may_be_stale`]) goes on to the stored
+/// path: the recorded outcome if the command id was seen before, else `attempt` on the stored
+/// stream, again after a conflict (up to [`MAX_ATTEMPTS`], with a jittered backoff), which
+/// also finds the record of a concurrent request with the same command id that committed
+/// first.
+pub(super) async fn retrying<A, F, Fut>(
+    attempts: &mut A,
+    cache_first: bool,
+    mut attempt: F,
+) -> Result<CommandOutcome, AppError>
+where
+    A: Attempts,
+    F: FnMut(A::Conn, Source) -> Fut,
+    Fut: Future<Output = Result<CommandOutcome, AppError>>,
+{
+    if cache_first {
+        let conn = attempts.connection().await?;
+        match attempt(conn, Source::Recent).await {
+            Err(error) if error.may_be_stale() => {}
+            outcome => return outcome,
+        }
+    }
+    for attempt_number in 0..MAX_ATTEMPTS {
+        if attempt_number > 0 {
+            // Jittered backoff, so writers that just collided do not collide again in step.
+            let jitter = u64::from(Uuid::new_v4().as_bytes()[0] % 4);
+            let millis = u64::from(attempt_number) * (1 + jitter);
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        }
+        let mut conn = attempts.connection().await?;
+        if let Some(outcome) = attempts.recorded(&mut conn).await? {
+            return Ok(outcome);
+        }
+        match attempt(conn, Source::Stored).await {
+            // Another write of the stream, or of the same commandId, committed first: the
+            // next attempt decides again, or finds the command's record and replays it.
+            Err(AppError::ConcurrencyConflict) => {}
+            other => return other,
+        }
+    }
+    Err(AppError::ConcurrencyConflict)
+}
+
 /// The recorded outcome of a command id seen before, if this request is a retry of that
 /// command: same command, caller and input (when both were recorded with a digest).
 fn replayed(
@@ -391,6 +451,137 @@ fn now() -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// The retry loop's database: connections numbered, and a record that appears from the
+    /// `record_from`-th look on.
+    struct Scripted {
+        connections: usize,
+        looks: usize,
+        record_from: Option<usize>,
+    }
+
+    impl Scripted {
+        fn new(record_from: Option<usize>) -> Self {
+            Self {
+                connections: 0,
+                looks: 0,
+                record_from,
+            }
+        }
+    }
+
+    fn outcome(replayed: bool) -> CommandOutcome {
+        CommandOutcome {
+            stream_id: Uuid::nil(),
+            position: 7,
+            result: CommandResult::default(),
+            replayed,
+            rows: None,
+        }
+    }
+
+    impl Attempts for Scripted {
+        type Conn = usize;
+
+        async fn connection(&mut self) -> Result<usize, AppError> {
+            self.connections += 1;
+            Ok(self.connections)
+        }
+
+        async fn recorded(&mut self, _: &mut usize) -> Result<Option<CommandOutcome>, AppError> {
+            self.looks += 1;
+            Ok(self
+                .record_from
+                .is_some_and(|from| self.looks >= from)
+                .then(|| outcome(true)))
+        }
+    }
+
+    /// Runs the loop with `answer` deciding each attempt; returns its result and the sources
+    /// of the attempts made.
+    async fn run(
+        attempts: &mut Scripted,
+        cache_first: bool,
+        answer: impl Fn(Source, usize) -> Result<CommandOutcome, AppError>,
+    ) -> (Result<CommandOutcome, AppError>, Vec<Source>) {
+        let seen = Mutex::new(Vec::new());
+        let result = retrying(attempts, cache_first, |conn, source| {
+            seen.lock().unwrap().push(source);
+            std::future::ready(answer(source, conn))
+        })
+        .await;
+        (result, seen.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_stale_refusal_of_the_cached_attempt_is_decided_again_on_the_stored_stream() {
+        let mut db = Scripted::new(None);
+        let (result, seen) = run(&mut db, true, |source, _| match source {
+            Source::Recent => Err(AppError::AlreadyRegistered),
+            Source::Stored => Ok(outcome(false)),
+        })
+        .await;
+        assert_eq!(result.unwrap(), outcome(false));
+        assert_eq!(seen, [Source::Recent, Source::Stored]);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_that_cannot_be_stale_is_the_answer_at_once() {
+        for error in [
+            AppError::Forbidden("no".into()),
+            AppError::Unavailable("lost".into()),
+        ] {
+            let code = error.code();
+            let mut db = Scripted::new(None);
+            let (result, seen) = run(&mut db, true, |_, _| {
+                Err(match code {
+                    "FORBIDDEN" => AppError::Forbidden("no".into()),
+                    _ => AppError::Unavailable("lost".into()),
+                })
+            })
+            .await;
+            assert_eq!(result.unwrap_err().code(), code);
+            assert_eq!(seen, [Source::Recent], "{code}: never tried again");
+        }
+    }
+
+    #[tokio::test]
+    async fn conflicts_are_decided_again_up_to_the_limit() {
+        let mut db = Scripted::new(None);
+        let (result, seen) = run(&mut db, false, |_, _| Err(AppError::ConcurrencyConflict)).await;
+        assert_eq!(result.unwrap_err().code(), "CONCURRENCY_CONFLICT");
+        assert_eq!(seen.len(), MAX_ATTEMPTS as usize);
+        assert_eq!(
+            db.connections, MAX_ATTEMPTS as usize,
+            "one connection per attempt"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_of_the_command_id_found_after_a_conflict_is_the_answer() {
+        let mut db = Scripted::new(Some(2));
+        let (result, seen) = run(&mut db, false, |_, _| Err(AppError::ConcurrencyConflict)).await;
+        assert!(result.unwrap().replayed);
+        assert_eq!(
+            seen,
+            [Source::Stored],
+            "no attempt once the record is found"
+        );
+    }
+
+    #[tokio::test]
+    async fn success_after_conflicts_is_the_answer() {
+        let mut db = Scripted::new(None);
+        let (result, seen) = run(&mut db, true, |source, conn| match (source, conn) {
+            (Source::Recent, _) => Err(AppError::ConcurrencyConflict),
+            (Source::Stored, conn) if conn < 4 => Err(AppError::ConcurrencyConflict),
+            _ => Ok(outcome(false)),
+        })
+        .await;
+        assert!(!result.unwrap().replayed);
+        assert_eq!(seen.len(), 4, "the cached attempt and three stored ones");
+    }
 
     #[test]
     fn a_record_keeps_its_digest_under_the_key_erasure_removes() {
