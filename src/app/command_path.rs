@@ -241,53 +241,11 @@ impl Commands {
         command: Command<'_>,
         write: Write<'_>,
     ) -> Result<CommandOutcome, AppError> {
-        let Command {
-            caller,
-            options,
-            name: command_type,
-        } = command;
+        let caller = command.caller;
         let recorded_at = now();
-        let expected_version = write.prior.last().map_or(0, |e| e.version);
-        let new_versions = expected_version + 1..;
-        let (rows, touched_submissions) = project(&write, recorded_at);
-        let metadata = Metadata {
-            actor_id: caller.actor_id(),
-            actor_role: caller.role(),
-            command_id: options.command_id,
-            correlation_id: options.correlation_id.unwrap_or_else(Uuid::now_v7),
-            causation_id: options.command_id,
-        };
-        let result = write.result;
-        let recorded = RecordedResult {
-            submission_id: result.submission_id.map(|id| id.as_uuid()),
-            request_digest: options
-                .input
-                .as_ref()
-                .map(|input| request_digest(caller, command_type, input)),
-        };
-        let recorded = serde_json::to_value(recorded).map_err(AppError::internal)?;
-        let stored = write
-            .events
-            .iter()
-            .map(|event| store::personal::seal(event, write.data_key.as_ref().map(|k| &*k.key)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let pending = Arc::new(PendingWrite {
-            stream_id: write.stream_id,
-            stream_type: write.stream_type,
-            expected_version,
-            events: write.events,
-            stored,
-            recorded_at,
-            metadata,
-            trainee_id: write.trainee_id,
-            course_id: write.course_id,
-            command_type,
-            result: recorded,
-            rows,
-            touched_submissions,
-            registration: write.registration,
-            data_key: write.data_key,
-        });
+        let (stream_id, result, prior) = (write.stream_id, write.result, write.prior);
+        let pending = Arc::new(pending_write(command, write, recorded_at)?);
+        let new_versions = pending.expected_version + 1..;
         let (conn, pool) = self
             .rt
             .routes
@@ -311,19 +269,70 @@ impl Commands {
                 self.recent
                     .store_trainee_key(caller.tenant(), trainee, key.as_stored());
             }
-            let stored = stored_stream(write.prior, pending.events, new_versions, recorded_at);
-            self.recent
-                .store_stream(caller.tenant(), write.stream_id, stored);
+            let stored = stored_stream(prior, pending.events, new_versions, recorded_at);
+            self.recent.store_stream(caller.tenant(), stream_id, stored);
         }
         self.rt.notifier.committed(caller.tenant());
         Ok(CommandOutcome {
-            stream_id: write.stream_id,
+            stream_id,
             position,
             result,
             replayed: false,
             rows: Some(pending.rows),
         })
     }
+}
+
+/// A command's write as group commit takes it: its stream's rows folded, its events sealed,
+/// its result recorded with the request's digest.
+fn pending_write(
+    command: Command<'_>,
+    write: Write<'_>,
+    recorded_at: DateTime<Utc>,
+) -> Result<PendingWrite, AppError> {
+    let Command {
+        caller,
+        options,
+        name: command_type,
+    } = command;
+    let expected_version = write.prior.last().map_or(0, |e| e.version);
+    let (rows, touched_submissions) = project(&write, recorded_at);
+    let metadata = Metadata {
+        actor_id: caller.actor_id(),
+        actor_role: caller.role(),
+        command_id: options.command_id,
+        correlation_id: options.correlation_id.unwrap_or_else(Uuid::now_v7),
+        causation_id: options.command_id,
+    };
+    let recorded = RecordedResult {
+        submission_id: write.result.submission_id.map(|id| id.as_uuid()),
+        request_digest: options
+            .input
+            .as_ref()
+            .map(|input| request_digest(caller, command_type, input)),
+    };
+    let stored = write
+        .events
+        .iter()
+        .map(|event| store::personal::seal(event, write.data_key.as_ref().map(|k| &*k.key)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PendingWrite {
+        stream_id: write.stream_id,
+        stream_type: write.stream_type,
+        expected_version,
+        events: write.events,
+        stored,
+        recorded_at,
+        metadata,
+        trainee_id: write.trainee_id,
+        course_id: write.course_id,
+        command_type,
+        result: serde_json::to_value(recorded).map_err(AppError::internal)?,
+        rows,
+        touched_submissions,
+        registration: write.registration,
+        data_key: write.data_key,
+    })
 }
 
 /// What the retry loop needs of the database: a connection for each attempt, and the outcome
