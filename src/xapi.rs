@@ -294,45 +294,7 @@ pub fn statement<'a>(
     // (`domain::schema`), whatever version it was stored in: one mapping per type suffices.
     let trainee = event.trainee_id.ok_or_else(|| missing("trainee"))?;
     let course = event.course_id.ok_or_else(|| missing("course"))?;
-    let malformed = |source| MappingError::Malformed {
-        event_id: event.event_id,
-        event_type: kind.as_str(),
-        source,
-    };
-    let (result, submission, passed) = match kind {
-        EventType::TestGraded => {
-            let graded = TestGraded::deserialize(&event.data).map_err(malformed)?;
-            let raw = graded.score.value();
-            let outcome = Outcome {
-                score: Some(ScoreResult {
-                    scaled: f64::from(raw) / 100.0,
-                    raw,
-                    min: 0,
-                    max: 100,
-                }),
-                success: Some(graded.passed),
-                completion: None,
-            };
-            (
-                Some(outcome),
-                Some(graded.submission_id.as_uuid()),
-                Some(graded.passed),
-            )
-        }
-        EventType::TestSubmitted => {
-            let submitted = Submission::deserialize(&event.data).map_err(malformed)?;
-            (None, Some(submitted.submission_id), None)
-        }
-        EventType::CourseCompleted => {
-            let outcome = Outcome {
-                score: None,
-                success: None,
-                completion: Some(true),
-            };
-            (Some(outcome), None, None)
-        }
-        _ => (None, None, None),
-    };
+    let (result, submission, passed) = outcome_of(event)?;
     let Some(verb) = verb(kind, passed) else {
         return Ok(None);
     };
@@ -374,6 +336,53 @@ pub fn statement<'a>(
         stored: at,
         version: VERSION,
     }))
+}
+
+/// What a learner event's data says of its result: the statement's `result`, the submission it
+/// is about, and whether it passed (for the verb).
+fn outcome_of(
+    event: &LoggedEvent,
+) -> Result<(Option<Outcome>, Option<Uuid>, Option<bool>), MappingError> {
+    let kind = event.event_type;
+    let malformed = |source| MappingError::Malformed {
+        event_id: event.event_id,
+        event_type: kind.as_str(),
+        source,
+    };
+    Ok(match kind {
+        EventType::TestGraded => {
+            let graded = TestGraded::deserialize(&event.data).map_err(malformed)?;
+            let raw = graded.score.value();
+            let outcome = Outcome {
+                score: Some(ScoreResult {
+                    scaled: f64::from(raw) / 100.0,
+                    raw,
+                    min: 0,
+                    max: 100,
+                }),
+                success: Some(graded.passed),
+                completion: None,
+            };
+            (
+                Some(outcome),
+                Some(graded.submission_id.as_uuid()),
+                Some(graded.passed),
+            )
+        }
+        EventType::TestSubmitted => {
+            let submitted = Submission::deserialize(&event.data).map_err(malformed)?;
+            (None, Some(submitted.submission_id), None)
+        }
+        EventType::CourseCompleted => {
+            let outcome = Outcome {
+                score: None,
+                success: None,
+                completion: Some(true),
+            };
+            (Some(outcome), None, None)
+        }
+        _ => (None, None, None),
+    })
 }
 
 /// A v5 UUID of `(tenant, id)` in `namespace`: the same inputs always give the same id, and the

@@ -280,6 +280,11 @@ impl Connection {
                 }
             }
         }
+        self.closed(close_code, started);
+    }
+
+    /// Ends the connection's operations and logs its end.
+    fn closed(&self, close_code: Option<u16>, started: std::time::Instant) {
         for (_, handle) in self.operations.values() {
             handle.abort();
         }
