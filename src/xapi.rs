@@ -294,7 +294,11 @@ pub fn statement<'a>(
     // (`domain::schema`), whatever version it was stored in: one mapping per type suffices.
     let trainee = event.trainee_id.ok_or_else(|| missing("trainee"))?;
     let course = event.course_id.ok_or_else(|| missing("course"))?;
-    let (result, submission, passed) = outcome_of(event)?;
+    let Said {
+        result,
+        submission,
+        passed,
+    } = said_of(event)?;
     let Some(verb) = verb(kind, passed) else {
         return Ok(None);
     };
@@ -340,9 +344,14 @@ pub fn statement<'a>(
 
 /// What a learner event's data says of its result: the statement's `result`, the submission it
 /// is about, and whether it passed (for the verb).
-fn outcome_of(
-    event: &LoggedEvent,
-) -> Result<(Option<Outcome>, Option<Uuid>, Option<bool>), MappingError> {
+#[derive(Default)]
+struct Said {
+    result: Option<Outcome>,
+    submission: Option<Uuid>,
+    passed: Option<bool>,
+}
+
+fn said_of(event: &LoggedEvent) -> Result<Said, MappingError> {
     let kind = event.event_type;
     let malformed = |source| MappingError::Malformed {
         event_id: event.event_id,
@@ -363,15 +372,18 @@ fn outcome_of(
                 success: Some(graded.passed),
                 completion: None,
             };
-            (
-                Some(outcome),
-                Some(graded.submission_id.as_uuid()),
-                Some(graded.passed),
-            )
+            Said {
+                result: Some(outcome),
+                submission: Some(graded.submission_id.as_uuid()),
+                passed: Some(graded.passed),
+            }
         }
         EventType::TestSubmitted => {
             let submitted = Submission::deserialize(&event.data).map_err(malformed)?;
-            (None, Some(submitted.submission_id), None)
+            Said {
+                submission: Some(submitted.submission_id),
+                ..Said::default()
+            }
         }
         EventType::CourseCompleted => {
             let outcome = Outcome {
@@ -379,9 +391,12 @@ fn outcome_of(
                 success: None,
                 completion: Some(true),
             };
-            (Some(outcome), None, None)
+            Said {
+                result: Some(outcome),
+                ..Said::default()
+            }
         }
-        _ => (None, None, None),
+        _ => Said::default(),
     })
 }
 
