@@ -72,7 +72,13 @@ async fn time_appends(
 ) -> anyhow::Result<Histogram<u64>> {
     let mut latency = common::latency_histogram();
     let events = [Event::CourseStarted(CourseStarted {})];
-    let stored = [store::personal::seal(&events[0], None)?];
+    // Not personal: sealed with no key, its place unused.
+    let place = store::personal::Place {
+        tenant,
+        stream_id: Uuid::nil(),
+        version: 1,
+    };
+    let stored = [store::personal::seal(&events[0], None, place)?];
     let result = json!({});
     for i in 0..samples + WARM_UP_APPENDS {
         let metadata = Metadata {

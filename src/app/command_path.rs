@@ -12,6 +12,7 @@ use super::write::{CommandResult, Write, project, stored_stream, write_failed};
 use super::{AppError, Caller, within};
 use crate::domain::{SubmissionId, TenantId};
 use crate::projections::rows::StreamRows;
+use crate::store::personal::Place;
 use crate::store::{self, CommandRecord, Metadata};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -311,10 +312,17 @@ fn pending_write(
             .as_ref()
             .map(|input| request_digest(caller, command_type, input)),
     };
-    let stored = write
-        .events
-        .iter()
-        .map(|event| store::personal::seal(event, write.data_key.as_ref().map(|k| &*k.key)))
+    let key = write.data_key.as_ref().map(|k| &*k.key);
+    let stored = (expected_version + 1..)
+        .zip(&write.events)
+        .map(|(version, event)| {
+            let place = Place {
+                tenant: caller.tenant(),
+                stream_id: write.stream_id,
+                version,
+            };
+            store::personal::seal(event, key, place)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(PendingWrite {
         stream_id: write.stream_id,

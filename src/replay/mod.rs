@@ -371,7 +371,7 @@ fn decode_rows(
                 data: row.try_get(8)?,
             };
             if schema::is_personal(event.event_type) && event.data.is_some() {
-                open_personal(&query.keys, &mut event, row.try_get(9)?)?;
+                open_personal(&query.keys, query.tenant, &mut event, row.try_get(9)?)?;
             }
             Ok(event)
         })
@@ -382,6 +382,7 @@ fn decode_rows(
 /// decode it with no keys at hand).
 fn open_personal(
     keys: &Keyring,
+    tenant: TenantId,
     event: &mut ReplayEvent,
     stored_key: Option<&[u8]>,
 ) -> Result<(), ReplayError<()>> {
@@ -405,6 +406,11 @@ fn open_personal(
         stored,
         event.trainee_id,
         stored_key,
+        crate::store::personal::Place {
+            tenant,
+            stream_id: event.stream_id,
+            version: event.version,
+        },
     )
     .map_err(personal)?;
     event.schema_version = schema::current_version(event.event_type);

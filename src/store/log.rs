@@ -149,7 +149,7 @@ pub async fn read_page(
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
         if row.try_get::<Option<i64>, _>("position")?.is_some() {
-            events.push(decode(keys, row)?);
+            events.push(decode(keys, tenant, row)?);
         }
     }
     let scanned_to = match events.last() {
@@ -209,7 +209,7 @@ fn push_conditions(query: &mut QueryBuilder<'_, Postgres>, filter: &LogFilter) {
     }
 }
 
-fn decode(keys: &Keyring, row: &PgRow) -> Result<LoggedEvent, StoreError> {
+fn decode(keys: &Keyring, tenant: TenantId, row: &PgRow) -> Result<LoggedEvent, StoreError> {
     let stream_type: String = row.try_get("stream_type")?;
     let event_type: String = row.try_get("event_type")?;
     let actor_role: String = row.try_get("actor_role")?;
@@ -223,6 +223,11 @@ fn decode(keys: &Keyring, row: &PgRow) -> Result<LoggedEvent, StoreError> {
         row.try_get("data")?,
         trainee_id,
         row.try_get::<Option<&[u8]>, _>("data_key")?,
+        personal::Place {
+            tenant,
+            stream_id: row.try_get("stream_id")?,
+            version: row.try_get("version")?,
+        },
     )?;
     Ok(LoggedEvent {
         position: row.try_get("position")?,

@@ -133,6 +133,11 @@ pub async fn load_stream(
                 row.try_get("data")?,
                 row.try_get("trainee_id")?,
                 row.try_get::<Option<&[u8]>, _>("data_key")?,
+                personal::Place {
+                    tenant,
+                    stream_id,
+                    version: row.try_get("version")?,
+                },
             )?;
             Ok(StreamEvent {
                 version: row.try_get("version")?,

@@ -42,9 +42,34 @@ pub struct StoredData {
     pub data: Value,
 }
 
-/// The stored form of a new event: the current version, with its personal fields sealed with
-/// `key` (which every event with personal fields needs).
-pub fn seal(event: &Event, key: Option<&DataKey>) -> Result<StoredData, StoreError> {
+/// Where an event is stored: bound into its envelope's associated data, so that an envelope
+/// copied onto another event (even of the same trainee and type) does not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub tenant: TenantId,
+    pub stream_id: Uuid,
+    pub version: i32,
+}
+
+/// The text that marks an envelope sealed to its place; envelopes without it were sealed with
+/// the event type alone as associated data, and still open so.
+const PLACED: &str = "v2.";
+
+/// The associated data of an envelope sealed to `place`.
+fn context(kind: EventType, place: Place) -> Vec<u8> {
+    format!(
+        "{}|{}|{}|{}",
+        kind.as_str(),
+        place.tenant,
+        place.stream_id,
+        place.version
+    )
+    .into_bytes()
+}
+
+/// The stored form of a new event at `place`: the current version, with its personal fields
+/// sealed with `key` (which every event with personal fields needs).
+pub fn seal(event: &Event, key: Option<&DataKey>, place: Place) -> Result<StoredData, StoreError> {
     let kind = event.event_type();
     let mut data = schema::with_personal_envelope(kind, event.data());
     if schema::is_personal(kind) {
@@ -52,9 +77,8 @@ pub fn seal(event: &Event, key: Option<&DataKey>) -> Result<StoredData, StoreErr
         let envelope = data.get_mut(PERSONAL).ok_or(StoreError::NoDataKey)?;
         let plaintext = serde_json::to_vec(envelope)
             .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
-        *envelope = Value::String(crypto::to_text(
-            &key.seal(&plaintext, kind.as_str().as_bytes()),
-        ));
+        let sealed = key.seal(&plaintext, &context(kind, place));
+        *envelope = Value::String(format!("{PLACED}{}", crypto::to_text(&sealed)));
     }
     Ok(StoredData {
         schema_version: schema::current_version(kind),
@@ -62,8 +86,9 @@ pub fn seal(event: &Event, key: Option<&DataKey>) -> Result<StoredData, StoreErr
     })
 }
 
-/// Stored data brought to the current shape with its envelope opened: decrypted with the
-/// trainee's stored key, or the placeholders when the key is gone (or the envelope was erased).
+/// Stored data of the event at `place` brought to the current shape with its envelope opened:
+/// decrypted with the trainee's stored key, or the placeholders when the key is gone (or the
+/// envelope was erased). An envelope sealed for another place does not open (an error).
 pub fn open(
     keys: &Keyring,
     kind: EventType,
@@ -71,6 +96,7 @@ pub fn open(
     data: Value,
     trainee_id: Option<Uuid>,
     stored_key: Option<&[u8]>,
+    place: Place,
 ) -> Result<Value, StoreError> {
     let mut data = schema::upcast(kind, schema_version, data)?;
     if !schema::is_personal(kind) {
@@ -84,7 +110,10 @@ pub fn open(
         (Value::Object(_), _) => return Ok(data),
         (Value::String(sealed), Some(stored_key)) => {
             let key = keys.data_key(stored_key)?;
-            let plaintext = key.open(&crypto::from_text(sealed)?, kind.as_str().as_bytes())?;
+            let plaintext = match sealed.strip_prefix(PLACED) {
+                Some(placed) => key.open(&crypto::from_text(placed)?, &context(kind, place))?,
+                None => key.open(&crypto::from_text(sealed)?, kind.as_str().as_bytes())?,
+            };
             serde_json::from_slice(&plaintext).map_err(|source| {
                 crate::domain::events::DecodeError::Malformed {
                     event_type: kind.as_str(),
@@ -252,17 +281,35 @@ mod tests {
         })
     }
 
-    fn read(keys: &Keyring, stored: &StoredData, key: Option<&[u8]>, trainee: Uuid) -> Event {
+    const PLACE: Place = Place {
+        tenant: TenantId::from_uuid(Uuid::from_u128(1)),
+        stream_id: Uuid::from_u128(2),
+        version: 1,
+    };
+
+    fn open_at(
+        keys: &Keyring,
+        stored: &StoredData,
+        key: Option<&[u8]>,
+        trainee: Uuid,
+        place: Place,
+    ) -> Result<Value, StoreError> {
         let kind = EventType::TraineeRegistered;
-        let opened = open(
+        let data = stored.data.clone();
+        open(
             keys,
             kind,
             stored.schema_version,
-            stored.data.clone(),
+            data,
             Some(trainee),
             key,
+            place,
         )
-        .unwrap();
+    }
+
+    fn read(keys: &Keyring, stored: &StoredData, key: Option<&[u8]>, trainee: Uuid) -> Event {
+        let kind = EventType::TraineeRegistered;
+        let opened = open_at(keys, stored, key, trainee, PLACE).unwrap();
         Event::from_stored(kind.as_str(), current_version(kind), opened).unwrap()
     }
 
@@ -270,7 +317,7 @@ mod tests {
     fn sealed_personal_fields_are_unreadable_without_the_key() {
         let keys = Keyring::unwrapped();
         let (key, stored_key) = keys.new_data_key();
-        let stored = seal(&registered(), Some(&key)).unwrap();
+        let stored = seal(&registered(), Some(&key), PLACE).unwrap();
         let text = stored.data.to_string();
         assert!(
             !text.contains("ada") && !text.contains("Lovelace"),
@@ -296,9 +343,65 @@ mod tests {
             submission_id: SubmissionId::generate(),
             answers: Answers::parse(json!({"q1": "secret answer"})).unwrap(),
         });
-        assert!(matches!(seal(&submitted, None), Err(StoreError::NoDataKey)));
+        assert!(matches!(
+            seal(&submitted, None, PLACE),
+            Err(StoreError::NoDataKey)
+        ));
         let retired = Event::CourseRetired(crate::domain::events::CourseRetired {});
-        assert_eq!(seal(&retired, None).unwrap().data, json!({}));
+        assert_eq!(seal(&retired, None, PLACE).unwrap().data, json!({}));
+    }
+
+    #[test]
+    fn an_envelope_moved_to_another_place_does_not_open() {
+        let keys = Keyring::unwrapped();
+        let (key, stored_key) = keys.new_data_key();
+        let trainee = Uuid::now_v7();
+        let stored = seal(&registered(), Some(&key), PLACE).unwrap();
+        assert!(open_at(&keys, &stored, Some(&stored_key), trainee, PLACE).is_ok());
+        let elsewhere = [
+            Place {
+                version: 2,
+                ..PLACE
+            },
+            Place {
+                stream_id: Uuid::from_u128(3),
+                ..PLACE
+            },
+            Place {
+                tenant: TenantId::from_uuid(Uuid::from_u128(4)),
+                ..PLACE
+            },
+        ];
+        for place in elsewhere {
+            assert!(
+                matches!(
+                    open_at(&keys, &stored, Some(&stored_key), trainee, place),
+                    Err(StoreError::Crypto(_))
+                ),
+                "opened at {place:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_envelope_sealed_before_places_were_bound_still_opens() {
+        let keys = Keyring::unwrapped();
+        let (key, stored_key) = keys.new_data_key();
+        let kind = EventType::TraineeRegistered;
+        let personal = json!({"email": "ada@example.com", "name": "Ada Lovelace"});
+        let sealed = key.seal(
+            &serde_json::to_vec(&personal).unwrap(),
+            kind.as_str().as_bytes(),
+        );
+        let stored = StoredData {
+            schema_version: 2,
+            data: json!({ PERSONAL: crypto::to_text(&sealed) }),
+        };
+        let trainee = Uuid::now_v7();
+        assert_eq!(
+            read(&keys, &stored, Some(&stored_key), trainee),
+            registered()
+        );
     }
 
     #[test]

@@ -447,7 +447,12 @@ async fn a_submission_sealed_before_its_trainee_was_forgotten_is_refused_after()
         submission_id: SubmissionId::generate(),
         answers: Answers::parse(json!({ "q1": ANSWER })).unwrap(),
     })];
-    let stored = [personal::seal(&events[0], Some(&key.key)).unwrap()];
+    let place = personal::Place {
+        tenant: app.tenant,
+        stream_id: started,
+        version: 3,
+    };
+    let stored = [personal::seal(&events[0], Some(&key.key), place).unwrap()];
     let metadata = Metadata {
         actor_id: trainee,
         actor_role: Role::Trainee,

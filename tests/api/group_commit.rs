@@ -290,7 +290,15 @@ fn append<'a>(
     let (key, _) = Keyring::unwrapped().new_data_key();
     let stored = events
         .iter()
-        .map(|event| personal::seal(event, Some(&key)).expect("sealable"))
+        .zip(1..)
+        .map(|(event, version)| {
+            let place = personal::Place {
+                tenant: TenantId::from_uuid(Uuid::nil()),
+                stream_id,
+                version,
+            };
+            personal::seal(event, Some(&key), place).expect("sealable")
+        })
         .collect::<Vec<_>>()
         .leak();
     Append {
