@@ -482,3 +482,63 @@ async fn a_submission_sealed_before_its_trainee_was_forgotten_is_refused_after()
     assert!(matches!(written, Err(StoreError::Refused)), "{written:?}");
     assert_eq!(app.head(app.tenant).await, head, "nothing appended");
 }
+
+/// A registration refused by the unique e-mail rule stores no data key: a key is written by the
+/// registration's own write and removed with it when the write is refused.
+#[tokio::test]
+async fn a_refused_registration_leaves_no_key_behind() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    let keys = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM trainee_keys WHERE tenant_id = $1")
+            .bind(app.tenant.as_uuid())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    app.register_trainee(&admin, EMAIL).await;
+    assert_eq!(keys().await, 1);
+    let register =
+        "mutation($i: RegisterTraineeInput!) { registerTrainee(input: $i) { trainee { id } } }";
+    let again = json!({ "i": { "email": EMAIL, "name": "Someone Else" } });
+    let code = app.error_code(Some(&admin), register, again).await;
+    assert_eq!(code, "ALREADY_EXISTS");
+    assert_eq!(keys().await, 1, "the refused registration's key is gone");
+}
+
+/// The scrub of an erasure finds the command records of the trainee's streams by index, not by
+/// reading every command record of the tenant.
+#[tokio::test]
+async fn the_digest_scrub_reads_command_records_by_stream() {
+    let app = TestApp::spawn().await;
+    // A tenant with many command records, as the planner sees it.
+    sqlx::query(
+        "INSERT INTO commands (tenant_id, command_id, command_type, stream_id, position, result, \
+         recorded_at) SELECT $1, gen_random_uuid(), 'startCourse', gen_random_uuid(), n, \
+         '{\"requestDigest\": \"d\"}', now() FROM generate_series(1, 20000) AS n",
+    )
+    .bind(app.tenant.as_uuid())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE commands")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN UPDATE commands SET result = result - 'requestDigest' \
+         WHERE tenant_id = $1 AND result ? 'requestDigest' AND stream_id = ANY($2)",
+    )
+    .bind(app.tenant.as_uuid())
+    .bind(vec![Uuid::now_v7()])
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    let indexes: Vec<String> =
+        sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE tablename = 'commands'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert!(plan.contains("commands_stream_idx"), "{plan}\n{indexes:?}");
+}
