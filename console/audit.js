@@ -2,7 +2,8 @@
 
 import { ApiError, getToken, gql, loadCourses, loadTrainees, normaliseError, session } from './api.js';
 import {
-  comparePositions, courseLabel, downloadBlob, ensureTabStop, field, fillDatalist, fromLocalInput,
+  comparePositions, courseLabel, downloadBlob, ensureTabStop, field, fillDatalist, forgetSuggestion,
+  fromLocalInput,
   h, jsonView, navigate, pageHeader, rovingRows, select, setStatus, shortId, showError, stamp,
   timeEl, titleCase, toLocalInput, typeCategory, TZ, uid, UUID_PATTERN,
 } from './ui.js';
@@ -240,6 +241,7 @@ export class AuditPanel {
   }
 
   onLiveEvent(event) {
+    if (event.type === 'TRAINEE_FORGOTTEN') forgetSuggestion(event.streamId);
     const tr = this.append(event, true);
     if (!tr) return;
     // Bounded DOM: past MAX_ROWS, the oldest rows go (the export still has everything).

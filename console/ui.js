@@ -201,6 +201,14 @@ export function setStatus(text) {
 
 export const courseLabel = (c) => (c ? `${c.code} — ${c.title}${c.retired ? ' (retired)' : ''}` : '');
 
+/** Drops a forgotten trainee from every suggestion list on the page: its name and e-mail must
+ * not stay on screen once the live feed says it was forgotten. */
+export function forgetSuggestion(traineeId) {
+  for (const option of document.querySelectorAll('datalist option')) {
+    if (option.value === traineeId) option.remove();
+  }
+}
+
 /** Fills a <datalist> with suggestions (value = id, label = name). Errors go to the banner. */
 export function fillDatalist(list, loader, label, context) {
   loader()

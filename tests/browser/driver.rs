@@ -14,8 +14,25 @@ const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Browser {
     pub client: Client,
-    _driver: Child,
+    _driver: DriverGroup,
     _profile: TempProfile,
+}
+
+/// chromedriver in a process group of its own, with the Chromium it starts: dropping it (also
+/// when a test panics) ends the whole group, so no browser outlives its test.
+struct DriverGroup(Child);
+
+impl Drop for DriverGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            // The group's id is the driver's pid (`process_group(0)`); `-pid` names the group.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// A browser profile of its own, removed afterwards.
@@ -36,6 +53,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| {
@@ -54,7 +72,7 @@ impl Browser {
         let client = connect(&url, capabilities).await;
         Browser {
             client,
-            _driver: driver,
+            _driver: DriverGroup(driver),
             _profile: TempProfile(profile),
         }
     }

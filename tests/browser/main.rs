@@ -134,6 +134,29 @@ async fn an_admin_filters_the_trail_and_sees_new_events_live() {
     let latencies = commit_and_watch(&app, &browser, 100).await;
     print_latencies(&latencies);
     assert_eq!(latencies.len(), 100, "every committed event appeared live");
+
+    // A trainee forgotten while the trail is live leaves the filter's suggestions at once.
+    let suggested = "return [...document.querySelectorAll('datalist option')]\
+                     .some((option) => option.value === arguments[0])";
+    let gone = "return ![...document.querySelectorAll('datalist option')]\
+                .some((option) => option.value === arguments[0])";
+    let forgotten = json!(trainees[1]);
+    browser
+        .until("the trainee suggested", suggested, vec![forgotten.clone()])
+        .await;
+    app.ok(
+        &app.admin(),
+        "mutation($t: UUID!) { forgetTrainee(input: {traineeId: $t}) { position } }",
+        json!({ "t": forgotten }),
+    )
+    .await;
+    browser
+        .until(
+            "the forgotten trainee's suggestion gone",
+            gone,
+            vec![forgotten],
+        )
+        .await;
     browser.close().await;
 }
 
